@@ -1,0 +1,179 @@
+"""Plain result records produced by the monitor engine.
+
+These are the only types the shells (embedded runner, Faust worker, replay) and the sinks exchange
+with the engine. They are frozen dataclasses of plain values so that they serialise canonically
+(:func:`to_canonical_json`) — the determinism guarantee of the engine is stated on that form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Alert",
+    "BatchResult",
+    "DetectorSignal",
+    "FeatureWindow",
+    "ModelWindow",
+    "SchemaChangeRecord",
+    "alert_identifier",
+    "to_canonical_json",
+]
+
+
+@dataclass(frozen=True)
+class FeatureWindow:
+    """Aggregate of one feature (or prediction field) over one closed event-time window.
+
+    ``quantiles`` come from a datasketches KLL sketch: approximate, and — because the library's
+    compaction uses an unseeded random generator — not bit-identical between two runs over the same
+    events. Every other field is exact and deterministic.
+    """
+
+    model: str
+    model_version: str
+    feature: str
+    kind: str  # "numeric" | "categorical"
+    window_start_ms: int
+    window_length_ms: int
+    count: int  # values summarised (accepted events with a valid value)
+    nulls: int
+    non_finite: int
+    out_of_range: int
+    unseen: int
+    minimum: float | None
+    maximum: float | None
+    mean: float | None
+    variance: float | None
+    psi: float | None
+    jensen_shannon: float | None
+    ks: float | None
+    wasserstein: float | None
+    psi_threshold: float | None
+    top_items: tuple[tuple[str, int], ...] = ()
+    quantiles: dict[str, float] = field(default_factory=dict)
+
+    def deterministic_dict(self) -> dict[str, Any]:
+        """All fields except the KLL quantiles (see class docstring)."""
+        data = dataclasses.asdict(self)
+        data.pop("quantiles")
+        return data
+
+
+@dataclass(frozen=True)
+class ModelWindow:
+    """Event counts of one model over one closed event-time window."""
+
+    model: str
+    model_version: str
+    window_start_ms: int
+    window_length_ms: int
+    events: int  # decoded events whose event time falls in the window (accepted + rejected)
+    accepted: int
+    rejected: int
+    rejected_by_reason: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class DetectorSignal:
+    """A streaming detector fired on one event."""
+
+    model: str
+    model_version: str
+    feature: str
+    detector: str
+    event_index: int  # position of the event in the model's accepted stream (0-based)
+    event_time_ms: int
+    statistic: float
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something on-call should look at. ``alert_id`` is deterministic (see :func:`alert_identifier`)."""
+
+    alert_id: str
+    model: str
+    model_version: str
+    kind: str  # mean_shift | distribution_drift | score_change | schema_change | data_quality | no_data
+    feature: str | None
+    detector: str
+    severity: str  # "warning" | "critical"
+    window_start_ms: int | None
+    event_time_ms: int
+    score: float
+    threshold: float
+    message: str
+
+
+@dataclass(frozen=True)
+class SchemaChangeRecord:
+    """A writer schema that differs from the contract, reported once per writer schema."""
+
+    model: str
+    writer_id: str
+    compatible: bool
+    missing_fields: tuple[str, ...]
+    new_fields: tuple[str, ...]
+    type_changes: tuple[str, ...]
+    description: str
+    first_seen_event_time_ms: int | None
+
+
+@dataclass
+class BatchResult:
+    """Everything one call into the engine produced."""
+
+    feature_windows: list[FeatureWindow] = field(default_factory=list)
+    model_windows: list[ModelWindow] = field(default_factory=list)
+    signals: list[DetectorSignal] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    schema_changes: list[SchemaChangeRecord] = field(default_factory=list)
+    accepted: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    late_events: int = 0
+
+    def extend(self, other: BatchResult) -> None:
+        """Append ``other``'s records and add its counters to this result."""
+        self.feature_windows.extend(other.feature_windows)
+        self.model_windows.extend(other.model_windows)
+        self.signals.extend(other.signals)
+        self.alerts.extend(other.alerts)
+        self.schema_changes.extend(other.schema_changes)
+        self.accepted += other.accepted
+        for reason, count in other.rejected_by_reason.items():
+            self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + count
+        self.late_events += other.late_events
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+
+def alert_identifier(*parts: object) -> str:
+    """A stable id from the alert's natural key, so re-processing upserts instead of duplicating."""
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8"))
+    return digest.hexdigest()[:24]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if isinstance(value, FeatureWindow):
+            return _plain(value.deterministic_dict())
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        # repr() of a float is exact and round-trips; NaN/inf become strings so the JSON is valid.
+        return value if value == value and abs(value) != float("inf") else repr(value)
+    return value
+
+
+def to_canonical_json(records: Any) -> str:
+    """Canonical JSON of engine results: sorted keys, exact floats, KLL quantiles left out."""
+    return json.dumps(_plain(records), sort_keys=True, separators=(",", ":"))
