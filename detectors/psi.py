@@ -1,0 +1,310 @@
+"""Population stability index (PSI) over consecutive count windows of a stream."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+from .base import DriftDetector, as_finite_array, decode_float, encode_float
+from .calibration import MINIMUM_REFERENCE_LENGTH, validate_false_alarm_rate
+
+__all__ = ["PSI", "population_stability_index", "weighted_chi_square_isf"]
+
+#: Calibrated thresholds take the null quantile at (per-window rate) / SAFETY_FACTOR.  Why: the
+#: weighted chi-square is the second-order approximation of n·PSI; PSI's higher-order terms and
+#: the bootstrap's estimation error left measured false-alarm rates at 0.85-1.5 times the target
+#: without a margin (Gaussian, Student-t(3), AR(1) phi=0.5; 20M events, development seeds that
+#: differ from the reported ones), so the margin brings them to about a third to a half.
+SAFETY_FACTOR = 3.0
+
+#: Pseudo-windows drawn by the moving-block bootstrap; the scale estimate then has a relative
+#: standard error of about sqrt(2 / (k - 1) / 2000) ≈ 1 % for ten bins.
+_BOOTSTRAP_WINDOWS = 2000
+
+
+def _psi_rows(counts: np.ndarray, reference: np.ndarray, window_size: int, epsilon: float) -> np.ndarray:
+    """PSI of each row of bin counts (windows of ``window_size`` values) against ``reference``."""
+    actual = np.maximum(counts / float(window_size), epsilon)
+    terms = (actual - reference) * np.log(actual / reference)
+    # Column by column, so a row's sum never depends on how many rows are computed together
+    # (bit-identical results for any split of the stream into batches).
+    total = terms[:, 0].copy()
+    for column in range(1, terms.shape[1]):
+        total += terms[:, column]
+    return total
+
+
+def population_stability_index(
+    reference_proportions: npt.ArrayLike, actual_proportions: npt.ArrayLike, epsilon: float = 1e-4
+) -> float:
+    """Population stability index ``sum((a - r) * ln(a / r))`` of two binned distributions.
+
+    Proportions below ``epsilon`` are raised to it, so that empty bins give a large but finite
+    contribution.
+
+    Examples
+    --------
+    >>> round(population_stability_index([0.5, 0.5], [0.6, 0.4]), 6)
+    0.040547
+    >>> population_stability_index([0.25, 0.75], [0.25, 0.75])
+    0.0
+    """
+    if not (math.isfinite(epsilon) and epsilon > 0.0):
+        raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    reference = as_finite_array(reference_proportions, name="reference_proportions")
+    actual = as_finite_array(actual_proportions, name="actual_proportions")
+    if reference.size != actual.size or reference.size == 0:
+        raise ValueError(
+            f"reference_proportions and actual_proportions must be non-empty and of equal length, "
+            f"got {reference.size} and {actual.size}"
+        )
+    if (reference < 0).any() or (actual < 0).any():
+        raise ValueError("proportions must be non-negative")
+    return float(_psi_rows(actual[None, :], np.maximum(reference, epsilon), 1, epsilon)[0])
+
+
+class PSI(DriftDetector):
+    """Streaming PSI over consecutive windows of ``window_size`` values.
+
+    Each value is binned with ``np.searchsorted`` on the inner edges (bin ``i`` is
+    ``[edge_i, edge_{i+1})``; values beyond finite outer edges count in the outermost bins).
+    When a window completes, its PSI against ``reference_proportions`` is computed and a drift
+    is signalled at the window's last value if it exceeds ``threshold``.
+
+    Parameters
+    ----------
+    bin_edges
+        Strictly increasing edges (``len >= 2``); outer edges may be ``-inf`` / ``inf``.
+    reference_proportions
+        Reference share of each bin (``len(bin_edges) - 1`` values, non-negative, sum 1).
+    window_size
+        Values per window.
+    threshold
+        Signal when a window's PSI exceeds this.
+    epsilon
+        Floor applied to proportions before taking logarithms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(7)
+    >>> detector = PSI.calibrate(rng.normal(size=50_000), false_alarm_rate=1e-6)
+    >>> stream = np.concatenate([rng.normal(size=5_000), rng.normal(0.5, 1.0, size=5_000)])
+    >>> detector.update_many(stream)
+    array([5999, 6999, 7999, 8999, 9999])
+    """
+
+    state_type = "PSI"
+
+    def __init__(
+        self,
+        bin_edges: npt.ArrayLike,
+        reference_proportions: npt.ArrayLike,
+        *,
+        window_size: int = 1000,
+        threshold: float = 0.25,
+        epsilon: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        edges = np.asarray([decode_float(e) if isinstance(e, str) else e for e in np.asarray(bin_edges).tolist()])
+        edges = edges.astype(np.float64)
+        if edges.ndim != 1 or edges.size < 2 or np.isnan(edges).any() or not (np.diff(edges) > 0).all():
+            raise ValueError("bin_edges must be a 1-D, strictly increasing sequence of at least 2 numbers")
+        if np.isinf(edges[1:-1]).any():
+            raise ValueError("bin_edges may be infinite only at the ends")
+        proportions = np.asarray(reference_proportions, dtype=np.float64)
+        if proportions.shape != (edges.size - 1,):
+            raise ValueError(
+                f"reference_proportions must hold len(bin_edges) - 1 = {edges.size - 1} values, got shape {proportions.shape}"
+            )
+        if not (np.isfinite(proportions).all() and (proportions >= 0).all() and abs(proportions.sum() - 1.0) < 1e-6):
+            raise ValueError("reference_proportions must be finite, non-negative and sum to 1")
+        if isinstance(window_size, bool) or not isinstance(window_size, (int, np.integer)) or window_size < 1:
+            raise ValueError(f"window_size must be an integer >= 1, got {window_size!r}")
+        if not (math.isfinite(threshold) and threshold >= 0.0):
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+        if not (math.isfinite(epsilon) and epsilon > 0.0):
+            raise ValueError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+        self.bin_edges = edges
+        self.reference_proportions = proportions
+        self.window_size = int(window_size)
+        self.threshold = float(threshold)
+        self.epsilon = float(epsilon)
+        self._inner_edges = edges[1:-1]
+        self._reference = np.maximum(proportions, self.epsilon)
+        self._counts = np.zeros(proportions.size, dtype=np.int64)  # the open window
+        self._filled = 0
+        self._last_statistic = 0.0
+
+    @property
+    def last_statistic(self) -> float:
+        """PSI of the last completed window (0.0 before the first)."""
+        return self._last_statistic
+
+    @classmethod
+    def calibrate(
+        cls,
+        reference_values: npt.ArrayLike,
+        false_alarm_rate: float = 1e-6,
+        *,
+        window_size: int = 1000,
+        n_bins: int = 10,
+        seed: int = 0,
+    ) -> PSI:
+        """A detector with quantile bins and a threshold from the null distribution of PSI.
+
+        Under no change ``n · PSI`` of a window of ``n`` values is close to a weighted sum of
+        ``k - 1`` chi-square(1) variables (``k`` bins): all weights 1 for independent values
+        (Pearson's chi-square), unequal and larger for autocorrelated ones.  The weights are
+        estimated by a moving-block bootstrap of the reference (see ``_bootstrap_weights``),
+        times ``1 + n / N`` for the sampling error of the reference proportions themselves.  The
+        threshold is the quantile for a per-window false-alarm probability
+        ``false_alarm_rate · window_size / SAFETY_FACTOR`` (one test per window).
+
+        Parameters
+        ----------
+        reference_values
+            A stationary sample of the stream, in time order if it is autocorrelated.
+        false_alarm_rate
+            Target false alarms per event.
+        window_size
+            Values per window.
+        n_bins
+            Quantile bins (fewer if the reference has ties at the quantiles).
+        seed
+            Seed of the bootstrap (calibration is deterministic for a given seed).
+        """
+        rate = validate_false_alarm_rate(false_alarm_rate)
+        if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
+            raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+        if isinstance(window_size, bool) or not isinstance(window_size, (int, np.integer)) or window_size < 1:
+            raise ValueError(f"window_size must be an integer >= 1, got {window_size!r}")
+        per_window = rate * window_size
+        if not per_window < 1.0:
+            raise ValueError(f"false_alarm_rate * window_size must be below 1, got {per_window!r}")
+        reference = as_finite_array(reference_values, name="reference_values")
+        if reference.size < max(MINIMUM_REFERENCE_LENGTH, 2 * window_size):
+            raise ValueError(
+                f"reference_values must hold at least max({MINIMUM_REFERENCE_LENGTH}, 2 * window_size) values, "
+                f"got {reference.size}"
+            )
+        inner = np.unique(np.quantile(reference, np.arange(1, n_bins) / n_bins))
+        if inner.size == 1 and (reference == inner[0]).all():
+            inner = np.array([inner[0], np.nextafter(inner[0], np.inf)])  # below / equal / above
+        bins = np.searchsorted(inner, reference, side="right")
+        k = inner.size + 1
+        proportions = np.bincount(bins, minlength=k) / reference.size
+        # The window's proportions and the reference's both carry sampling error: 1 + n / N.
+        weights = _bootstrap_weights(bins, proportions, window_size, 1e-4, seed) * (1.0 + window_size / reference.size)
+        quantile = weighted_chi_square_isf(per_window / SAFETY_FACTOR, weights)
+        return cls(
+            np.concatenate(([-np.inf], inner, [np.inf])),
+            proportions,
+            window_size=window_size,
+            threshold=quantile / window_size,
+        )
+
+    def _process(self, values: np.ndarray) -> np.ndarray:
+        k = self._counts.size
+        size = self.window_size
+        bins = np.searchsorted(self._inner_edges, values, side="right")
+        windows = (self._filled + np.arange(values.size)) // size
+        complete = (self._filled + values.size) // size
+        counts = np.bincount(windows * k + bins, minlength=(complete + 1) * k).reshape(complete + 1, k)
+        counts[0] += self._counts
+        signals = np.empty(0, dtype=np.int64)
+        if complete:
+            psi = _psi_rows(counts[:complete], self._reference, size, self.epsilon)
+            self._last_statistic = float(psi[-1])
+            ends = np.arange(1, complete + 1, dtype=np.int64) * size - self._filled - 1
+            signals = ends[psi > self.threshold]
+            for statistic in psi[psi > self.threshold].tolist():
+                self._record_signal(statistic, self.threshold)
+        self._counts = counts[complete].copy()
+        self._filled = (self._filled + values.size) % size
+        return signals
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "bin_edges": [encode_float(e) for e in self.bin_edges],
+            "reference_proportions": self.reference_proportions.tolist(),
+            "window_size": self.window_size,
+            "threshold": self.threshold,
+            "epsilon": self.epsilon,
+        }
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"counts": self._counts.tolist(), "filled": self._filled, "last_statistic": self._last_statistic}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        counts = np.asarray(state["counts"], dtype=np.int64)
+        if counts.shape != self._counts.shape:
+            raise ValueError(f"state: counts must hold {self._counts.size} bins, got {counts.size}")
+        self._counts = counts
+        self._filled = int(state["filled"])
+        self._last_statistic = float(state["last_statistic"])
+
+
+def _bootstrap_weights(bins: np.ndarray, proportions: np.ndarray, window_size: int, epsilon: float, seed: int) -> np.ndarray:
+    """Weights ``lambda_j`` in ``n · PSI ≈ sum_j lambda_j · chi2(1)``, by a moving-block bootstrap.
+
+    ``n · PSI`` is to second order ``n · sum((a - r)**2 / r)``, a quadratic form in the window's
+    proportions ``a``; its weights are the eigenvalues of ``D**-1/2 · Sigma · D**-1/2`` with
+    ``Sigma`` the long-run covariance of ``sqrt(n) · a`` and ``D = diag(r)``.  For independent
+    values all non-zero weights are 1 (Pearson's chi-square); for autocorrelated values they are
+    unequal — for AR(1) with phi = 0.5 and ten bins about 2.9, 1.5, 1.1 and ~1 for the rest, so a
+    scaled chi-square matched on the mean puts the 1e-3 quantile 20 % too low and gives 3-5 times
+    the target false-alarm rate (measured).  ``Sigma`` is estimated from pseudo-windows made of
+    blocks of ``N ** (1/3)`` consecutive reference values, long enough to carry short-range
+    dependence.
+    """
+    rng = np.random.default_rng(seed)
+    k = proportions.size
+    block = int(min(window_size, max(1, round(bins.size ** (1.0 / 3.0)))))
+    per_window = -(-window_size // block)
+    starts = rng.integers(0, bins.size - block + 1, size=(_BOOTSTRAP_WINDOWS, per_window))
+    index = (starts[:, :, None] + np.arange(block)).reshape(_BOOTSTRAP_WINDOWS, -1)[:, :window_size]
+    rows = np.arange(_BOOTSTRAP_WINDOWS)[:, None] * k
+    counts = np.bincount((rows + bins[index]).ravel(), minlength=_BOOTSTRAP_WINDOWS * k).reshape(-1, k)
+    deviations = (counts / float(window_size) - proportions) / np.sqrt(np.maximum(proportions, epsilon))
+    covariance = window_size * (deviations.T @ deviations) / _BOOTSTRAP_WINDOWS
+    return np.clip(np.linalg.eigvalsh(covariance), 0.0, None)
+
+
+def weighted_chi_square_isf(probability: float, weights: npt.ArrayLike) -> float:
+    """Upper ``probability`` quantile of ``sum_j weights_j · chi2(1)`` (saddlepoint approximation).
+
+    Lugannani–Rice approximation of the tail; relative error of a few per cent in the
+    probability at 1e-3 - 1e-6, far below the uncertainty of the weights themselves.
+
+    Examples
+    --------
+    >>> from scipy.stats import chi2
+    >>> print(round(weighted_chi_square_isf(1e-3, [1.0] * 9) / chi2.isf(1e-3, 9), 3))
+    1.0
+    """
+    lam = np.asarray(weights, dtype=np.float64)
+    lam = lam[lam > 1e-12 * lam.max()]
+    mean = float(lam.sum())
+    ceiling = 0.5 / float(lam.max())  # the cumulant generating function exists for s below this
+
+    def tail(x: float) -> float:
+        # Solve K'(s) = x for the saddlepoint s in (0, ceiling).
+        s = brentq(lambda t: float(np.sum(lam / (1.0 - 2.0 * t * lam))) - x, 0.0, ceiling * (1.0 - 1e-12))
+        cumulant = -0.5 * float(np.sum(np.log1p(-2.0 * s * lam)))
+        curvature = float(np.sum(2.0 * lam * lam / (1.0 - 2.0 * s * lam) ** 2))
+        w = math.sqrt(max(2.0 * (s * x - cumulant), 0.0))
+        u = s * math.sqrt(curvature)
+        if w < 1e-8:
+            return 0.5
+        return float(norm.sf(w) + norm.pdf(w) * (1.0 / u - 1.0 / w))
+
+    upper = mean * 2.0
+    while tail(upper) > probability:
+        upper *= 2.0
+    return float(brentq(lambda x: tail(x) - probability, mean * 1.0001, upper, xtol=1e-9 * mean))

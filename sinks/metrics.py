@@ -1,0 +1,332 @@
+"""Prometheus metrics of driftline, all built in one place against a given registry.
+
+Label values are bounded (DESIGN decision 8): models and features come from the contracts and are
+passed to :class:`DriftlineMetrics` up front; rejection reasons and alert kinds come from fixed
+enumerations. Anything else — a feature of an unknown writer schema, a category value that ended
+up in a name, an id — is counted under the label value ``"other"``, so no input can create new
+time series. Every value is in base units (``_seconds``) and counters end in ``_total``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from driftline.stream.results import Alert, BatchResult
+
+__all__ = [
+    "ALERT_KINDS",
+    "DEFAULT_REJECTION_REASONS",
+    "DRIFT_STATISTICS",
+    "OTHER",
+    "PROCESSING_LATENCY_BUCKETS",
+    "DriftlineMetrics",
+    "serve",
+]
+
+#: The label value every unknown model, feature, reason or kind is counted under.
+OTHER = "other"
+
+#: Alert kinds the engine raises (see :class:`driftline.stream.results.Alert`).
+ALERT_KINDS: tuple[str, ...] = (
+    "mean_shift",
+    "distribution_drift",
+    "score_change",
+    "schema_change",
+    "data_quality",
+    "no_data",
+)
+
+#: Rejection reasons of DESIGN decision 3, used when the caller passes none. Better: pass the
+#: codec's own enumeration; a reason missing here is still counted, under ``"other"``.
+DEFAULT_REJECTION_REASONS: tuple[str, ...] = (
+    "corrupt_bytes",
+    "unknown_schema",
+    "unknown_model",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "out_of_range",
+    "null_not_allowed",
+    "unknown",
+)
+
+#: Drift statistics exported per feature, as the ``statistic`` label.
+DRIFT_STATISTICS: tuple[str, ...] = ("psi", "jensen_shannon", "ks", "wasserstein")
+
+#: From 1 ms to 10 s, about three buckets per decade.
+PROCESSING_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+@dataclass(frozen=True)
+class _ActiveAlert:
+    model: str  # label value
+    kind: str  # label value
+    event_time_ms: int
+
+
+class DriftlineMetrics:
+    """All driftline metrics, registered on ``registry``, updated from engine results.
+
+    Parameters
+    ----------
+    registry
+        Where the metrics are registered (a fresh ``CollectorRegistry`` in tests, never the global one
+        by accident).
+    models
+        The model names of the contracts and, per model, its feature and prediction field names:
+        the only ``model`` / ``feature`` label values besides ``"other"``.
+    rejection_reasons
+        The rejection reasons the codec can produce (``reason.name.lower()`` of its enumeration): the
+        ``reason`` label values besides ``"other"``. Defaults to :data:`DEFAULT_REJECTION_REASONS`.
+    alert_kinds
+        The ``kind`` label values besides ``"other"``; defaults to :data:`ALERT_KINDS`.
+    alert_active_seconds
+        An alert counts in ``driftline_active_alerts`` until the model's event time has moved this far
+        past the alert's event time. Event time, not wall-clock time, so a replay shows what the live
+        run showed.
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry
+    >>> from driftline.stream.results import BatchResult
+    >>> registry = CollectorRegistry()
+    >>> metrics = DriftlineMetrics(registry, models={"churn": ["age"]}, rejection_reasons=["wrong_type"])
+    >>> metrics.observe(BatchResult(accepted=10, rejected_by_reason={"wrong_type": 1, "oops": 2}), now_s=0.0, model="churn")
+    >>> registry.get_sample_value("driftline_events_rejected_total", {"model": "churn", "reason": "other"})
+    2.0
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        models: Mapping[str, Iterable[str]],
+        rejection_reasons: Iterable[str] | None = None,
+        alert_kinds: Iterable[str] = ALERT_KINDS,
+        alert_active_seconds: float = 3600.0,
+    ) -> None:
+        if not alert_active_seconds > 0:
+            raise ValueError(f"alert_active_seconds must be > 0, got {alert_active_seconds}")
+        self.registry = registry
+        self.models: dict[str, frozenset[str]] = {
+            str(model): frozenset(map(str, features)) for model, features in models.items()
+        }
+        reasons = DEFAULT_REJECTION_REASONS if rejection_reasons is None else rejection_reasons
+        self.rejection_reasons = frozenset(map(str, reasons))
+        self.alert_kinds = frozenset(map(str, alert_kinds))
+        self.alert_active_seconds = float(alert_active_seconds)
+        self._model_labels = (*sorted(self.models), OTHER)
+        self._last_window_end_ms: dict[str, int] = {}  # by model label
+        self._latest_event_time_ms: dict[str, int] = {}  # by model label
+        self._active: dict[str, _ActiveAlert] = {}  # by alert id
+        self._drift_latest: dict[tuple[str, str, str], tuple[int, float]] = {}  # label set -> (window start, value)
+
+        self.events_accepted = Counter(
+            "driftline_events_accepted", "Events that passed the contract check.", ["model"], registry=registry
+        )
+        self.events_rejected = Counter(
+            "driftline_events_rejected",
+            "Events rejected (and dead-lettered), by reason.",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.drift_score = Gauge(
+            "driftline_drift_score",
+            "Drift statistic of the last closed window of a feature against its reference profile.",
+            ["model", "feature", "statistic"],
+            registry=registry,
+        )
+        self.alerts = Counter("driftline_alerts", "Alerts raised.", ["model", "kind"], registry=registry)
+        self.active_alerts = Gauge(
+            "driftline_active_alerts",
+            "Alerts raised within the last alert_active_seconds of the model's event time.",
+            ["model", "kind"],
+            registry=registry,
+        )
+        self.window_lag = Gauge(
+            "driftline_window_lag_seconds",
+            "Processing time minus the end of the model's last closed window.",
+            ["model"],
+            registry=registry,
+        )
+        self.late_events = Counter(
+            "driftline_late_events",
+            "Events that arrived after their window closed (beyond the allowed lateness).",
+            ["model"],
+            registry=registry,
+        )
+        self.processing_latency = Histogram(
+            "driftline_processing_latency_seconds",
+            "Time the engine took to process one batch.",
+            buckets=PROCESSING_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "driftline_consumer_lag_messages",
+            "Messages in the model's topic not yet consumed by this worker.",
+            ["model"],
+            registry=registry,
+        )
+        # Counters start at 0 for every known label set, so rate() and increase() see the first events.
+        for model in self._model_labels:
+            self.events_accepted.labels(model=model)
+            self.late_events.labels(model=model)
+            for reason in (*sorted(self.rejection_reasons), OTHER):
+                self.events_rejected.labels(model=model, reason=reason)
+            for kind in (*sorted(self.alert_kinds), OTHER):
+                self.alerts.labels(model=model, kind=kind)
+                self.active_alerts.labels(model=model, kind=kind).set(0)
+
+    # -- label bounding -------------------------------------------------------------------------
+
+    def model_label(self, model: str) -> str:
+        """``model`` if it is a known model, else ``"other"``."""
+        return model if model in self.models else OTHER
+
+    def feature_label(self, model: str, feature: str) -> str:
+        """``feature`` if it is a known feature of a known ``model``, else ``"other"``."""
+        return feature if feature in self.models.get(model, ()) else OTHER
+
+    def reason_label(self, reason: str) -> str:
+        """``reason`` if it is a known rejection reason, else ``"other"``."""
+        return reason if reason in self.rejection_reasons else OTHER
+
+    def kind_label(self, kind: str) -> str:
+        """``kind`` if it is a known alert kind, else ``"other"``."""
+        return kind if kind in self.alert_kinds else OTHER
+
+    # -- updates --------------------------------------------------------------------------------
+
+    def observe(
+        self,
+        result: BatchResult,
+        now_s: float,
+        *,
+        model: str | None = None,
+        processing_seconds: float | None = None,
+    ) -> None:
+        """Update every metric from one engine result.
+
+        Parameters
+        ----------
+        result
+            What one call into the engine produced.
+        now_s
+            Processing (wall-clock) time in seconds since the epoch, for the window lag.
+        model
+            The model the batch's counters (``accepted``, ``rejected_by_reason``, ``late_events``)
+            belong to — ``BatchResult`` does not name it. When omitted: the one model named by the
+            result's records, else the one configured model, else ``"other"``.
+        processing_seconds
+            How long the engine took for this batch, for ``driftline_processing_latency_seconds``.
+        """
+        counter_model = self.model_label(model if model is not None else self._only_model(result))
+        self.events_accepted.labels(model=counter_model).inc(result.accepted)
+        for reason, count in result.rejected_by_reason.items():
+            self.events_rejected.labels(model=counter_model, reason=self.reason_label(reason)).inc(count)
+        self.late_events.labels(model=counter_model).inc(result.late_events)
+        if processing_seconds is not None:
+            self.processing_latency.observe(processing_seconds)
+
+        self._observe_drift_scores(result)
+        self._observe_windows(result, now_s)
+        self._observe_alerts(result.alerts)
+
+    def set_consumer_lag(self, model: str, messages: int) -> None:
+        """Set ``driftline_consumer_lag_messages`` of ``model`` (called by the worker)."""
+        self.consumer_lag.labels(model=self.model_label(model)).set(messages)
+
+    def _only_model(self, result: BatchResult) -> str:
+        names = {window.model for window in result.model_windows}
+        names.update(window.model for window in result.feature_windows)
+        names.update(alert.model for alert in result.alerts)
+        if len(names) == 1:
+            return names.pop()
+        # Most batches close no window and raise no alert: they name no model at all.
+        if not names and len(self.models) == 1:
+            return next(iter(self.models))
+        return OTHER
+
+    def _observe_drift_scores(self, result: BatchResult) -> None:
+        # The gauge shows the latest closed window: a window re-emitted late must not move it back.
+        # Unknown features share the label "other"; within one window the largest of their values
+        # is shown, the conservative choice for alerting.
+        changed: set[tuple[str, str, str]] = set()
+        for window in result.feature_windows:
+            model = self.model_label(window.model)
+            feature = self.feature_label(window.model, window.feature)
+            for statistic in DRIFT_STATISTICS:
+                value = getattr(window, statistic)
+                if value is None or math.isnan(value):
+                    continue
+                key = (model, feature, statistic)
+                current = self._drift_latest.get(key)
+                if current is not None:
+                    if window.window_start_ms < current[0]:
+                        continue
+                    if window.window_start_ms == current[0] and feature == OTHER:
+                        value = max(value, current[1])
+                self._drift_latest[key] = (window.window_start_ms, float(value))
+                changed.add(key)
+        for key in changed:
+            model, feature, statistic = key
+            self.drift_score.labels(model=model, feature=feature, statistic=statistic).set(self._drift_latest[key][1])
+
+    def _observe_windows(self, result: BatchResult, now_s: float) -> None:
+        windows = [(w.model, w.window_start_ms, w.window_length_ms) for w in result.model_windows]
+        windows += [(w.model, w.window_start_ms, w.window_length_ms) for w in result.feature_windows]
+        for name, start_ms, length_ms in windows:
+            model = self.model_label(name)
+            end_ms = start_ms + length_ms
+            self._last_window_end_ms[model] = max(end_ms, self._last_window_end_ms.get(model, end_ms))
+            self._advance_event_time(model, end_ms)
+        # Every model, not only those with a new window: a stalled model's lag keeps growing.
+        for model, end_ms in self._last_window_end_ms.items():
+            self.window_lag.labels(model=model).set(now_s - end_ms / 1000.0)
+
+    def _observe_alerts(self, alerts: Iterable[Alert]) -> None:
+        for alert in alerts:
+            model = self.model_label(alert.model)
+            self._advance_event_time(model, alert.event_time_ms)
+            # An alert delivered again (a re-processed batch) is neither counted nor active twice.
+            if alert.alert_id in self._active:
+                continue
+            kind = self.kind_label(alert.kind)
+            self.alerts.labels(model=model, kind=kind).inc()
+            self._active[alert.alert_id] = _ActiveAlert(model, kind, alert.event_time_ms)
+
+        horizon_ms = self.alert_active_seconds * 1000.0
+        active_counts = {(model, kind): 0 for model in self._model_labels for kind in (*self.alert_kinds, OTHER)}
+        for alert_id, active in list(self._active.items()):
+            if self._latest_event_time_ms[active.model] - active.event_time_ms >= horizon_ms:
+                del self._active[alert_id]  # also bounds the memory of seen alert ids
+            else:
+                active_counts[(active.model, active.kind)] += 1
+        for (model, kind), count in active_counts.items():
+            self.active_alerts.labels(model=model, kind=kind).set(count)
+
+    def _advance_event_time(self, model: str, event_time_ms: int) -> None:
+        self._latest_event_time_ms[model] = max(event_time_ms, self._latest_event_time_ms.get(model, event_time_ms))
+
+
+def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> int:
+    """Serve ``registry`` at ``http://addr:port/metrics`` from a daemon thread; return the bound port.
+
+    Loopback by default: exposing metrics beyond the host is a deployment decision. ``port=0``
+    lets the operating system pick a free port; the port actually bound is read back from the
+    server's socket (``server.server_port``, i.e. ``getsockname()``), which is why this function
+    returns it. The server lives as long as the process.
+
+    Raises
+    ------
+    OSError
+        The address cannot be bound (e.g. the port is taken).
+    """
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    return int(server.server_port)

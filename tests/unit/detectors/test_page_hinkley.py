@@ -1,0 +1,211 @@
+"""Page–Hinkley: agreement with river and a textbook CUSUM, batching, calibration, delays."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import numpy as np
+import pytest
+from river import drift
+from scipy.signal import lfilter
+
+import driftline.detectors.page_hinkley as page_hinkley_module
+from driftline.detectors.page_hinkley import PageHinkley, cusum_average_run_length
+
+
+def _stream(kind: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        return rng.standard_normal(n)
+    if kind == "student_t3":
+        return rng.standard_t(3, size=n)
+    return lfilter([1.0], [1.0, -0.5], rng.standard_normal(n + 500))[500:]  # AR(1), phi = 0.5
+
+
+def _drifting_stream(seed: int) -> np.ndarray:
+    """Several abrupt mean changes, some close together, so one batch can hold several signals."""
+    rng = np.random.default_rng(seed)
+    means = [0.0, 1.5, -1.0, 0.0, 2.5, 0.0]
+    lengths = [1500, 120, 200, 1800, 90, 1500]
+    return np.concatenate([rng.normal(m, 1.0, size=k) for m, k in zip(means, lengths)])
+
+
+def _loop_indices(detector: PageHinkley, values: np.ndarray) -> list[int]:
+    hits = []
+    for index, value in enumerate(values):
+        detector.update(float(value))
+        if detector.drift_detected:
+            hits.append(index)
+    return hits
+
+
+@pytest.mark.parametrize(
+    ("min_instances", "delta", "threshold", "direction"),
+    [(30, 0.005, 50.0, "both"), (10, 0.05, 10.0, "both"), (5, 0.01, 8.0, "up"), (5, 0.01, 8.0, "down")],
+)
+def test_uncalibrated_matches_river_page_hinkley(min_instances: int, delta: float, threshold: float, direction: str) -> None:
+    values = _drifting_stream(seed=3)
+    reference = drift.PageHinkley(min_instances=min_instances, delta=delta, threshold=threshold, alpha=1.0, mode=direction)
+    expected = []
+    for index, value in enumerate(values):
+        reference.update(float(value))
+        if reference.drift_detected:
+            expected.append(index)
+    ours = PageHinkley(min_instances, delta, threshold, direction).update_many(values)
+    assert len(expected) >= 3
+    assert ours.tolist() == expected
+
+
+def _textbook_cusum(values: np.ndarray, detector: PageHinkley) -> list[int]:
+    """Two-sided CUSUM in its recursive form, in plain Python (independent of Page's form)."""
+    assert detector.center is not None and detector.clip is not None
+    high = low = 0.0
+    hits = []
+    for index, value in enumerate(values.tolist()):
+        z = min(max((value - detector.center) / detector.scale, -detector.clip), detector.clip) - detector.offset
+        high = max(0.0, high + z - detector.delta)
+        low = max(0.0, low - z - detector.delta)
+        if high > detector.threshold or low > detector.threshold:
+            hits.append(index)
+            high = low = 0.0
+    return hits
+
+
+def test_calibrated_matches_textbook_cusum() -> None:
+    detector = PageHinkley.calibrate(_stream("gaussian", 20_000, seed=1), false_alarm_rate=1e-3)
+    values = _drifting_stream(seed=4)
+    expected = _textbook_cusum(values, detector)
+    assert len(expected) >= 5
+    assert detector.update_many(values).tolist() == expected
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_update_many_equals_update_loop_for_any_split(calibrated: bool) -> None:
+    values = _drifting_stream(seed=5)
+
+    def make() -> PageHinkley:
+        if calibrated:
+            return PageHinkley.calibrate(_stream("gaussian", 5_000, seed=2), false_alarm_rate=1e-3)
+        return PageHinkley(min_instances=10, delta=0.01, threshold=10.0)
+
+    looped = make()
+    expected = _loop_indices(looped, values)
+    assert len(expected) >= 3
+    whole = make()
+    assert whole.update_many(values).tolist() == expected
+    for split_seed in range(4):
+        rng = np.random.default_rng(split_seed)
+        cuts = np.sort(rng.choice(np.arange(1, values.size), size=12, replace=False))
+        batched = make()
+        hits: list[int] = []
+        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, values.size]):
+            hits.extend((batched.update_many(values[start:stop]) + start).tolist())
+        assert hits == expected
+        assert json.dumps(batched.to_state()) == json.dumps(looped.to_state())
+    # one batch holding several signals
+    counts = np.diff(np.searchsorted(expected, [0, 1500, 1900, values.size]))
+    assert counts.max() >= 2
+
+
+def test_round_trip_mid_stream_continues_identically() -> None:
+    values = _drifting_stream(seed=6)
+    original = PageHinkley.calibrate(_stream("student_t3", 5_000, seed=3), false_alarm_rate=1e-3)
+    original.update_many(values[:1600])
+    restored = PageHinkley.from_state(json.loads(json.dumps(original.to_state())))
+    assert json.dumps(restored.to_state()) == json.dumps(original.to_state())
+    assert restored.update_many(values[1600:]).tolist() == original.update_many(values[1600:]).tolist()
+    assert json.dumps(restored.to_state()) == json.dumps(original.to_state())
+
+
+def test_drift_detected_is_read_only_and_tracks_last_value() -> None:
+    detector = PageHinkley(min_instances=1, delta=0.0, threshold=1.0)
+    detector.update(0.0)
+    assert detector.drift_detected is False
+    with pytest.raises(AttributeError):
+        detector.drift_detected = True  # type: ignore[misc]
+    detector.update_many([0.0, 0.0, 0.0, 50.0])
+    assert detector.drift_detected is True
+    detector.update(0.0)
+    assert detector.drift_detected is False
+    assert detector.n_seen == 6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"min_instances": 0}, "min_instances"),
+        ({"delta": -0.1}, "delta"),
+        ({"threshold": 0.0}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"direction": "sideways"}, "direction"),
+        ({"center": 0.0, "scale": 0.0}, "scale"),
+        ({"center": 0.0, "clip": -1.0}, "clip"),
+        ({"clip": 3.0}, "center"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(kwargs: dict[str, float], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        PageHinkley(**kwargs)  # type: ignore[arg-type]
+
+
+def test_calibrate_rejects_bad_arguments() -> None:
+    reference = _stream("gaussian", 1_000, seed=1)
+    with pytest.raises(ValueError, match="false_alarm_rate"):
+        PageHinkley.calibrate(reference, false_alarm_rate=0.0)
+    with pytest.raises(ValueError, match="shift"):
+        PageHinkley.calibrate(reference, shift=-1.0)
+    with pytest.raises(ValueError, match="reference_values"):
+        PageHinkley.calibrate(reference[:10])
+
+
+def test_non_finite_values_raise_naming_the_index_and_leave_state_alone() -> None:
+    detector = PageHinkley()
+    detector.update_many([1.0, 2.0])
+    before = json.dumps(detector.to_state())
+    with pytest.raises(ValueError, match=r"values\[2\]"):
+        detector.update_many([1.0, 2.0, float("nan"), 3.0])
+    with pytest.raises(ValueError, match="not finite"):
+        detector.update(float("inf"))
+    assert json.dumps(detector.to_state()) == before
+
+
+def test_siegmund_run_length_matches_the_classical_table() -> None:
+    # One-sided CUSUM, k = 0.5, h = 4 on N(0, 1): ARL0 ≈ 336 (Siegmund 1985; Markov-chain value 336).
+    assert 325 < cusum_average_run_length(4.0, 0.5, 1.0) < 345
+    # k = 0.5, h = 5: ARL0 ≈ 930.
+    assert 900 < cusum_average_run_length(5.0, 0.5, 1.0) < 960
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "student_t3", "ar1"])
+def test_calibrated_false_alarm_rate_on_stationary_streams(kind: str) -> None:
+    # At a 1e-4 target, 1,000,000 events should see at most ~100 alarms (the safety margin puts
+    # the expectation near 35); at 1e-6, 2,000,000 events should see at most a few.
+    reference = _stream(kind, 50_000, seed=101)
+    stream = _stream(kind, 2_000_000, seed=202)
+    loose = PageHinkley.calibrate(reference, false_alarm_rate=1e-4)
+    alarms = loose.update_many(stream[:1_000_000]).size
+    assert 5 <= alarms <= 100
+    strict = PageHinkley.calibrate(reference, false_alarm_rate=1e-6)
+    assert strict.update_many(stream).size <= 4
+
+
+@pytest.mark.parametrize(("shift", "median_bound"), [(0.5, 130), (0.25, 600)])
+def test_detection_delay_after_a_mean_shift(shift: float, median_bound: int) -> None:
+    detector0 = PageHinkley.calibrate(_stream("gaussian", 50_000, seed=303), false_alarm_rate=1e-6)
+    state = detector0.to_state()
+    delays = []
+    for trial in range(60):
+        values = _stream("gaussian", 8_000, seed=400 + trial)
+        values[3_000:] += shift
+        hits = PageHinkley.from_state(state).update_many(values)
+        after = hits[hits >= 3_000]
+        assert after.size, f"trial {trial} missed a {shift}-sigma shift"
+        delays.append(int(after[0]) - 3_000)
+    assert np.median(delays) <= median_bound
+    assert min(delays) > 5  # no instant "detection": the statistic needs evidence
+
+
+def test_docstring_examples_run() -> None:
+    result = doctest.testmod(page_hinkley_module)
+    assert result.attempted > 0 and result.failed == 0

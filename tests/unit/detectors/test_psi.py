@@ -1,0 +1,207 @@
+"""PSI: the formula against scipy, streaming windows against a plain loop, calibration."""
+
+from __future__ import annotations
+
+import bisect
+import doctest
+import json
+
+import numpy as np
+import pytest
+from scipy.signal import lfilter
+from scipy.stats import chi2, entropy
+
+import driftline.detectors.psi as psi_module
+from driftline.detectors.psi import PSI, _bootstrap_weights, population_stability_index, weighted_chi_square_isf
+
+
+def _stream(kind: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        return rng.standard_normal(n)
+    if kind == "student_t3":
+        return rng.standard_t(3, size=n)
+    return lfilter([1.0], [1.0, -0.5], rng.standard_normal(n + 500))[500:]  # AR(1), phi = 0.5
+
+
+def _drifting_stream(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = [0.0, 0.6, 0.0, -0.4, 0.0]
+    lengths = [2_350, 1_700, 900, 2_600, 1_450]
+    return np.concatenate([rng.normal(m, 1.0, size=k) for m, k in zip(means, lengths)])
+
+
+def test_population_stability_index_is_the_symmetrised_kullback_leibler_divergence() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        reference, actual = rng.dirichlet(np.ones(8)), rng.dirichlet(np.ones(8))
+        expected = entropy(actual, reference) + entropy(reference, actual)
+        assert population_stability_index(reference, actual) == pytest.approx(expected, rel=1e-12)
+    # empty bins are floored at epsilon: finite and large
+    assert population_stability_index([0.5, 0.5], [1.0, 0.0], epsilon=1e-4) == pytest.approx(
+        (1.0 - 0.5) * np.log(1.0 / 0.5) + (1e-4 - 0.5) * np.log(1e-4 / 0.5)
+    )
+    with pytest.raises(ValueError, match="epsilon"):
+        population_stability_index([0.5, 0.5], [0.5, 0.5], epsilon=0.0)
+    with pytest.raises(ValueError, match="equal length"):
+        population_stability_index([0.5, 0.5], [1.0])
+
+
+def _loop_psi(values: np.ndarray, detector: PSI) -> tuple[list[int], list[float]]:
+    """Plain-Python windows: bisect for bins, scipy for the divergence."""
+    inner = detector.bin_edges[1:-1].tolist()
+    reference = np.maximum(detector.reference_proportions, detector.epsilon)
+    counts = [0] * len(reference)
+    hits, scores = [], []
+    for index, value in enumerate(values.tolist()):
+        counts[bisect.bisect_right(inner, value)] += 1
+        if sum(counts) == detector.window_size:
+            actual = np.maximum(np.array(counts) / detector.window_size, detector.epsilon)
+            # entropy() renormalises its inputs; PSI does not, so take the terms directly
+            score = float(np.sum((actual - reference) * np.log(actual / reference)))
+            scores.append(score)
+            if score > detector.threshold:
+                hits.append(index)
+            counts = [0] * len(reference)
+    return hits, scores
+
+
+def test_streaming_windows_match_a_plain_loop() -> None:
+    detector = PSI.calibrate(_stream("gaussian", 20_000, seed=2), false_alarm_rate=1e-5, window_size=500, n_bins=8)
+    values = _drifting_stream(seed=3)
+    expected, scores = _loop_psi(values, detector)
+    assert len(expected) >= 3
+    assert detector.update_many(values).tolist() == expected
+    assert detector.last_statistic == pytest.approx(scores[-1], rel=1e-12)
+
+
+def test_update_many_equals_update_loop_for_any_split() -> None:
+    values = _drifting_stream(seed=4)
+
+    def make() -> PSI:
+        return PSI.calibrate(_stream("gaussian", 20_000, seed=5), false_alarm_rate=1e-5, window_size=300)
+
+    looped = make()
+    expected = []
+    for index, value in enumerate(values):
+        looped.update(float(value))
+        if looped.drift_detected:
+            expected.append(index)
+    assert len(expected) >= 3
+    for split_seed in range(4):
+        rng = np.random.default_rng(split_seed)
+        cuts = np.sort(rng.choice(np.arange(1, values.size), size=8, replace=False))
+        batched = make()
+        hits: list[int] = []
+        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, values.size]):
+            hits.extend((batched.update_many(values[start:stop]) + start).tolist())
+        assert hits == expected
+        assert json.dumps(batched.to_state()) == json.dumps(looped.to_state())
+    assert np.diff(expected).min() == 300  # consecutive windows signal inside one batch
+
+
+def test_round_trip_mid_stream_is_strict_json_and_continues_identically() -> None:
+    values = _drifting_stream(seed=6)
+    original = PSI.calibrate(_stream("gaussian", 20_000, seed=7), false_alarm_rate=1e-5, window_size=400)
+    original.update_many(values[:1234])
+    text = json.dumps(original.to_state(), allow_nan=False)  # infinite outer edges are encoded
+    restored = PSI.from_state(json.loads(text))
+    assert np.isinf(restored.bin_edges[[0, -1]]).all()
+    assert restored.update_many(values[1234:]).tolist() == original.update_many(values[1234:]).tolist()
+    assert json.dumps(restored.to_state()) == json.dumps(original.to_state())
+
+
+def test_calibrated_bins_are_reference_quantiles() -> None:
+    reference = _stream("student_t3", 50_000, seed=8)
+    detector = PSI.calibrate(reference, n_bins=10)
+    assert detector.bin_edges.size == 11
+    np.testing.assert_allclose(detector.reference_proportions, 0.1, atol=1e-4)
+    np.testing.assert_allclose(detector.bin_edges[1:-1], np.quantile(reference, np.arange(1, 10) / 10))
+
+
+def test_bootstrap_weights_recover_known_dependence() -> None:
+    # iid: Pearson's chi-square, all weights 1.  AR(1) phi = 0.5, ten bins: by simulation of
+    # 20,000 independent windows the weights are about 2.9, 1.5, 1.1, 1.0 ... (largest first).
+    for kind, largest in (("gaussian", (0.85, 1.3)), ("ar1", (2.4, 3.4))):
+        reference = _stream(kind, 50_000, seed=9)
+        inner = np.quantile(reference, np.arange(1, 10) / 10)
+        bins = np.searchsorted(inner, reference, side="right")
+        proportions = np.bincount(bins, minlength=10) / reference.size
+        weights = np.sort(_bootstrap_weights(bins, proportions, 1000, 1e-4, seed=0))[::-1]
+        assert weights[-1] < 0.05  # proportions sum to one: one direction carries no variance
+        assert largest[0] < weights[0] < largest[1]
+        assert 0.7 < weights[-2] and weights[1] < (1.3 if kind == "gaussian" else 1.9)
+
+
+def test_weighted_chi_square_quantile() -> None:
+    for probability in (1e-2, 1e-3, 1e-5):
+        assert weighted_chi_square_isf(probability, [1.0] * 9) == pytest.approx(chi2.isf(probability, 9), rel=1e-3)
+        assert weighted_chi_square_isf(probability, [2.5] * 4) == pytest.approx(2.5 * chi2.isf(probability, 4), rel=1e-3)
+    weights = np.array([2.9, 1.5, 1.1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    samples = (np.random.default_rng(10).chisquare(1.0, size=(400_000, weights.size)) * weights).sum(axis=1)
+    assert weighted_chi_square_isf(1e-2, weights) == pytest.approx(np.quantile(samples, 0.99), rel=0.02)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "student_t3", "ar1"])
+def test_calibrated_false_alarm_rate_on_stationary_streams(kind: str) -> None:
+    # Target 1e-5 per event with 1000-event windows = 1 % of windows: at most 30 alarms in
+    # 3,000 windows (the safety margin puts the expectation near 12).
+    detector = PSI.calibrate(_stream(kind, 50_000, seed=101), false_alarm_rate=1e-5)
+    alarms = detector.update_many(_stream(kind, 3_000_000, seed=202)).size
+    assert 2 <= alarms <= 30
+
+
+def test_detects_a_half_sigma_shift_within_two_windows() -> None:
+    state = PSI.calibrate(_stream("gaussian", 50_000, seed=11), false_alarm_rate=1e-6).to_state()
+    for trial in range(30):
+        values = _stream("gaussian", 6_000, seed=600 + trial)
+        values[2_500:] += 0.5
+        hits = PSI.from_state(state).update_many(values)
+        assert hits.size and 2_500 <= hits[0] < 4_000  # the first full post-change window ends at 3999
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "name"),
+    [
+        (([0.0, 0.0, 1.0], [0.5, 0.5]), {}, "bin_edges"),
+        (([0.0, -np.inf, 1.0], [0.5, 0.5]), {}, "bin_edges"),
+        (([0.0, 1.0, 2.0], [0.5, 0.4]), {}, "reference_proportions"),
+        (([0.0, 1.0, 2.0], [1.0]), {}, "reference_proportions"),
+        (([0.0, 1.0, 2.0], [0.5, 0.5]), {"window_size": 0}, "window_size"),
+        (([0.0, 1.0, 2.0], [0.5, 0.5]), {"threshold": -1.0}, "threshold"),
+        (([0.0, 1.0, 2.0], [0.5, 0.5]), {"epsilon": 0.0}, "epsilon"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(args: tuple[list[float], list[float]], kwargs: dict[str, float], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        PSI(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_calibrate_rejects_bad_arguments_and_non_finite_values() -> None:
+    reference = _stream("gaussian", 5_000, seed=12)
+    with pytest.raises(ValueError, match="n_bins"):
+        PSI.calibrate(reference, n_bins=1)
+    with pytest.raises(ValueError, match="false_alarm_rate"):
+        PSI.calibrate(reference, false_alarm_rate=1e-2)  # 10 per 1000-event window
+    reference[17] = np.nan
+    with pytest.raises(ValueError, match=r"reference_values\[17\]"):
+        PSI.calibrate(reference)
+    detector = PSI([-np.inf, 0.0, np.inf], [0.5, 0.5], window_size=2)
+    with pytest.raises(ValueError, match=r"values\[0\]"):
+        detector.update_many([np.inf])
+
+
+def test_drift_detected_is_read_only_and_only_at_window_ends() -> None:
+    detector = PSI([-np.inf, 0.0, np.inf], [0.5, 0.5], window_size=4, threshold=0.1)
+    with pytest.raises(AttributeError):
+        detector.drift_detected = True  # type: ignore[misc]
+    assert detector.update_many([1.0, 1.0, 1.0]).size == 0
+    assert detector.update(1.0).drift_detected is True  # window [1, 1, 1, 1] vs 50/50
+    assert detector.update(-1.0).drift_detected is False
+    assert detector.update_many([1.0, -1.0, 1.0]).size == 0  # balanced window: PSI 0
+    assert detector.last_statistic == 0.0
+
+
+def test_docstring_examples_run() -> None:
+    result = doctest.testmod(psi_module)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,389 @@
+"""SqlSink on SQLite (a temporary file): round-trips, idempotent upserts, NULL for non-finite floats."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from driftline.sinks import SinkError, SqlSink
+from driftline.sinks.errors import DriftlineError, UnsupportedDialectError
+from driftline.sinks.sql import metadata
+from driftline.stream.results import (
+    Alert,
+    BatchResult,
+    FeatureWindow,
+    ModelWindow,
+    SchemaChangeRecord,
+    alert_identifier,
+)
+
+START_MS = 1_700_000_040_000  # a whole minute, 2023-11-14T22:14:00Z
+MINUTE_MS = 60_000
+FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def utc(milliseconds: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=milliseconds)
+
+
+def feature_window(feature: str = "age", window: int = 0, **changes: Any) -> FeatureWindow:
+    values: dict[str, Any] = dict(
+        model="churn",
+        model_version="v1",
+        feature=feature,
+        kind="numeric",
+        window_start_ms=START_MS + window * MINUTE_MS,
+        window_length_ms=MINUTE_MS,
+        count=120,
+        nulls=3,
+        non_finite=1,
+        out_of_range=2,
+        unseen=0,
+        minimum=18.0,
+        maximum=91.5,
+        mean=42.25,
+        variance=130.5,
+        psi=0.12,
+        jensen_shannon=0.04,
+        ks=0.08,
+        wasserstein=1.5,
+        psi_threshold=0.2,
+        top_items=(),
+        quantiles={"p01": 18.5, "p05": 21.0, "p25": 30.0, "p50": 41.0, "p75": 55.0, "p95": 77.0, "p99": 89.0},
+    )
+    values.update(changes)
+    return FeatureWindow(**values)
+
+
+def model_window(window: int = 0, **changes: Any) -> ModelWindow:
+    values: dict[str, Any] = dict(
+        model="churn",
+        model_version="v1",
+        window_start_ms=START_MS + window * MINUTE_MS,
+        window_length_ms=MINUTE_MS,
+        events=130,
+        accepted=124,
+        rejected=6,
+        rejected_by_reason=(("out_of_range", 4), ("wrong_type", 2)),
+    )
+    values.update(changes)
+    return ModelWindow(**values)
+
+
+def alert(feature: str | None = "age", event_time_ms: int = START_MS + 30_000, **changes: Any) -> Alert:
+    values: dict[str, Any] = dict(
+        alert_id=alert_identifier("churn", "v1", "mean_shift", feature, event_time_ms),
+        model="churn",
+        model_version="v1",
+        kind="mean_shift",
+        feature=feature,
+        detector="page_hinkley",
+        severity="critical",
+        window_start_ms=START_MS,
+        event_time_ms=event_time_ms,
+        score=7.5,
+        threshold=5.0,
+        message="mean of age moved from 41.0 to 55.2",
+    )
+    values.update(changes)
+    return Alert(**values)
+
+
+def schema_change(**changes: Any) -> SchemaChangeRecord:
+    values: dict[str, Any] = dict(
+        model="churn",
+        writer_id="c3-01-deadbeef",
+        compatible=False,
+        missing_fields=("tenure",),
+        new_fields=("region", "plan"),
+        type_changes=("age: int -> string",),
+        description="tenure missing; region, plan new; age changed type",
+        first_seen_event_time_ms=START_MS + 5_000,
+    )
+    values.update(changes)
+    return SchemaChangeRecord(**values)
+
+
+def full_result() -> BatchResult:
+    categorical = feature_window(
+        "plan",
+        kind="categorical",
+        minimum=None,
+        maximum=None,
+        mean=None,
+        variance=None,
+        wasserstein=None,
+        quantiles={},
+        top_items=(("basic", 70), ("premium", 50)),
+    )
+    return BatchResult(
+        feature_windows=[feature_window("age", 0), feature_window("age", 1, psi=0.31), categorical],
+        model_windows=[model_window(0), model_window(1, events=90, accepted=90, rejected=0, rejected_by_reason=())],
+        alerts=[alert(), alert(None, kind="no_data", detector="watermark", severity="warning", window_start_ms=None)],
+        schema_changes=[schema_change()],
+        accepted=214,
+        rejected_by_reason={"out_of_range": 4, "wrong_type": 2},
+    )
+
+
+@pytest.fixture()
+def engine(tmp_path: Any) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'driftline.sqlite'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def sink(engine: sa.Engine) -> SqlSink:
+    sink = SqlSink(engine, clock=lambda: FIXED_NOW)
+    sink.create_schema()
+    return sink
+
+
+def rows(engine: sa.Engine, table_name: str) -> list[dict[str, Any]]:
+    table = metadata.tables[table_name]
+    query = sa.select(table).order_by(*table.primary_key.columns)
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def dump(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+    return {name: rows(engine, name) for name in metadata.tables}
+
+
+def test_feature_windows_round_trip(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(full_result())
+    sink.flush()
+    stored = rows(engine, "window_aggregates")
+    assert [(row["feature"], row["window_start"]) for row in stored] == [
+        ("age", utc(START_MS)),
+        ("age", utc(START_MS + MINUTE_MS)),
+        ("plan", utc(START_MS)),
+    ]
+    age = stored[0]
+    assert age["window_start"].tzinfo is not None and age["window_start"].utcoffset() == timedelta(0)
+    assert age["window_start"] == datetime(2023, 11, 14, 22, 14, tzinfo=UTC)
+    assert age["window_length_seconds"] == 60
+    assert (age["model"], age["model_version"], age["kind"]) == ("churn", "v1", "numeric")
+    assert (age["count"], age["nulls"], age["non_finite"], age["out_of_range"], age["unseen"]) == (120, 3, 1, 2, 0)
+    assert (age["minimum"], age["maximum"], age["mean"], age["variance"]) == (18.0, 91.5, 42.25, 130.5)
+    assert [age[name] for name in ("p01", "p05", "p25", "p50", "p75", "p95", "p99")] == [
+        18.5, 21.0, 30.0, 41.0, 55.0, 77.0, 89.0,
+    ]
+    assert (age["psi"], age["psi_threshold"], age["jensen_shannon"], age["ks"], age["wasserstein"]) == (
+        0.12, 0.2, 0.04, 0.08, 1.5,
+    )
+    assert age["top_items"] == []
+    assert age["updated_at"] == FIXED_NOW
+    assert stored[1]["psi"] == 0.31
+    plan = stored[2]
+    assert plan["top_items"] == [{"item": "basic", "count": 70}, {"item": "premium", "count": 50}]
+    assert plan["mean"] is None and plan["p50"] is None
+
+
+def test_model_windows_alerts_and_schema_changes_round_trip(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(full_result())
+    sink.flush()
+
+    windows = rows(engine, "model_windows")
+    assert [(w["window_start"], w["events"], w["accepted"], w["rejected"]) for w in windows] == [
+        (utc(START_MS), 130, 124, 6),
+        (utc(START_MS + MINUTE_MS), 90, 90, 0),
+    ]
+    assert windows[0]["rejected_by_reason"] == {"out_of_range": 4, "wrong_type": 2}
+    assert windows[1]["rejected_by_reason"] == {}
+
+    alerts = {row["alert_id"]: row for row in rows(engine, "alerts")}
+    expected = {a.alert_id: a for a in full_result().alerts}
+    assert alerts.keys() == expected.keys()
+    for alert_id, row in alerts.items():
+        record = expected[alert_id]
+        assert row["event_time"] == utc(record.event_time_ms)
+        assert row["window_start"] == (None if record.window_start_ms is None else utc(record.window_start_ms))
+        for name in ("model", "model_version", "kind", "feature", "detector", "severity", "score", "threshold", "message"):
+            assert row[name] == getattr(record, name), name
+        assert row["created_at"] == FIXED_NOW
+
+    (change,) = rows(engine, "schema_changes")
+    assert change == {
+        "model": "churn",
+        "writer_id": "c3-01-deadbeef",
+        "compatible": False,
+        "missing_fields": ["tenure"],
+        "new_fields": ["region", "plan"],
+        "type_changes": ["age: int -> string"],
+        "description": "tenure missing; region, plan new; age changed type",
+        "first_seen_event_time": utc(START_MS + 5_000),
+    }
+
+
+def test_writing_the_same_results_twice_leaves_the_tables_identical(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(full_result())
+    sink.flush()
+    first = dump(engine)
+    sink.add(full_result())
+    sink.flush()
+    assert dump(engine) == first
+    assert sum(len(table_rows) for table_rows in first.values()) == 3 + 2 + 2 + 1
+
+
+def test_rewrite_at_a_later_time_changes_only_updated_at(engine: sa.Engine) -> None:
+    clock = iter([FIXED_NOW, FIXED_NOW + timedelta(hours=1)])
+    sink = SqlSink(engine, clock=lambda: next(clock))
+    sink.create_schema()
+    sink.add(full_result())
+    sink.flush()
+    first = dump(engine)
+    sink.add(full_result())
+    sink.flush()
+    second = dump(engine)
+    for table in ("window_aggregates", "model_windows"):
+        assert {row["updated_at"] for row in second[table]} == {FIXED_NOW + timedelta(hours=1)}
+        strip = [{k: v for k, v in row.items() if k != "updated_at"} for row in first[table]]
+        assert [{k: v for k, v in row.items() if k != "updated_at"} for row in second[table]] == strip
+    # created_at records the first write of an alert, not the latest one.
+    assert second["alerts"] == first["alerts"]
+    assert {row["created_at"] for row in second["alerts"]} == {FIXED_NOW}
+
+
+def test_upsert_on_the_natural_key_overwrites_changed_values(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(BatchResult(feature_windows=[feature_window(psi=0.1, count=100)], model_windows=[model_window(accepted=100)]))
+    sink.flush()
+    # The same window re-emitted (e.g. after late events) with new values replaces the row.
+    sink.add(BatchResult(feature_windows=[feature_window(psi=0.4, count=140)], model_windows=[model_window(accepted=140)]))
+    sink.flush()
+    (aggregate,) = rows(engine, "window_aggregates")
+    assert (aggregate["psi"], aggregate["count"]) == (0.4, 140)
+    (window,) = rows(engine, "model_windows")
+    assert window["accepted"] == 140
+    # Another model version is another row.
+    sink.add(BatchResult(feature_windows=[feature_window(model_version="v2", psi=0.05)]))
+    sink.flush()
+    assert [(r["model_version"], r["psi"]) for r in rows(engine, "window_aggregates")] == [("v1", 0.4), ("v2", 0.05)]
+
+
+def test_duplicate_keys_within_one_flush_keep_the_last(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(BatchResult(feature_windows=[feature_window(psi=0.1)], alerts=[alert(message="first")]))
+    sink.add(BatchResult(feature_windows=[feature_window(psi=0.2)], alerts=[alert(message="second")]))
+    assert sink.buffered == 2
+    sink.flush()
+    assert [row["psi"] for row in rows(engine, "window_aggregates")] == [0.2]
+    assert [row["message"] for row in rows(engine, "alerts")] == ["second"]
+
+
+def test_non_finite_floats_are_stored_as_null(sink: SqlSink, engine: sa.Engine) -> None:
+    window = feature_window(
+        mean=math.nan,
+        maximum=math.inf,
+        minimum=-math.inf,
+        psi=math.inf,
+        ks=math.nan,
+        quantiles={"p50": math.nan, "p99": math.inf, "p01": 1.0},
+    )
+    sink.add(BatchResult(feature_windows=[window], alerts=[alert(score=math.inf, threshold=math.nan)]))
+    sink.flush()
+    (row,) = rows(engine, "window_aggregates")
+    assert [row[name] for name in ("mean", "maximum", "minimum", "psi", "ks", "p50", "p99")] == [None] * 7
+    assert (row["p01"], row["variance"]) == (1.0, 130.5)
+    (stored_alert,) = rows(engine, "alerts")
+    assert (stored_alert["score"], stored_alert["threshold"]) == (None, None)
+
+
+def test_quantiles_keyed_by_probability_fill_the_same_columns(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(BatchResult(feature_windows=[feature_window(quantiles={"0.5": 40.0, "0.05": 20.0, "0.3": 33.0, "p10": 1.0})]))
+    sink.flush()
+    (row,) = rows(engine, "window_aggregates")
+    assert (row["p50"], row["p05"], row["p25"], row["p01"]) == (40.0, 20.0, None, None)
+
+
+def test_schema_change_keeps_the_earliest_first_seen_time(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(BatchResult(schema_changes=[schema_change(first_seen_event_time_ms=START_MS + 9_000)]))
+    sink.flush()
+    sink.add(BatchResult(schema_changes=[schema_change(first_seen_event_time_ms=START_MS + 2_000)]))
+    sink.flush()
+    sink.add(BatchResult(schema_changes=[schema_change(first_seen_event_time_ms=START_MS + 50_000, description="later run")]))
+    sink.flush()
+    sink.add(BatchResult(schema_changes=[schema_change(first_seen_event_time_ms=None)]))
+    sink.flush()
+    (row,) = rows(engine, "schema_changes")
+    assert row["first_seen_event_time"] == utc(START_MS + 2_000)
+    assert row["description"] == schema_change().description
+
+
+def test_a_flush_is_one_executemany_statement_per_table(sink: SqlSink, engine: sa.Engine) -> None:
+    windows = [feature_window(f"feature_{i}", window) for i in range(20) for window in range(100)]
+    statements: list[tuple[str, bool]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((statement.split()[2], executemany))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        sink.add(BatchResult(feature_windows=windows, model_windows=[model_window(w) for w in range(100)]))
+        sink.flush()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert statements == [("window_aggregates", True), ("model_windows", True)]
+    assert len(rows(engine, "window_aggregates")) == 2000
+
+
+def test_failed_flush_raises_sink_error_commits_nothing_and_clears_buffers(sink: SqlSink, engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE schema_changes"))
+    sink.add(full_result())
+    with pytest.raises(SinkError) as raised:
+        sink.flush()
+    assert isinstance(raised.value, DriftlineError)
+    assert isinstance(raised.value.__cause__, sa.exc.SQLAlchemyError)
+    assert sink.buffered == 0
+    # window_aggregates was written before schema_changes failed, in the same transaction.
+    assert rows(engine, "window_aggregates") == []
+
+
+def test_window_lengths_must_be_whole_seconds(sink: SqlSink) -> None:
+    with pytest.raises(ValueError, match="window_length_ms=1500"):
+        sink.add(BatchResult(feature_windows=[feature_window()], model_windows=[model_window(window_length_ms=1500)]))
+    assert sink.buffered == 0
+
+
+def test_unknown_dialect_is_refused_clearly() -> None:
+    mysql = sa.create_mock_engine("mysql://", executor=lambda *args, **kwargs: None)
+    with pytest.raises(UnsupportedDialectError, match="unsupported SQL dialect 'mysql'.*sqlite and postgresql"):
+        SqlSink(mysql)  # type: ignore[arg-type]
+    assert issubclass(UnsupportedDialectError, ValueError) and issubclass(UnsupportedDialectError, SinkError)
+
+
+def test_reference_profiles_save_load_and_replace(sink: SqlSink, engine: sa.Engine) -> None:
+    assert sink.load_reference_profile("churn", "v1") is None
+    profile = json.dumps({"features": {"age": {"bins": [0, 30, 60], "fractions": [0.4, 0.6]}}}, indent=1)
+    sink.save_reference_profile("churn", "v1", profile)
+    sink.save_reference_profile("churn", "v2", "{}")
+    assert sink.load_reference_profile("churn", "v1") == profile
+    sink.save_reference_profile("churn", "v1", '{"features": {}}')
+    assert sink.load_reference_profile("churn", "v1") == '{"features": {}}'
+    assert sink.load_reference_profile("churn", "v2") == "{}"
+    assert len(rows(engine, "reference_profiles")) == 2
+    with pytest.raises(ValueError, match="profile_json"):
+        sink.save_reference_profile("churn", "v3", "{not json")
+
+
+def test_schema_names_are_explicit_and_stable(sink: SqlSink, engine: sa.Engine) -> None:
+    inspector = sa.inspect(engine)
+    assert sorted(inspector.get_table_names()) == [
+        "alerts", "model_windows", "reference_profiles", "schema_changes", "window_aggregates",
+    ]
+    indexes = {ix["name"]: ix["column_names"] for table in ("alerts", "window_aggregates") for ix in inspector.get_indexes(table)}
+    assert indexes == {
+        "ix_alerts_event_time": ["event_time"],
+        "ix_alerts_model_kind_event_time": ["model", "kind", "event_time"],
+        "ix_window_aggregates_model_feature_window_start": ["model", "feature", "window_start"],
+    }
+    assert {table.name: table.primary_key.name for table in metadata.sorted_tables} == {
+        name: f"pk_{name}" for name in metadata.tables
+    }
