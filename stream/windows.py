@@ -64,6 +64,11 @@ class WindowClock:
             return None
         return self._max_event_time_ms - self.allowed_lateness_ms
 
+    @property
+    def max_event_time_ms(self) -> int | None:
+        """Largest event time seen so far (None before the first event)."""
+        return self._max_event_time_ms
+
     def window_start(self, event_time_ms: np.ndarray) -> np.ndarray:
         """Start of the tumbling window of each event time (floor division, also for negatives)."""
         return (event_time_ms // self.window_length_ms) * self.window_length_ms

@@ -1,0 +1,520 @@
+"""The monitor engine: a batch of decoded events in; window aggregates, signals and alerts out.
+
+One engine serves one model. It is pure computation — no Kafka, no database, no clock — so the
+Faust worker, the embedded runner (``driftline demo`` / ``driftline run``) and ``driftline replay``
+drive it unchanged, and the same events in the same order always produce the same results, however
+the stream is cut into batches (tested byte-for-byte on :func:`~driftline.stream.results.to_canonical_json`).
+
+Per event, in arrival order, each numeric field and the prediction score feed a calibrated
+Page–Hinkley detector (and the score an ADWIN). Per event-time window, per field, sketches summarise
+the accepted values and status counts record nulls, NaN/inf, out-of-range and unseen categories of
+*every* decoded event (accepted or rejected), so a flood of bad values is visible even though those
+events went to the dead-letter topic. When a window closes it is compared with the reference profile
+(PSI, Jensen–Shannon, KS, Wasserstein) and checked against the contract's data-quality budgets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from driftline.detectors.adwin import ADWIN
+from driftline.detectors.page_hinkley import PageHinkley
+from driftline.schemas.codec import DecodedBatch, FieldStatus
+from driftline.schemas.contract import Contract, FieldContract
+
+from .alerting import AlertGate, make_alert
+from .profile import FeatureProfile, ReferenceProfile, monitored_fields
+from .results import BatchResult, DetectorSignal, FeatureWindow, ModelWindow, SchemaChangeRecord
+from .windowstate import WindowFeatureState, close_feature_window, new_feature_state
+from .windows import WindowClock
+
+__all__ = ["EngineConfig", "MonitorEngine"]
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Tunables of the engine (all times are event time, in milliseconds).
+
+    Parameters
+    ----------
+    window_length_ms
+        Length of the tumbling event-time windows.
+    allowed_lateness_ms
+        How long after the largest event time seen a window stays open for late events.
+    window_false_alarm_rate
+        Per field and per window, the probability that the PSI test fires on a stationary stream.
+    min_psi
+        Smallest PSI worth an alert, however significant (an effect-size floor: 0.1 is the usual
+        "some shift" mark in credit-risk practice).
+    min_window_count
+        Windows with fewer values than this are summarised but not tested.
+    max_unseen_fraction, max_invalid_fraction, max_rejected_fraction
+        Data-quality budgets per window (unseen categories; NaN/inf or out-of-range values;
+        rejected events). Null budgets come from each field's ``max_null_fraction`` in the contract.
+    alert_cooldown_ms
+        Signals of the same kind on the same field closer than this belong to one alert episode.
+    """
+
+    window_length_ms: int = 60_000
+    allowed_lateness_ms: int = 120_000
+    window_false_alarm_rate: float = 1e-5
+    min_psi: float = 0.1
+    min_window_count: int = 100
+    max_unseen_fraction: float = 0.02
+    max_invalid_fraction: float = 0.01
+    max_rejected_fraction: float = 0.02
+    alert_cooldown_ms: int = 15 * 60_000
+
+    def __post_init__(self) -> None:
+        for name in ("window_length_ms", "min_window_count"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("allowed_lateness_ms", "alert_cooldown_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("window_false_alarm_rate", "max_unseen_fraction", "max_invalid_fraction", "max_rejected_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
+
+
+@dataclass
+class _OpenWindow:
+    version: str
+    start_ms: int
+    events: int = 0
+    accepted: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    features: dict[str, WindowFeatureState] = field(default_factory=dict)
+
+
+@dataclass
+class _Track:
+    """Streaming detectors of one model version, fed in arrival order."""
+
+    profile: ReferenceProfile
+    page_hinkley: dict[str, PageHinkley]
+    adwin: dict[str, ADWIN]
+    accepted_seen: int = 0
+
+
+class MonitorEngine:
+    """Monitor one model's stream against its reference profile(s).
+
+    Parameters
+    ----------
+    contract
+        The model's contract.
+    profiles
+        Reference profile(s), by model version. Events of a version without a profile are compared
+        with ``default_version``'s profile (and say so in their alerts).
+    config
+        Engine tunables.
+    default_version
+        Profile used for unknown versions (default: the last profile given).
+    """
+
+    def __init__(
+        self,
+        contract: Contract,
+        profiles: ReferenceProfile | Mapping[str, ReferenceProfile],
+        config: EngineConfig | None = None,
+        *,
+        default_version: str | None = None,
+    ) -> None:
+        if isinstance(profiles, ReferenceProfile):
+            profiles = {profiles.model_version: profiles}
+        if not profiles:
+            raise ValueError("profiles must hold at least one reference profile")
+        for version, profile in profiles.items():
+            if profile.model != contract.model:
+                raise ValueError(f"profiles: profile {version!r} is for model {profile.model!r}, not {contract.model!r}")
+        self.contract = contract
+        self.config = config or EngineConfig()
+        self.profiles = dict(profiles)
+        self.default_version = default_version or list(self.profiles)[-1]
+        if self.default_version not in self.profiles:
+            raise ValueError(f"default_version {self.default_version!r} has no profile")
+        self.fields: list[FieldContract] = monitored_fields(contract)
+        self._clock = WindowClock(self.config.window_length_ms, self.config.allowed_lateness_ms)
+        self._gate = AlertGate(self.config.alert_cooldown_ms)
+        self._tracks: dict[str, _Track] = {}
+        self._open: dict[tuple[int, str], _OpenWindow] = {}
+        self._last_closed_start_ms: int | None = None
+        self._schema_changes_seen: set[str] = set()
+        self._rejected_since_close = 0  # rejected events without an event time (undecodable)
+
+    # ------------------------------------------------------------------ public API
+
+    def process(self, batch: DecodedBatch) -> BatchResult:
+        """Feed one decoded batch (events in arrival order); return what it produced."""
+        if batch.model != self.contract.model:
+            raise ValueError(f"batch: batch is for model {batch.model!r}, this engine monitors {self.contract.model!r}")
+        result = BatchResult()
+        for rejection in batch.rejections:
+            reason = rejection.reason.name.lower()
+            result.rejected_by_reason[reason] = result.rejected_by_reason.get(reason, 0) + 1
+        self._rejected_since_close += len(batch.rejections) - int(np.count_nonzero(~batch.accepted))
+        result.accepted = int(np.count_nonzero(batch.accepted))
+        self._record_schema_changes(batch, result)
+        if len(batch.rows):
+            self._process_rows(batch, result)
+        self._close_windows(self._clock.closable_before(), result)
+        return result
+
+    def flush(self) -> BatchResult:
+        """Close every open window (end of input). The engine can keep processing afterwards."""
+        result = BatchResult()
+        if self._open:
+            self._close_windows(max(start for start, _ in self._open) + self.config.window_length_ms, result)
+        return result
+
+    @property
+    def watermark_ms(self) -> int | None:
+        return self._clock.watermark_ms
+
+    # ------------------------------------------------------------------ per batch
+
+    def _record_schema_changes(self, batch: DecodedBatch, result: BatchResult) -> None:
+        # Events of an incompatible writer schema are rejected undecoded, so they carry no event
+        # time: date the change by the batch's decoded events, else by the latest event time seen.
+        first_time = int(batch.event_time_ms.min()) if len(batch.event_time_ms) else self._clock.max_event_time_ms
+        for change in batch.schema_changes:
+            writer_id = str(change.writer_id)
+            if writer_id in self._schema_changes_seen:
+                continue
+            self._schema_changes_seen.add(writer_id)
+            diff = change.diff
+            record = SchemaChangeRecord(
+                model=self.contract.model,
+                writer_id=writer_id,
+                compatible=bool(diff.compatible),
+                missing_fields=tuple(diff.missing_fields),
+                new_fields=tuple(diff.new_fields),
+                type_changes=tuple(str(t) for t in diff.type_changes),
+                description=diff.describe(),
+                first_seen_event_time_ms=first_time,
+            )
+            result.schema_changes.append(record)
+            result.alerts.append(
+                make_alert(
+                    model=self.contract.model,
+                    model_version=self.default_version,
+                    kind="schema_change",
+                    feature=None,
+                    detector="schema_diff",
+                    severity="warning" if diff.compatible else "critical",
+                    window_start_ms=None,
+                    event_time_ms=first_time if first_time is not None else 0,
+                    score=float(len(record.missing_fields) + len(record.new_fields) + len(record.type_changes)),
+                    threshold=0.0,
+                    message=f"writer schema {writer_id} differs from contract "
+                    f"{self.contract.model} v{self.contract.version}: {record.description}",
+                )
+            )
+
+    def _process_rows(self, batch: DecodedBatch, result: BatchResult) -> None:
+        assignment = self._clock.assign(batch.event_time_ms)
+        result.late_events += int(np.count_nonzero(assignment.late))
+        row_reasons = _row_rejection_reasons(batch)
+        versions = batch.model_version
+        for version in sorted(set(versions.tolist())):
+            in_version = versions == version
+            self._run_detectors(version, batch, in_version, result)
+            on_time = in_version & ~assignment.late
+            starts = assignment.window_start_ms[on_time]
+            positions = np.flatnonzero(on_time)
+            for start in np.unique(starts):
+                rows = positions[starts == start]
+                self._add_to_window(self._window(version, int(start)), batch, rows, row_reasons)
+
+    def _track(self, version: str) -> _Track:
+        track = self._tracks.get(version)
+        if track is None:
+            profile = self.profiles.get(version, self.profiles[self.default_version])
+            page_hinkley: dict[str, PageHinkley] = {}
+            adwin: dict[str, ADWIN] = {}
+            for spec in self.fields:
+                feature = profile.features.get(spec.name)
+                if feature is None or feature.kind != "numeric":
+                    continue
+                if feature.page_hinkley is not None:
+                    page_hinkley[spec.name] = PageHinkley.from_state(feature.page_hinkley)
+                if feature.adwin is not None:
+                    adwin[spec.name] = ADWIN.from_state(feature.adwin)
+            track = _Track(profile=profile, page_hinkley=page_hinkley, adwin=adwin)
+            self._tracks[version] = track
+        return track
+
+    def _run_detectors(self, version: str, batch: DecodedBatch, rows: np.ndarray, result: BatchResult) -> None:
+        track = self._track(version)
+        accepted = np.flatnonzero(rows & batch.accepted)
+        base_index = track.accepted_seen
+        track.accepted_seen += len(accepted)
+        if not len(accepted):
+            return
+        for name, detectors in (("page_hinkley", track.page_hinkley), ("adwin", track.adwin)):
+            for feature, detector in detectors.items():
+                status = batch.status[feature][accepted]
+                usable = accepted[status == FieldStatus.OK]
+                hits = detector.update_many(batch.values[feature][usable])
+                details = zip(hits.tolist(), detector.signal_statistics, detector.signal_thresholds)
+                for hit, statistic, threshold in details:
+                    row = int(usable[hit])
+                    self._signal(version, feature, name, statistic, threshold, batch, row, base_index, accepted, result)
+
+    def _signal(
+        self,
+        version: str,
+        feature: str,
+        detector_name: str,
+        statistic: float,
+        threshold: float,
+        batch: DecodedBatch,
+        row: int,
+        base_index: int,
+        accepted: np.ndarray,
+        result: BatchResult,
+    ) -> None:
+        event_time = int(batch.event_time_ms[row])
+        event_index = base_index + int(np.searchsorted(accepted, row))
+        result.signals.append(
+            DetectorSignal(
+                model=self.contract.model,
+                model_version=version,
+                feature=feature,
+                detector=detector_name,
+                event_index=event_index,
+                event_time_ms=event_time,
+                statistic=statistic,
+            )
+        )
+        kind = "score_change" if detector_name == "adwin" else "mean_shift"
+        if not self._gate.admit((version, feature, kind), event_time):
+            return
+        profile = self._tracks[version].profile.features[feature]
+        what = "ADWIN found a change in the mean of" if detector_name == "adwin" else "Page-Hinkley detected a mean shift in"
+        result.alerts.append(
+            make_alert(
+                model=self.contract.model,
+                model_version=version,
+                kind=kind,
+                feature=feature,
+                detector=detector_name,
+                severity="warning",
+                window_start_ms=None,
+                event_time_ms=event_time,
+                score=statistic,
+                threshold=threshold,
+                message=f"{what} {feature} at event {event_index} "
+                f"(reference mean {_fmt(profile.mean)}, std {_fmt(profile.std)})",
+            )
+        )
+
+    def _window(self, version: str, start_ms: int) -> _OpenWindow:
+        key = (start_ms, version)
+        window = self._open.get(key)
+        if window is None:
+            profile = self._track(version).profile
+            window = _OpenWindow(version=version, start_ms=start_ms)
+            for spec in self.fields:
+                window.features[spec.name] = new_feature_state(spec, profile.features[spec.name])
+            self._open[key] = window
+        return window
+
+    def _add_to_window(self, window: _OpenWindow, batch: DecodedBatch, rows: np.ndarray, row_reasons: np.ndarray) -> None:
+        accepted_mask = batch.accepted[rows]
+        window.events += len(rows)
+        window.accepted += int(np.count_nonzero(accepted_mask))
+        if not accepted_mask.all():
+            window.rejected_by_reason.update(row_reasons[rows[~accepted_mask]].tolist())
+        accepted_rows = rows[accepted_mask]
+        for spec in self.fields:
+            window.features[spec.name].add(
+                batch.values[spec.name][accepted_rows],
+                batch.status[spec.name][accepted_rows],
+                batch.status[spec.name][rows],
+            )
+
+    # ------------------------------------------------------------------ window close
+
+    def _close_windows(self, before_ms: int | None, result: BatchResult) -> None:
+        if before_ms is None:
+            return
+        for key in sorted(k for k in self._open if k[0] < before_ms):
+            window = self._open.pop(key)
+            self._report_gap(window, result)
+            self._close(window, result)
+
+    def _report_gap(self, window: _OpenWindow, result: BatchResult) -> None:
+        length = self.config.window_length_ms
+        last = self._last_closed_start_ms
+        if last is not None and window.start_ms > last + length:
+            missing = (window.start_ms - last) // length - 1
+            rejected = (
+                f"; {self._rejected_since_close} undecodable or incompatible events were rejected meanwhile"
+                if self._rejected_since_close
+                else ": the producer stopped or the data is missing"
+            )
+            result.alerts.append(
+                make_alert(
+                    model=self.contract.model,
+                    model_version=window.version,
+                    kind="no_data",
+                    feature=None,
+                    detector="window_gap",
+                    severity="critical",
+                    window_start_ms=last + length,
+                    event_time_ms=window.start_ms,
+                    score=float(missing),
+                    threshold=0.0,
+                    message=f"no usable events for {missing} window(s) of {length // 1000} s before "
+                    f"{_iso(window.start_ms)}{rejected}",
+                )
+            )
+        if last is None or window.start_ms > last:
+            self._last_closed_start_ms = window.start_ms
+        self._rejected_since_close = 0
+
+    def _close(self, window: _OpenWindow, result: BatchResult) -> None:
+        config = self.config
+        profile = self._track(window.version).profile
+        model_window = ModelWindow(
+            model=self.contract.model,
+            model_version=window.version,
+            window_start_ms=window.start_ms,
+            window_length_ms=config.window_length_ms,
+            events=window.events,
+            accepted=window.accepted,
+            rejected=window.events - window.accepted,
+            rejected_by_reason=tuple(sorted(window.rejected_by_reason.items())),
+        )
+        result.model_windows.append(model_window)
+        for spec in self.fields:
+            feature_profile = profile.features[spec.name]
+            summary = close_feature_window(
+                window.features[spec.name],
+                feature_profile,
+                model=self.contract.model,
+                model_version=window.version,
+                window_start_ms=window.start_ms,
+                window_length_ms=config.window_length_ms,
+                false_alarm_rate=config.window_false_alarm_rate,
+                min_psi=config.min_psi,
+            )
+            result.feature_windows.append(summary)
+            self._window_alerts(spec, feature_profile, summary, window.events, result)
+        if window.events and model_window.rejected / window.events > config.max_rejected_fraction:
+            top_reason, top_count = max(window.rejected_by_reason.items(), key=lambda item: (item[1], item[0]))
+            self._window_alert(
+                result, window.version, "data_quality", None, "rejections", window.start_ms,
+                model_window.rejected / window.events, config.max_rejected_fraction,
+                f"{model_window.rejected} of {window.events} events rejected in the window "
+                f"(mostly {top_reason}: {top_count}); they are in the dead-letter topic",
+            )
+
+    def _window_alerts(
+        self,
+        spec: FieldContract,
+        profile: FeatureProfile,
+        summary: FeatureWindow,
+        events: int,
+        result: BatchResult,
+    ) -> None:
+        config = self.config
+        version, start = summary.model_version, summary.window_start_ms
+        if summary.count >= config.min_window_count and summary.psi is not None and summary.psi_threshold is not None:
+            if summary.psi > summary.psi_threshold:
+                self._window_alert(
+                    result, version, "distribution_drift", spec.name, "psi", start, summary.psi, summary.psi_threshold,
+                    f"{spec.name}: PSI {summary.psi:.3f} > {summary.psi_threshold:.3f} against the reference "
+                    f"(Jensen-Shannon {_fmt(summary.jensen_shannon)}, KS {_fmt(summary.ks)}; window mean "
+                    f"{_fmt(summary.mean)} vs reference {_fmt(profile.mean)})",
+                )
+        if events < config.min_window_count:
+            return
+        unseen_fraction = summary.unseen / events
+        if unseen_fraction > config.max_unseen_fraction:
+            known = set(profile.categories)
+            new_values = [value for value, _ in summary.top_items if value not in known][:3]
+            self._window_alert(
+                result, version, "data_quality", spec.name, "unseen_category", start, unseen_fraction,
+                config.max_unseen_fraction,
+                f"{spec.name}: {summary.unseen} of {events} events carry categories unseen in the contract"
+                + (f" (most frequent: {', '.join(repr(v) for v in new_values)})" if new_values else ""),
+            )
+        invalid_fraction = (summary.non_finite + summary.out_of_range) / events
+        if invalid_fraction > config.max_invalid_fraction:
+            self._window_alert(
+                result, version, "data_quality", spec.name, "invalid_values", start, invalid_fraction,
+                config.max_invalid_fraction,
+                f"{spec.name}: {summary.non_finite} NaN/inf and {summary.out_of_range} out-of-range values "
+                f"in {events} events",
+            )
+        budget = spec.max_null_fraction if spec.max_null_fraction is not None else 0.0
+        # Binomial slack (3 standard errors) keeps an on-budget stream from alerting by chance.
+        null_limit = budget + 3.0 * np.sqrt(max(budget * (1.0 - budget), 1.0 / events) / events)
+        if summary.nulls / events > null_limit:
+            self._window_alert(
+                result, version, "data_quality", spec.name, "null_fraction", start, summary.nulls / events,
+                float(null_limit),
+                f"{spec.name}: {summary.nulls} of {events} values missing, budget {budget:.1%}",
+            )
+
+    def _window_alert(
+        self,
+        result: BatchResult,
+        version: str,
+        kind: str,
+        feature: str | None,
+        detector: str,
+        window_start_ms: int,
+        score: float,
+        threshold: float,
+        message: str,
+    ) -> None:
+        if not self._gate.admit((version, str(feature), detector), window_start_ms):
+            return
+        result.alerts.append(
+            make_alert(
+                model=self.contract.model,
+                model_version=version,
+                kind=kind,
+                feature=feature,
+                detector=detector,
+                severity="warning",
+                window_start_ms=window_start_ms,
+                event_time_ms=window_start_ms + self.config.window_length_ms,
+                score=score,
+                threshold=threshold,
+                message=f"[{_iso(window_start_ms)}] {message}",
+            )
+        )
+
+
+def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:
+    """Reason name of each decoded-but-rejected row ('' for accepted rows)."""
+    reasons = np.full(len(batch.rows), "", dtype=object)
+    if not batch.rejections:
+        return reasons
+    by_input = {r.index: r.reason.name.lower() for r in batch.rejections}
+    for position in np.flatnonzero(~batch.accepted).tolist():
+        reasons[position] = by_input.get(int(batch.rows[position]), "unknown")
+    return reasons
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def _iso(ms: int) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+

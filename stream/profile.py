@@ -1,0 +1,266 @@
+"""Reference profiles: what a model's inputs and outputs looked like when it was trained.
+
+A profile is built once per model version from reference data (``driftline baseline`` reads it from
+Parquet) and stored with that version. It holds, per contract field, everything the engine compares
+live windows with — quantile bin edges and reference counts, categories and their counts — and the
+calibrated streaming detectors' initial states, so a worker never re-calibrates on the hot path.
+
+Calibration note: the detectors' thresholds account for heavy tails and autocorrelation *as seen in
+the reference data*. Training sets are usually shuffled, which hides the autocorrelation of the live
+stream; calibrate from a time-ordered stretch of production data when the stream is autocorrelated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from driftline.detectors.adwin import ADWIN
+from driftline.detectors.calibration import dependence_factor
+from driftline.detectors.distances import quantile_bin_edges
+from driftline.detectors.page_hinkley import PageHinkley
+from driftline.schemas.contract import Contract, FieldContract
+from driftline.schemas.errors import DriftlineError
+
+__all__ = ["FeatureProfile", "ProfileError", "ReferenceProfile", "build_reference_profile", "monitored_fields"]
+
+PROFILE_FORMAT = 1
+QUANTILE_LEVELS = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+class ProfileError(DriftlineError):
+    """A reference profile cannot be built or read."""
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """Reference summary of one field."""
+
+    name: str
+    kind: str  # "numeric" | "categorical"
+    rows: int  # reference values summarised (non-null, finite / known)
+    null_fraction: float
+    counts: tuple[int, ...]  # per bin (numeric) or per category + a final "unseen" bucket (categorical)
+    bin_edges: tuple[float, ...] = ()  # numeric: inner edges; the outer edges are -inf/+inf
+    categories: tuple[str, ...] = ()
+    mean: float | None = None
+    std: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    quantiles: dict[str, float] = field(default_factory=dict)
+    dependence: float = 1.0  # long-run / marginal variance ratio of the reference series
+    page_hinkley: dict[str, Any] | None = None
+    adwin: dict[str, Any] | None = None
+
+    @property
+    def full_bin_edges(self) -> np.ndarray:
+        return np.concatenate(([-np.inf], np.asarray(self.bin_edges, dtype=np.float64), [np.inf]))
+
+    def psi_threshold(self, window_count: int, false_alarm_rate: float) -> float:
+        """PSI above which a window of ``window_count`` values is improbable under the reference.
+
+        Under the null, ``n * PSI`` is asymptotically chi-square with ``k - 1`` degrees of freedom
+        (PSI is the symmetrised Kullback–Leibler divergence). The reference sample's own noise adds
+        a factor ``1 + n / N`` and autocorrelation inflates the variance by ``dependence``.
+        """
+        if window_count <= 0:
+            return float("inf")
+        degrees = max(1, sum(1 for c in self.counts if c > 0) - 1 + (1 if self.kind == "categorical" else 0))
+        quantile = float(stats.chi2.isf(false_alarm_rate, degrees))
+        return self.dependence * quantile / window_count * (1.0 + window_count / max(self.rows, 1))
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """Reference profile of one model version."""
+
+    model: str
+    model_version: str
+    contract_version: int
+    rows: int
+    features: dict[str, FeatureProfile]
+    false_alarm_rate: float
+    source: str = ""
+
+    def to_json(self) -> str:
+        data = {
+            "format": PROFILE_FORMAT,
+            "model": self.model,
+            "model_version": self.model_version,
+            "contract_version": self.contract_version,
+            "rows": self.rows,
+            "false_alarm_rate": self.false_alarm_rate,
+            "source": self.source,
+            "features": {name: _feature_to_dict(f) for name, f in sorted(self.features.items())},
+        }
+        return json.dumps(data, sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ReferenceProfile:
+        try:
+            data = json.loads(text)
+            if data.get("format") != PROFILE_FORMAT:
+                raise ProfileError(f"unsupported profile format {data.get('format')!r}, expected {PROFILE_FORMAT}")
+            features = {name: _feature_from_dict(name, f) for name, f in data["features"].items()}
+            return cls(
+                model=str(data["model"]),
+                model_version=str(data["model_version"]),
+                contract_version=int(data["contract_version"]),
+                rows=int(data["rows"]),
+                features=features,
+                false_alarm_rate=float(data["false_alarm_rate"]),
+                source=str(data.get("source", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"malformed reference profile: {exc}") from exc
+
+
+def _feature_to_dict(profile: FeatureProfile) -> dict[str, Any]:
+    return {
+        "kind": profile.kind,
+        "rows": profile.rows,
+        "null_fraction": profile.null_fraction,
+        "counts": list(profile.counts),
+        "bin_edges": list(profile.bin_edges),
+        "categories": list(profile.categories),
+        "mean": profile.mean,
+        "std": profile.std,
+        "minimum": profile.minimum,
+        "maximum": profile.maximum,
+        "quantiles": dict(profile.quantiles),
+        "dependence": profile.dependence,
+        "page_hinkley": profile.page_hinkley,
+        "adwin": profile.adwin,
+    }
+
+
+def _feature_from_dict(name: str, data: dict[str, Any]) -> FeatureProfile:
+    return FeatureProfile(
+        name=name,
+        kind=str(data["kind"]),
+        rows=int(data["rows"]),
+        null_fraction=float(data["null_fraction"]),
+        counts=tuple(int(c) for c in data["counts"]),
+        bin_edges=tuple(float(e) for e in data["bin_edges"]),
+        categories=tuple(str(c) for c in data["categories"]),
+        mean=data.get("mean"),
+        std=data.get("std"),
+        minimum=data.get("minimum"),
+        maximum=data.get("maximum"),
+        quantiles={str(k): float(v) for k, v in data.get("quantiles", {}).items()},
+        dependence=float(data.get("dependence", 1.0)),
+        page_hinkley=data.get("page_hinkley"),
+        adwin=data.get("adwin"),
+    )
+
+
+def monitored_fields(contract: Contract) -> list[FieldContract]:
+    """Contract fields the engine watches: features and prediction outputs, in contract order."""
+    return [f for f in contract.fields if f.role in ("feature", "prediction_score", "prediction_class")]
+
+
+def build_reference_profile(
+    contract: Contract,
+    columns: dict[str, np.ndarray],
+    *,
+    model_version: str,
+    false_alarm_rate: float = 1e-6,
+    n_bins: int = 20,
+    source: str = "",
+) -> ReferenceProfile:
+    """Summarise reference data and calibrate the streaming detectors for one model version.
+
+    Parameters
+    ----------
+    contract
+        The model's contract; every monitored field must be present in ``columns``.
+    columns
+        Reference data in time order if it has any: float64 arrays (NaN = missing) for numeric
+        fields, object arrays of ``str`` (``None`` = missing) for categorical fields.
+    model_version
+        The version the profile belongs to.
+    false_alarm_rate
+        Target false alarms per event of each calibrated streaming detector.
+    n_bins
+        Quantile bins per numeric feature for PSI, Jensen–Shannon, KS and Wasserstein.
+    """
+    if not 0.0 < false_alarm_rate < 1.0:
+        raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
+    if n_bins < 2:
+        raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+    fields = monitored_fields(contract)
+    missing = [f.name for f in fields if f.name not in columns]
+    if missing:
+        raise ProfileError(f"reference data lacks contract fields: {', '.join(missing)}")
+    rows = {len(columns[f.name]) for f in fields}
+    if len(rows) != 1:
+        raise ProfileError(f"reference columns differ in length: {sorted(rows)}")
+    total = rows.pop()
+    if total < 1000:
+        raise ProfileError(f"reference data has {total} rows; at least 1000 are needed to calibrate")
+    features: dict[str, FeatureProfile] = {}
+    for spec in fields:
+        if spec.kind == "categorical":
+            features[spec.name] = _categorical_profile(spec, columns[spec.name])
+        else:
+            features[spec.name] = _numeric_profile(spec, columns[spec.name], false_alarm_rate, n_bins)
+    return ReferenceProfile(
+        model=contract.model,
+        model_version=model_version,
+        contract_version=contract.version,
+        rows=total,
+        features=features,
+        false_alarm_rate=false_alarm_rate,
+        source=source,
+    )
+
+
+def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: float, n_bins: int) -> FeatureProfile:
+    values = np.asarray(raw, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size < 1000:
+        raise ProfileError(f"field {spec.name!r} has only {finite.size} finite reference values; need >= 1000")
+    edges = quantile_bin_edges(finite, n_bins)
+    counts = np.bincount(np.searchsorted(edges[1:-1], finite, side="right"), minlength=len(edges) - 1)
+    quantiles = np.quantile(finite, QUANTILE_LEVELS)
+    detector = PageHinkley.calibrate(finite, false_alarm_rate=false_alarm_rate)
+    adwin = ADWIN.calibrate(finite, false_alarm_rate=false_alarm_rate) if spec.role == "prediction_score" else None
+    return FeatureProfile(
+        name=spec.name,
+        kind="numeric",
+        rows=int(finite.size),
+        null_fraction=float(1.0 - finite.size / values.size),
+        counts=tuple(int(c) for c in counts),
+        bin_edges=tuple(float(e) for e in edges[1:-1]),
+        mean=float(finite.mean()),
+        std=float(finite.std(ddof=1)),
+        minimum=float(finite.min()),
+        maximum=float(finite.max()),
+        quantiles={f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILE_LEVELS, quantiles)},
+        dependence=float(dependence_factor(finite)),
+        page_hinkley=detector.to_state(),
+        adwin=None if adwin is None else adwin.to_state(),
+    )
+
+
+def _categorical_profile(spec: FieldContract, raw: np.ndarray) -> FeatureProfile:
+    values = np.asarray(raw, dtype=object)
+    present = values[np.array([v is not None for v in values], dtype=bool)]
+    categories = tuple(spec.categories) if spec.categories else tuple(sorted({str(v) for v in present}))
+    index = {c: i for i, c in enumerate(categories)}
+    counts = np.zeros(len(categories) + 1, dtype=np.int64)
+    uniques, uniq_counts = np.unique(present.astype(str), return_counts=True) if present.size else ([], [])
+    for value, count in zip(uniques, uniq_counts):
+        counts[index.get(str(value), len(categories))] += int(count)
+    return FeatureProfile(
+        name=spec.name,
+        kind="categorical",
+        rows=int(present.size),
+        null_fraction=float(1.0 - present.size / max(values.size, 1)),
+        counts=tuple(int(c) for c in counts),
+        categories=categories,
+    )

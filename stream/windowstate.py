@@ -1,0 +1,172 @@
+"""One field's state inside one open window, and its summary when the window closes.
+
+The sketches (``driftline.detectors.sketches``) summarise accepted values; on top of them this
+module counts the status of *every* decoded event (accepted or rejected) so that nulls, NaN/inf,
+out-of-range values and unseen categories are visible even when the contract sent those events to
+the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from driftline.detectors import distances, sketches
+from driftline.schemas.codec import FieldStatus
+from driftline.schemas.contract import FieldContract
+
+from .profile import FeatureProfile
+from .results import FeatureWindow
+
+__all__ = ["WindowFeatureState", "close_feature_window", "new_feature_state"]
+
+_STATUS_CODES = max(int(s) for s in FieldStatus) + 1
+
+# Numeric values reach the sketch in chunks of this many values of the window's own sequence.
+# Welford/Chan moments depend (in the last bits) on how values are grouped; fixing the grouping to
+# the window's sequence, not to the caller's batches, makes mean and variance bit-identical however
+# the stream was batched — a replay equals the live run.
+SKETCH_CHUNK = 4096
+
+
+class WindowFeatureState:
+    """Sketch of the accepted values plus status counts of all decoded events."""
+
+    __slots__ = ("kind", "sketch", "status_counts", "_pending", "_pending_count")
+
+    def __init__(self, kind: str, sketch: object) -> None:
+        self.kind = kind
+        self.sketch = sketch
+        self.status_counts = np.zeros(_STATUS_CODES, dtype=np.int64)
+        self._pending: list[np.ndarray] = []
+        self._pending_count = 0
+
+    def add(self, accepted_values: np.ndarray, accepted_status: np.ndarray, all_status: np.ndarray) -> None:
+        """Add one window's slice of a batch."""
+        if all_status.size:
+            self.status_counts += np.bincount(all_status.astype(np.int64), minlength=_STATUS_CODES)
+        if self.kind == "numeric":
+            usable = accepted_values[accepted_status == FieldStatus.OK]
+            if usable.size:
+                self._pending.append(usable)
+                self._pending_count += usable.size
+                if self._pending_count >= SKETCH_CHUNK:
+                    self._drain(whole_chunks_only=True)
+        else:
+            # Unseen values of an open ("count") category set are accepted: keep them in the
+            # frequent-items sketch so the alert can name the value that floods the feature.
+            keep = (accepted_status == FieldStatus.OK) | (accepted_status == FieldStatus.UNSEEN_CATEGORY)
+            usable = accepted_values[keep]
+            if usable.size:
+                self.sketch = sketches.categorical_add(self.sketch, usable)  # type: ignore[arg-type]
+
+    def count(self, status: FieldStatus) -> int:
+        return int(self.status_counts[int(status)])
+
+    def _drain(self, *, whole_chunks_only: bool) -> None:
+        if not self._pending_count:
+            return
+        values = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        take = (values.size // SKETCH_CHUNK) * SKETCH_CHUNK if whole_chunks_only else values.size
+        for start in range(0, take, SKETCH_CHUNK):
+            self.sketch = sketches.numeric_add(self.sketch, values[start : min(take, start + SKETCH_CHUNK)])  # type: ignore[arg-type]
+        rest = values[take:]
+        self._pending = [rest] if rest.size else []
+        self._pending_count = int(rest.size)
+
+    def finished_sketch(self) -> object:
+        """The sketch with every pending value added (call once the window has closed)."""
+        if self.kind == "numeric":
+            self._drain(whole_chunks_only=False)
+        return self.sketch
+
+
+def new_feature_state(spec: FieldContract, profile: FeatureProfile) -> WindowFeatureState:
+    """Empty window state of ``spec``, binned like its reference profile."""
+    if profile.kind == "categorical":
+        return WindowFeatureState("categorical", sketches.categorical_initialize(list(profile.categories)))
+    return WindowFeatureState("numeric", sketches.numeric_initialize(profile.full_bin_edges))
+
+
+def close_feature_window(
+    state: WindowFeatureState,
+    profile: FeatureProfile,
+    *,
+    model: str,
+    model_version: str,
+    window_start_ms: int,
+    window_length_ms: int,
+    false_alarm_rate: float,
+    min_psi: float,
+) -> FeatureWindow:
+    """Summarise a closed window and compare it with the reference profile."""
+    reference_counts = np.asarray(profile.counts, dtype=np.int64)
+    nulls = state.count(FieldStatus.NULL) + state.count(FieldStatus.NULL_NOT_ALLOWED)
+    common = dict(
+        model=model,
+        model_version=model_version,
+        feature=profile.name,
+        kind=profile.kind,
+        window_start_ms=window_start_ms,
+        window_length_ms=window_length_ms,
+        nulls=nulls,
+        non_finite=state.count(FieldStatus.NOT_FINITE),
+        out_of_range=state.count(FieldStatus.OUT_OF_RANGE),
+        unseen=state.count(FieldStatus.UNSEEN_CATEGORY),
+    )
+    if state.kind == "numeric":
+        result = sketches.numeric_result(state.finished_sketch())  # type: ignore[arg-type]
+        count = int(result["count"])
+        window_counts = np.asarray(result["histogram"], dtype=np.int64)
+        scored = count > 0
+        psi = distances.psi_from_counts(reference_counts, window_counts) if scored else None
+        return FeatureWindow(
+            **common,  # type: ignore[arg-type]
+            count=count,
+            minimum=_finite(result["min"]),
+            maximum=_finite(result["max"]),
+            mean=_finite(result["mean"]),
+            variance=_finite(result["variance"]),
+            psi=psi,
+            jensen_shannon=distances.jensen_shannon_from_counts(reference_counts, window_counts) if scored else None,
+            ks=distances.ks_from_histograms(reference_counts, window_counts) if scored else None,
+            wasserstein=_finite(
+                distances.wasserstein_from_histograms(
+                    profile.full_bin_edges,
+                    reference_counts,
+                    window_counts,
+                    reference_quantiles=(profile.minimum, profile.maximum),
+                )
+            )
+            if scored
+            else None,
+            psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if scored else None,
+            quantiles={k: float(v) for k, v in (result.get("quantiles") or {}).items() if _finite(v) is not None},
+        )
+    result = sketches.categorical_result(state.sketch)  # type: ignore[arg-type]
+    known = [int(result["category_counts"][c]) for c in profile.categories]
+    window_counts = np.asarray(known + [int(result["unseen"])], dtype=np.int64)
+    count = int(window_counts.sum())
+    scored = count > 0
+    return FeatureWindow(
+        **common,  # type: ignore[arg-type]
+        count=count,
+        minimum=None,
+        maximum=None,
+        mean=None,
+        variance=None,
+        psi=distances.psi_from_counts(reference_counts, window_counts) if scored else None,
+        jensen_shannon=distances.jensen_shannon_from_counts(reference_counts, window_counts) if scored else None,
+        ks=None,
+        wasserstein=None,
+        psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if scored else None,
+        top_items=tuple((str(value), int(estimate)) for value, estimate in result["top_items"][:10]),
+    )
+
+
+def _finite(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
