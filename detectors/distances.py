@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "bin_points",
+    "histogram_distances",
     "jensen_shannon_from_counts",
     "ks_from_histograms",
     "ks_from_kll",
@@ -85,7 +87,11 @@ def psi_from_counts(
     proportions = _proportions(reference_counts, window_counts)
     if proportions is None:
         return math.nan
-    reference, window = (np.maximum(p, epsilon) for p in proportions)
+    return _psi(*proportions, epsilon)
+
+
+def _psi(reference: FloatArray, window: FloatArray, epsilon: float) -> float:
+    reference, window = np.maximum(reference, epsilon), np.maximum(window, epsilon)
     return float(np.sum((window - reference) * np.log(window / reference)))
 
 
@@ -115,7 +121,10 @@ def jensen_shannon_from_counts(
     proportions = _proportions(reference_counts, window_counts)
     if proportions is None:
         return math.nan
-    reference, window = proportions
+    return _jensen_shannon(*proportions)
+
+
+def _jensen_shannon(reference: FloatArray, window: FloatArray) -> float:
     middle = (reference + window) / 2
 
     def divergence_from_middle(p: FloatArray) -> float:
@@ -149,7 +158,10 @@ def ks_from_histograms(reference_counts: npt.ArrayLike, window_counts: npt.Array
     proportions = _proportions(reference_counts, window_counts)
     if proportions is None:
         return math.nan
-    reference, window = proportions
+    return _ks(*proportions)
+
+
+def _ks(reference: FloatArray, window: FloatArray) -> float:
     return float(np.max(np.abs(np.cumsum(reference) - np.cumsum(window)), initial=0.0))
 
 
@@ -250,22 +262,81 @@ def wasserstein_from_histograms(
     >>> wasserstein_from_histograms([-np.inf, 0.0, 1.0, 2.0, np.inf], [0, 1, 0, 0], [0, 0, 1, 0])
     1.0
     """
+    proportions = _proportions(reference_counts, window_counts)
+    points = bin_points(bin_edges, proportions[0].size if proportions else np.size(reference_counts), reference_quantiles)
+    if proportions is None:
+        return math.nan
+    return _wasserstein(points, *proportions)
+
+
+def bin_points(
+    bin_edges: npt.ArrayLike, n_bins: int, reference_quantiles: tuple[float, float] | None = None
+) -> FloatArray:
+    """Representative point of each bin, as :func:`wasserstein_from_histograms` places its mass.
+
+    Compute it once per reference profile and pass it to :func:`histogram_distances`.
+    """
     edges = np.asarray(bin_edges, dtype=np.float64)
-    reference = _checked_counts("reference_counts", reference_counts)
-    _checked_counts("window_counts", window_counts, reference.size)
-    if edges.ndim != 1 or edges.size != reference.size + 1:
+    if edges.ndim != 1 or edges.size != n_bins + 1:
         raise ValueError(f"bin_edges must be 1-D with one edge more than the counts: {edges.shape}")
     if not (np.all(edges[1:] > edges[:-1]) and np.all(np.isfinite(edges[1:-1]))):
         raise ValueError("bin_edges must be strictly increasing with finite inner edges")
-    if reference.size == 1:  # all mass of both in one bin
-        return math.nan if _proportions(reference_counts, window_counts) is None else 0.0
+    if n_bins == 1:  # all mass of both in one bin: any point gives distance 0
+        return np.zeros(1)
     points = np.concatenate(([0.0], (edges[1:-2] + edges[2:-1]) / 2, [0.0]))
     points[0], points[-1] = _outer_points(edges, reference_quantiles)
-    proportions = _proportions(reference_counts, window_counts)
-    if proportions is None:
-        return math.nan
-    reference_cdf, window_cdf = (np.cumsum(p)[:-1] for p in proportions)
+    return points
+
+
+def _wasserstein(points: FloatArray, reference: FloatArray, window: FloatArray) -> float:
+    if points.size == 1:
+        return 0.0
+    reference_cdf, window_cdf = np.cumsum(reference)[:-1], np.cumsum(window)[:-1]
     return float(np.sum(np.abs(reference_cdf - window_cdf) * np.diff(points)))
+
+
+def histogram_distances(
+    reference_counts: npt.ArrayLike,
+    window_counts: npt.ArrayLike,
+    points: npt.ArrayLike | None = None,
+    epsilon: float = 1e-4,
+) -> dict[str, float]:
+    """PSI, Jensen-Shannon, KS and (given bin ``points``) Wasserstein in one pass.
+
+    The same values as :func:`psi_from_counts`, :func:`jensen_shannon_from_counts`,
+    :func:`ks_from_histograms` and :func:`wasserstein_from_histograms`, validating the counts
+    and computing the proportions once — the engine scores every field of every closed window.
+
+    Returns
+    -------
+    dict
+        ``psi``, ``jensen_shannon``, ``ks`` and, if ``points`` is given, ``wasserstein``; all NaN
+        if either distribution is empty.
+
+    Examples
+    --------
+    >>> d = histogram_distances([50, 30, 20], [40, 30, 30], points=[0.0, 1.0, 2.0])
+    >>> round(d["psi"], 4), round(d["ks"], 2), round(d["wasserstein"], 2)
+    (0.0629, 0.1, 0.2)
+    """
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be positive, got {epsilon}")
+    proportions = _proportions(reference_counts, window_counts)
+    names = ("psi", "jensen_shannon", "ks") + (("wasserstein",) if points is not None else ())
+    if proportions is None:
+        return dict.fromkeys(names, math.nan)
+    reference, window = proportions
+    result = {
+        "psi": _psi(reference, window, epsilon),
+        "jensen_shannon": _jensen_shannon(reference, window),
+        "ks": _ks(reference, window),
+    }
+    if points is not None:
+        point_array = np.asarray(points, dtype=np.float64)
+        if point_array.shape != reference.shape:
+            raise ValueError(f"points must hold one point per bin, got shape {point_array.shape}")
+        result["wasserstein"] = _wasserstein(point_array, reference, window)
+    return result
 
 
 def _outer_points(

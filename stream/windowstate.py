@@ -101,7 +101,7 @@ def close_feature_window(
     min_psi: float,
 ) -> FeatureWindow:
     """Summarise a closed window and compare it with the reference profile."""
-    reference_counts = np.asarray(profile.counts, dtype=np.int64)
+    reference_counts = profile.counts_array
     nulls = state.count(FieldStatus.NULL) + state.count(FieldStatus.NULL_NOT_ALLOWED)
     common = dict(
         model=model,
@@ -118,9 +118,7 @@ def close_feature_window(
     if state.kind == "numeric":
         result = sketches.numeric_result(state.finished_sketch())  # type: ignore[arg-type]
         count = int(result["count"])
-        window_counts = np.asarray(result["histogram"], dtype=np.int64)
-        scored = count > 0
-        psi = distances.psi_from_counts(reference_counts, window_counts) if scored else None
+        scores = distances.histogram_distances(reference_counts, result["histogram"], profile.bin_points)
         return FeatureWindow(
             **common,  # type: ignore[arg-type]
             count=count,
@@ -128,27 +126,18 @@ def close_feature_window(
             maximum=_finite(result["max"]),
             mean=_finite(result["mean"]),
             variance=_finite(result["variance"]),
-            psi=psi,
-            jensen_shannon=distances.jensen_shannon_from_counts(reference_counts, window_counts) if scored else None,
-            ks=distances.ks_from_histograms(reference_counts, window_counts) if scored else None,
-            wasserstein=_finite(
-                distances.wasserstein_from_histograms(
-                    profile.full_bin_edges,
-                    reference_counts,
-                    window_counts,
-                    reference_quantiles=(profile.minimum, profile.maximum),
-                )
-            )
-            if scored
-            else None,
-            psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if scored else None,
+            psi=_finite(scores["psi"]),
+            jensen_shannon=_finite(scores["jensen_shannon"]),
+            ks=_finite(scores["ks"]),
+            wasserstein=_finite(scores["wasserstein"]),
+            psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if count else None,
             quantiles={k: float(v) for k, v in (result.get("quantiles") or {}).items() if _finite(v) is not None},
         )
     result = sketches.categorical_result(state.sketch)  # type: ignore[arg-type]
     known = [int(result["category_counts"][c]) for c in profile.categories]
     window_counts = np.asarray(known + [int(result["unseen"])], dtype=np.int64)
     count = int(window_counts.sum())
-    scored = count > 0
+    scores = distances.histogram_distances(reference_counts, window_counts)
     return FeatureWindow(
         **common,  # type: ignore[arg-type]
         count=count,
@@ -156,11 +145,11 @@ def close_feature_window(
         maximum=None,
         mean=None,
         variance=None,
-        psi=distances.psi_from_counts(reference_counts, window_counts) if scored else None,
-        jensen_shannon=distances.jensen_shannon_from_counts(reference_counts, window_counts) if scored else None,
+        psi=_finite(scores["psi"]),
+        jensen_shannon=_finite(scores["jensen_shannon"]),
         ks=None,
         wasserstein=None,
-        psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if scored else None,
+        psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if count else None,
         top_items=tuple((str(value), int(estimate)) for value, estimate in result["top_items"][:10]),
     )
 

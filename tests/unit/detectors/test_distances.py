@@ -250,3 +250,29 @@ def test_quantile_bin_edges_rejects_bad_input() -> None:
         quantile_bin_edges([], 4)
     with pytest.raises(ValueError, match="n_bins"):
         quantile_bin_edges([1.0, 2.0], 0)
+
+
+def test_histogram_distances_equal_the_individual_functions() -> None:
+    from driftline.detectors.distances import (
+        bin_points,
+        histogram_distances,
+        jensen_shannon_from_counts,
+        ks_from_histograms,
+        psi_from_counts,
+        wasserstein_from_histograms,
+    )
+
+    rng = np.random.default_rng(4)
+    edges = np.array([-np.inf, -1.0, -0.2, 0.3, 1.1, np.inf])
+    for _ in range(20):
+        reference = rng.integers(0, 50, size=5)
+        window = rng.integers(0, 50, size=5)
+        combined = histogram_distances(reference, window, bin_points(edges, 5, (-3.0, 3.0)))
+        assert combined["psi"] == psi_from_counts(reference, window)
+        assert combined["jensen_shannon"] == jensen_shannon_from_counts(reference, window)
+        assert combined["ks"] == ks_from_histograms(reference, window)
+        assert combined["wasserstein"] == wasserstein_from_histograms(edges, reference, window, (-3.0, 3.0))
+    empty = histogram_distances([1, 2], [0, 0])
+    assert set(empty) == {"psi", "jensen_shannon", "ks"} and all(np.isnan(v) for v in empty.values())
+    with pytest.raises(ValueError, match="points"):
+        histogram_distances([1, 2], [1, 2], points=[0.0])
