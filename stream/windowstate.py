@@ -8,6 +8,7 @@ the dead-letter topic.
 
 from __future__ import annotations
 
+import base64
 import math
 
 import numpy as np
@@ -74,6 +75,32 @@ class WindowFeatureState:
         rest = values[take:]
         self._pending = [rest] if rest.size else []
         self._pending_count = int(rest.size)
+
+    def to_state(self) -> dict[str, object]:
+        """Plain, JSON-serialisable state (sketch bytes and pending values base64-encoded)."""
+        if self.kind == "numeric":
+            sketch_bytes = sketches.numeric_to_bytes(self.sketch)  # type: ignore[arg-type]
+            pending = np.concatenate(self._pending) if self._pending else np.zeros(0)
+        else:
+            sketch_bytes = sketches.categorical_to_bytes(self.sketch)  # type: ignore[arg-type]
+            pending = np.zeros(0)
+        return {
+            "kind": self.kind,
+            "status_counts": self.status_counts.tolist(),
+            "sketch": base64.b64encode(sketch_bytes).decode("ascii"),
+            "pending": base64.b64encode(pending.astype("<f8").tobytes()).decode("ascii"),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> WindowFeatureState:
+        kind = str(state["kind"])
+        sketch = sketches.window_state_from_bytes(base64.b64decode(str(state["sketch"])))
+        restored = cls(kind, sketch)
+        restored.status_counts = np.asarray(state["status_counts"], dtype=np.int64)
+        pending = np.frombuffer(base64.b64decode(str(state["pending"])), dtype="<f8").astype(np.float64)
+        if pending.size:
+            restored._pending, restored._pending_count = [pending], int(pending.size)
+        return restored
 
     def finished_sketch(self) -> object:
         """The sketch with every pending value added (call once the window has closed)."""

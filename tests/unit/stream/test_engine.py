@@ -115,3 +115,25 @@ def test_engine_config_validates_its_parameters() -> None:
         EngineConfig(window_length_ms=0)
     with pytest.raises(ValueError, match="max_unseen_fraction"):
         EngineConfig(max_unseen_fraction=1.5)
+
+
+def test_checkpoint_and_restore_continue_exactly(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile, drifting_payloads: list[bytes]
+) -> None:
+    import json
+
+    uninterrupted = _run(catalog, contract, profile, drifting_payloads, [9_000, 17_000])
+    codec = Codec(catalog)
+    engine = MonitorEngine(contract, profile, CONFIG)
+    resumed = BatchResult()
+    resumed.extend(engine.process(codec.decode_batch(drifting_payloads[:9_000], model=contract.model)))
+    resumed.extend(engine.process(codec.decode_batch(drifting_payloads[9_000:17_000], model=contract.model)))
+    saved = json.loads(json.dumps(engine.to_state()))  # what a shell would store
+    assert saved["open_windows"], "the checkpoint must carry open windows for the test to mean anything"
+    restored = MonitorEngine.from_state(saved, contract, profile, CONFIG)
+    resumed.extend(restored.process(codec.decode_batch(drifting_payloads[17_000:], model=contract.model)))
+    resumed.extend(restored.flush())
+    for part in ("feature_windows", "model_windows", "signals", "alerts"):
+        assert to_canonical_json(getattr(resumed, part)) == to_canonical_json(getattr(uninterrupted, part)), part
+    with pytest.raises(ValueError, match="state"):
+        MonitorEngine.from_state({**saved, "format": 99}, contract, profile, CONFIG)
