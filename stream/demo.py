@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
@@ -90,7 +91,7 @@ def demo_payloads(
         n = min(BATCH_SIZE, events - offset)
         columns = stream.columns(n, offset=offset)
         stream.apply_episodes(columns, episodes, offset=offset)
-        records = stream.records(columns, stream.event_times(n, offset=offset), offset=offset, model_version=MODEL_VERSION)
+        records = stream.records(columns, demo_event_times(stream, n, offset), offset=offset, model_version=MODEL_VERSION)
         payloads = []
         for i, record in enumerate(records):
             if rename.start <= offset + i < rename.end:
@@ -99,6 +100,19 @@ def demo_payloads(
             else:
                 payloads.append(encode_confluent(record, original, original_id))
         yield payloads
+
+
+LATE_EVERY = 997  # every 997th event arrives ten minutes late: beyond the allowed lateness
+LATE_BY_MS = 10 * 60_000
+
+
+def demo_event_times(stream: SyntheticStream, n: int, offset: int) -> np.ndarray:
+    """Event times of the demo stream, with a trickle of events delayed beyond the allowed lateness."""
+    times = stream.event_times(n, offset=offset)
+    position = np.arange(offset, offset + n)
+    late = (position % LATE_EVERY == 0) & (position >= 10 * LATE_EVERY)
+    times[late] -= LATE_BY_MS
+    return times
 
 
 def reference_profile(contract: Contract, stream: SyntheticStream, rows: int = 50_000) -> ReferenceProfile:

@@ -148,7 +148,9 @@ class MonitorEngine:
         self._open: dict[tuple[int, str], _OpenWindow] = {}
         self._last_closed_start_ms: int | None = None
         self._schema_changes_seen: set[str] = set()
-        self._rejected_since_close = 0  # rejected events without an event time (undecodable)
+        # Rejected events without an event time (undecodable or of an incompatible writer schema)
+        # since the last decoded event: a gap of windows with such rejections is not a silent producer.
+        self._undated_rejections = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -160,12 +162,18 @@ class MonitorEngine:
         for rejection in batch.rejections:
             reason = rejection.reason.name.lower()
             result.rejected_by_reason[reason] = result.rejected_by_reason.get(reason, 0) + 1
-        self._rejected_since_close += len(batch.rejections) - int(np.count_nonzero(~batch.accepted))
+        rejected = np.fromiter((r.index for r in batch.rejections), dtype=np.int64, count=len(batch.rejections))
+        undated = rejected[~np.isin(rejected, batch.rows)]
+        self._undated_rejections += int(undated.size)
         result.accepted = int(np.count_nonzero(batch.accepted))
         self._record_schema_changes(batch, result)
         if len(batch.rows):
             self._process_rows(batch, result)
         self._close_windows(self._clock.closable_before(), result)
+        if len(batch.rows):
+            # Data flows again: from now on count only what was rejected after the last dated event.
+            last_dated = int(batch.rows[-1])
+            self._undated_rejections = int(np.count_nonzero(undated > last_dated))
         return result
 
     def flush(self) -> BatchResult:
@@ -195,7 +203,7 @@ class MonitorEngine:
             "gate": self._gate.to_state(),
             "last_closed_start_ms": self._last_closed_start_ms,
             "schema_changes_seen": sorted(self._schema_changes_seen),
-            "rejected_since_close": self._rejected_since_close,
+            "undated_rejections": self._undated_rejections,
             "tracks": {
                 version: {
                     "accepted_seen": track.accepted_seen,
@@ -237,7 +245,7 @@ class MonitorEngine:
         engine._gate.restore(state["gate"])
         engine._last_closed_start_ms = state["last_closed_start_ms"]
         engine._schema_changes_seen = set(state["schema_changes_seen"])
-        engine._rejected_since_close = int(state["rejected_since_close"])
+        engine._undated_rejections = int(state["undated_rejections"])
         for version, saved in state["tracks"].items():
             track = engine._track(version)
             track.accepted_seen = int(saved["accepted_seen"])
@@ -434,8 +442,9 @@ class MonitorEngine:
         if last is not None and window.start_ms > last + length:
             missing = (window.start_ms - last) // length - 1
             rejected = (
-                f"; {self._rejected_since_close} undecodable or incompatible events were rejected meanwhile"
-                if self._rejected_since_close
+                f"; {self._undated_rejections} undecodable or incompatible events were rejected meanwhile "
+                "(see the dead-letter topic and schema-change alerts)"
+                if self._undated_rejections
                 else ": the producer stopped or the data is missing"
             )
             result.alerts.append(
@@ -456,7 +465,6 @@ class MonitorEngine:
             )
         if last is None or window.start_ms > last:
             self._last_closed_start_ms = window.start_ms
-        self._rejected_since_close = 0
 
     def _close(self, window: _OpenWindow, result: BatchResult) -> None:
         config = self.config

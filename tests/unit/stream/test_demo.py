@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.stream.demo import DemoSummary, run_demo
+from driftline.stream.demo import LATE_EVERY, DemoSummary, run_demo
 from driftline.stream.generator import START_MS
 
 EVENTS = 100_000
@@ -32,6 +32,14 @@ def test_every_event_is_accounted_for(demo: DemoSummary) -> None:
     assert demo.totals.rejected_by_reason.get("missing_field", 0) == rename.end - rename.start
 
 
+def test_events_late_beyond_lateness_are_counted(demo: DemoSummary) -> None:
+    rename = next(e for e in demo.episodes if e.kind == "rename")
+    late = [p for p in range(10 * LATE_EVERY, EVENTS, LATE_EVERY) if not rename.start <= p < rename.end]
+    assert demo.totals.late_events == len(late) > 0
+    windowed = sum(w.events for w in demo.model_windows)
+    assert windowed + demo.totals.late_events + demo.totals.rejected_by_reason["missing_field"] == EVENTS
+
+
 def test_gradual_mean_shift_is_detected_during_the_episode(demo: DemoSummary) -> None:
     episode = next(e for e in demo.episodes if e.kind == "mean_shift")
     hits = [
@@ -48,6 +56,9 @@ def test_renamed_field_raises_exactly_one_schema_change_alert(demo: DemoSummary)
     assert len(changes) == 1
     assert episode.feature in changes[0].message and episode.new_name in changes[0].message
     assert _time(episode.start) - 2000 <= changes[0].event_time_ms <= _time(episode.start) + 60_000
+    # Windows left without a usable event are reported, and the report says why they are empty.
+    gaps = [a for a in demo.alerts if a.kind == "no_data"]
+    assert gaps and all("rejected meanwhile" in a.message for a in gaps)
 
 
 def test_new_category_flood_is_detected_and_named(demo: DemoSummary) -> None:
