@@ -148,9 +148,10 @@ class MonitorEngine:
         self._open: dict[tuple[int, str], _OpenWindow] = {}
         self._last_closed_start_ms: int | None = None
         self._schema_changes_seen: set[str] = set()
-        # Rejected events without an event time (undecodable or of an incompatible writer schema)
-        # since the last decoded event: a gap of windows with such rejections is not a silent producer.
-        self._undated_rejections = 0
+        # Rejected events without an event time (undecodable, or of an incompatible writer schema):
+        # a gap of windows during which such events arrived is not a silent producer.
+        self._undated_pending = 0  # since the last decoded event
+        self._undated_by_window: dict[int, int] = {}  # window start of the next decoded event -> count
 
     # ------------------------------------------------------------------ public API
 
@@ -162,18 +163,12 @@ class MonitorEngine:
         for rejection in batch.rejections:
             reason = rejection.reason.name.lower()
             result.rejected_by_reason[reason] = result.rejected_by_reason.get(reason, 0) + 1
-        rejected = np.fromiter((r.index for r in batch.rejections), dtype=np.int64, count=len(batch.rejections))
-        undated = rejected[~np.isin(rejected, batch.rows)]
-        self._undated_rejections += int(undated.size)
+        self._account_undated_rejections(batch)
         result.accepted = int(np.count_nonzero(batch.accepted))
         self._record_schema_changes(batch, result)
         if len(batch.rows):
             self._process_rows(batch, result)
         self._close_windows(self._clock.closable_before(), result)
-        if len(batch.rows):
-            # Data flows again: from now on count only what was rejected after the last dated event.
-            last_dated = int(batch.rows[-1])
-            self._undated_rejections = int(np.count_nonzero(undated > last_dated))
         return result
 
     def flush(self) -> BatchResult:
@@ -203,7 +198,8 @@ class MonitorEngine:
             "gate": self._gate.to_state(),
             "last_closed_start_ms": self._last_closed_start_ms,
             "schema_changes_seen": sorted(self._schema_changes_seen),
-            "undated_rejections": self._undated_rejections,
+            "undated_pending": self._undated_pending,
+            "undated_by_window": [[start, count] for start, count in sorted(self._undated_by_window.items())],
             "tracks": {
                 version: {
                     "accepted_seen": track.accepted_seen,
@@ -245,7 +241,8 @@ class MonitorEngine:
         engine._gate.restore(state["gate"])
         engine._last_closed_start_ms = state["last_closed_start_ms"]
         engine._schema_changes_seen = set(state["schema_changes_seen"])
-        engine._undated_rejections = int(state["undated_rejections"])
+        engine._undated_pending = int(state["undated_pending"])
+        engine._undated_by_window = {int(start): int(count) for start, count in state["undated_by_window"]}
         for version, saved in state["tracks"].items():
             track = engine._track(version)
             track.accepted_seen = int(saved["accepted_seen"])
@@ -264,6 +261,27 @@ class MonitorEngine:
         return engine
 
     # ------------------------------------------------------------------ per batch
+
+    def _account_undated_rejections(self, batch: DecodedBatch) -> None:
+        """Remember rejected events that carry no event time, dated by the next decoded event.
+
+        They explain a later gap of empty windows (the producer did send, but nothing was usable),
+        so they are attributed to the window of the first decoded event that follows them.
+        """
+        if not batch.rejections:
+            return
+        rejected = np.fromiter((r.index for r in batch.rejections), dtype=np.int64, count=len(batch.rejections))
+        undated = rejected[~np.isin(rejected, batch.rows)]
+        if not undated.size:
+            return
+        after = np.searchsorted(batch.rows, undated)  # position of the next decoded row of each
+        dated = after < len(batch.rows)
+        length = self.config.window_length_ms
+        for position, count in zip(*np.unique(after[dated], return_counts=True)):
+            start = int(batch.event_time_ms[position] // length * length)
+            self._undated_by_window[start] = self._undated_by_window.get(start, 0) + self._undated_pending + int(count)
+            self._undated_pending = 0
+        self._undated_pending += int(np.count_nonzero(~dated))
 
     def _record_schema_changes(self, batch: DecodedBatch, result: BatchResult) -> None:
         # Events of an incompatible writer schema are rejected undecoded, so they carry no event
@@ -439,12 +457,14 @@ class MonitorEngine:
     def _report_gap(self, window: _OpenWindow, result: BatchResult) -> None:
         length = self.config.window_length_ms
         last = self._last_closed_start_ms
+        explained = [start for start in self._undated_by_window if start <= window.start_ms]
+        undated = sum(self._undated_by_window.pop(start) for start in explained)
         if last is not None and window.start_ms > last + length:
             missing = (window.start_ms - last) // length - 1
             rejected = (
-                f"; {self._undated_rejections} undecodable or incompatible events were rejected meanwhile "
+                f"; {undated} undecodable or incompatible events were rejected meanwhile "
                 "(see the dead-letter topic and schema-change alerts)"
-                if self._undated_rejections
+                if undated
                 else ": the producer stopped or the data is missing"
             )
             result.alerts.append(
