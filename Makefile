@@ -25,6 +25,7 @@ test: $(STAMP)
 ## bench: throughput of the engine against a naive per-event baseline, and detector quality.
 bench: $(STAMP)
 	$(PY) tests/benchmarks/engine_throughput.py
+	$(PY) tests/benchmarks/engine_throughput.py --events-per-second 10 --events 200000
 	$(PY) tests/benchmarks/detector_quality.py
 
 ## quality: the full detector calibration table (false alarms and detection delays).

@@ -13,6 +13,7 @@ same codec the Kafka worker uses, monitored, and written to SQLite with the tabl
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def run_demo(
     if events < 10_000:
         raise ValueError(f"events must be >= 10000 for the episodes to fit, got {events}")
     output.mkdir(parents=True, exist_ok=True)
-    out = sys.stdout if echo else open("/dev/null", "w")  # noqa: SIM115 - closed below
+    out = sys.stdout if echo else open(os.devnull, "w")  # noqa: SIM115 - closed below
     catalog = Catalog.load()
     contract = catalog.contract(MODEL)
     stream = SyntheticStream(contract, seed=seed)
@@ -164,7 +165,14 @@ def run_demo(
         models={MODEL: [f.name for f in contract.fields]},
         rejection_reasons=[reason.name.lower() for reason in RejectReason],
     )
-    port = serve(registry_metrics, metrics_port) if metrics_port >= 0 else None
+    port: int | None = None
+    if metrics_port >= 0:
+        try:
+            port = serve(registry_metrics, metrics_port)
+        except OSError as exc:
+            # A second demo, or another exporter, holds the port: the demo is still worth running.
+            port = serve(registry_metrics, 0)
+            print(f"port {metrics_port} is taken ({exc.strerror}); serving metrics on {port} instead", file=out)
     if port is not None:
         print(f"Prometheus metrics at http://127.0.0.1:{port}/metrics while the demo runs", file=out)
 
