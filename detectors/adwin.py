@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtri
 
-from .base import DriftDetector
+from .base import DriftDetector, check_standardisation
 from .calibration import VARIANCE_FLOOR, standardise_reference, validate_false_alarm_rate
 
 __all__ = ["ADWIN"]
@@ -109,17 +109,7 @@ class ADWIN(DriftDetector):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if isinstance(grace_period, bool) or not isinstance(grace_period, (int, np.integer)) or grace_period < 0:
             raise ValueError(f"grace_period must be an integer >= 0, got {grace_period!r}")
-        if center is None:
-            if scale != 1.0 or offset != 0.0 or clip is not None:
-                raise ValueError("center is required when scale, offset or clip is given")
-        elif not math.isfinite(center):
-            raise ValueError(f"center must be finite, got {center!r}")
-        if not (math.isfinite(scale) and scale > 0.0):
-            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-        if not math.isfinite(offset):
-            raise ValueError(f"offset must be finite, got {offset!r}")
-        if clip is not None and not (math.isfinite(clip) and clip > 0.0):
-            raise ValueError(f"clip must be None or a finite number > 0, got {clip!r}")
+        check_standardisation(center, scale, offset, clip)
         if variance is not None and not (math.isfinite(variance) and variance > 0.0):
             raise ValueError(f"variance must be None or a finite number > 0, got {variance!r}")
         self.delta = float(delta)

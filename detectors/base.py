@@ -49,6 +49,27 @@ def as_finite_array(values: npt.ArrayLike, name: str = "values") -> np.ndarray:
     return array
 
 
+def check_standardisation(center: float | None, scale: float, offset: float, clip: float | None) -> None:
+    """Validate the reference standardisation shared by the calibrated detectors.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending parameter.
+    """
+    if center is None:
+        if scale != 1.0 or offset != 0.0 or clip is not None:
+            raise ValueError("center is required when scale, offset or clip is given")
+    elif not math.isfinite(center):
+        raise ValueError(f"center must be finite, got {center!r}")
+    if not (math.isfinite(scale) and scale > 0.0):
+        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    if not math.isfinite(offset):
+        raise ValueError(f"offset must be finite, got {offset!r}")
+    if clip is not None and not (math.isfinite(clip) and clip > 0.0):
+        raise ValueError(f"clip must be None or a finite number > 0, got {clip!r}")
+
+
 def encode_float(value: float) -> float | str:
     """Encode a float for strict JSON: infinities become the strings ``"inf"`` / ``"-inf"``."""
     value = float(value)

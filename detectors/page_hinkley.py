@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import brentq
 
-from .base import DriftDetector
+from .base import DriftDetector, check_standardisation
 from .calibration import standardise_reference, validate_false_alarm_rate
 
 __all__ = ["PageHinkley", "cusum_average_run_length", "cusum_threshold"]
@@ -129,17 +129,7 @@ class PageHinkley(DriftDetector):
             raise ValueError(f"threshold must be a finite number > 0, got {threshold!r}")
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
-        if center is None:
-            if scale != 1.0 or offset != 0.0 or clip is not None:
-                raise ValueError("center is required when scale, offset or clip is given")
-        elif not math.isfinite(center):
-            raise ValueError(f"center must be finite, got {center!r}")
-        if not (math.isfinite(scale) and scale > 0.0):
-            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-        if not math.isfinite(offset):
-            raise ValueError(f"offset must be finite, got {offset!r}")
-        if clip is not None and not (math.isfinite(clip) and clip > 0.0):
-            raise ValueError(f"clip must be None or a finite number > 0, got {clip!r}")
+        check_standardisation(center, scale, offset, clip)
         self.min_instances = int(min_instances)
         self.delta = float(delta)
         self.threshold = float(threshold)
