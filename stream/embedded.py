@@ -18,7 +18,7 @@ from driftline.sinks.metrics import DriftlineMetrics
 from driftline.sinks.sql import SqlSink
 
 from .engine import MonitorEngine
-from .results import Alert, BatchResult
+from .results import Alert, BatchResult, iso_time
 
 __all__ = ["EmbeddedRunner", "RunTotals", "format_alert"]
 
@@ -127,11 +127,9 @@ class EmbeddedRunner:
 
 def format_alert(alert: Alert) -> str:
     """One line for a terminal: when, what, which feature, how strong."""
-    from .engine import _iso
-
     where = alert.feature or "-"
     return (
-        f"ALERT {alert.severity.upper():8s} {_iso(alert.event_time_ms)} {alert.kind:18s} {where:22s} "
+        f"ALERT {alert.severity.upper():8s} {iso_time(alert.event_time_ms)} {alert.kind:18s} {where:22s} "
         f"{alert.detector} score={alert.score:.4g} threshold={alert.threshold:.4g} :: {alert.message}"
     )
 

@@ -29,7 +29,7 @@ from driftline.schemas.contract import Contract, FieldContract
 
 from .alerting import AlertGate, make_alert
 from .profile import FeatureProfile, ReferenceProfile, monitored_fields
-from .results import BatchResult, DetectorSignal, FeatureWindow, ModelWindow, SchemaChangeRecord
+from .results import BatchResult, DetectorSignal, FeatureWindow, ModelWindow, SchemaChangeRecord, iso_time
 from .windowstate import WindowFeatureState, close_feature_window, new_feature_state
 from .windows import WindowClock
 
@@ -398,25 +398,17 @@ class MonitorEngine:
             )
         )
         kind = "score_change" if detector_name == "adwin" else "mean_shift"
-        if not self._gate.admit((version, feature, kind), event_time):
-            return
         profile = self._tracks[version].profile.features[feature]
         what = "ADWIN found a change in the mean of" if detector_name == "adwin" else "Page-Hinkley detected a mean shift in"
-        result.alerts.append(
-            make_alert(
-                model=self.contract.model,
-                model_version=version,
-                kind=kind,
-                feature=feature,
-                detector=detector_name,
-                severity="warning",
-                window_start_ms=None,
-                event_time_ms=event_time,
-                score=statistic,
-                threshold=threshold,
-                message=f"{what} {feature} at event {event_index} "
-                f"(reference mean {_fmt(profile.mean)}, std {_fmt(profile.std)})",
-            )
+        self._gated_alert(
+            result, version, kind, feature, detector_name,
+            episode=kind,
+            window_start_ms=None,
+            event_time_ms=event_time,
+            score=statistic,
+            threshold=threshold,
+            message=f"{what} {feature} at event {event_index} "
+            f"(reference mean {_fmt(profile.mean)}, std {_fmt(profile.std)})",
         )
 
     def _window(self, version: str, start_ms: int) -> _OpenWindow:
@@ -480,7 +472,7 @@ class MonitorEngine:
                     score=float(missing),
                     threshold=0.0,
                     message=f"no usable events for {missing} window(s) of {length // 1000} s before "
-                    f"{_iso(window.start_ms)}{rejected}",
+                    f"{iso_time(window.start_ms)}{rejected}",
                 )
             )
         if last is None or window.start_ms > last:
@@ -583,7 +575,34 @@ class MonitorEngine:
         threshold: float,
         message: str,
     ) -> None:
-        if not self._gate.admit((version, str(feature), detector), window_start_ms):
+        self._gated_alert(
+            result, version, kind, feature, detector,
+            episode=detector,
+            window_start_ms=window_start_ms,
+            event_time_ms=window_start_ms + self.config.window_length_ms,
+            score=score,
+            threshold=threshold,
+            message=f"[{iso_time(window_start_ms)}] {message}",
+        )
+
+    def _gated_alert(
+        self,
+        result: BatchResult,
+        version: str,
+        kind: str,
+        feature: str | None,
+        detector: str,
+        *,
+        episode: str,
+        window_start_ms: int | None,
+        event_time_ms: int,
+        score: float,
+        threshold: float,
+        message: str,
+    ) -> None:
+        """Raise a warning unless it continues an open episode (see :class:`AlertGate`)."""
+        gate_time_ms = event_time_ms if window_start_ms is None else window_start_ms
+        if not self._gate.admit((version, str(feature), episode), gate_time_ms):
             return
         result.alerts.append(
             make_alert(
@@ -594,10 +613,10 @@ class MonitorEngine:
                 detector=detector,
                 severity="warning",
                 window_start_ms=window_start_ms,
-                event_time_ms=window_start_ms + self.config.window_length_ms,
+                event_time_ms=event_time_ms,
                 score=score,
                 threshold=threshold,
-                message=f"[{_iso(window_start_ms)}] {message}",
+                message=message,
             )
         )
 
@@ -617,10 +636,3 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
     return f"{value:.4g}"
-
-
-def _iso(ms: int) -> str:
-    import datetime as _dt
-
-    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-

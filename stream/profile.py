@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,9 +272,8 @@ def _categorical_profile(spec: FieldContract, raw: np.ndarray) -> FeatureProfile
     categories = tuple(spec.categories) if spec.categories else tuple(sorted({str(v) for v in present}))
     index = {c: i for i, c in enumerate(categories)}
     counts = np.zeros(len(categories) + 1, dtype=np.int64)
-    uniques, uniq_counts = np.unique(present.astype(str), return_counts=True) if present.size else ([], [])
-    for value, count in zip(uniques, uniq_counts):
-        counts[index.get(str(value), len(categories))] += int(count)
+    for value, count in Counter(str(v) for v in present).items():
+        counts[index.get(value, len(categories))] += count
     return FeatureProfile(
         name=spec.name,
         kind="categorical",

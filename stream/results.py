@@ -8,6 +8,7 @@ with the engine. They are frozen dataclasses of plain values so that they serial
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ __all__ = [
     "ModelWindow",
     "SchemaChangeRecord",
     "alert_identifier",
+    "iso_time",
     "to_canonical_json",
 ]
 
@@ -151,6 +153,11 @@ class BatchResult:
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+
+def iso_time(ms: int) -> str:
+    """UTC ISO-8601 time of a millisecond timestamp, to the second."""
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def alert_identifier(*parts: object) -> str:
