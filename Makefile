@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/driftline demo --output $(OUT)/demo
 
-## test: install what is missing and run the whole test suite.
+## test: install what is missing, type-check, and run the whole test suite.
 test: $(STAMP)
+	$(VENV)/bin/mypy detectors/ schemas/ stream/ sinks/
 	$(PY) -m pytest -q
 
 ## bench: throughput of the engine against a naive per-event baseline, and detector quality.
@@ -33,7 +34,7 @@ quality: $(STAMP)
 	$(PY) tests/benchmarks/detector_quality.py
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy detectors/ schemas/
+	$(VENV)/bin/mypy detectors/ schemas/ stream/ sinks/
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis .mypy_cache
