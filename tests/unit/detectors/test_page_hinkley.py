@@ -209,3 +209,22 @@ def test_detection_delay_after_a_mean_shift(shift: float, median_bound: int) -> 
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(page_hinkley_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_signal_statistics_and_thresholds_do_not_depend_on_batching() -> None:
+    rng = np.random.default_rng(17)
+    reference = rng.normal(size=20_000)
+    stream = np.concatenate([rng.normal(size=3_000), rng.normal(0.8, 1.0, size=3_000)])
+    whole = PageHinkley.calibrate(reference)
+    hits = whole.update_many(stream)
+    statistics = whole.signal_statistics
+    assert len(hits) >= 3 and len(statistics) == len(hits)
+    assert all(s > t for s, t in zip(statistics, whole.signal_thresholds))
+    pieces = PageHinkley.calibrate(reference)
+    collected: list[float] = []
+    for part in np.array_split(stream, 37):
+        pieces.update_many(part)
+        collected.extend(pieces.signal_statistics)
+    assert collected == statistics
+    pieces.update_many([])
+    assert pieces.signal_statistics == []
