@@ -527,11 +527,14 @@ class MonitorEngine:
         version, start = summary.model_version, summary.window_start_ms
         if summary.count >= config.min_window_count and summary.psi is not None and summary.psi_threshold is not None:
             if summary.psi > summary.psi_threshold:
+                if summary.kind == "categorical":
+                    evidence = "most frequent: " + ", ".join(f"{value} ({count})" for value, count in summary.top_items[:3])
+                else:
+                    evidence = f"KS {_fmt(summary.ks)}; window mean {_fmt(summary.mean)} vs reference {_fmt(profile.mean)}"
                 self._window_alert(
                     result, version, "distribution_drift", spec.name, "psi", start, summary.psi, summary.psi_threshold,
                     f"{spec.name}: PSI {summary.psi:.3f} > {summary.psi_threshold:.3f} against the reference "
-                    f"(Jensen-Shannon {_fmt(summary.jensen_shannon)}, KS {_fmt(summary.ks)}; window mean "
-                    f"{_fmt(summary.mean)} vs reference {_fmt(profile.mean)})",
+                    f"(Jensen-Shannon {_fmt(summary.jensen_shannon)}; {evidence})",
                 )
         if events < config.min_window_count:
             return
