@@ -293,7 +293,7 @@ def _timeline_section(alerts: Sequence[Alert]) -> str:
 
     figure = _new_figure(11.0, 1.0 + 0.28 * len(labels))
     # Room for the longest row label at about 0.065 inch per character of the 8 pt font.
-    _margins(figure, left=0.2 + 0.065 * max(len(label) for label in labels), top=0.15)
+    _margins(figure, left=0.2 + 0.065 * max(len(label) for label in labels), top=0.35)
     axes = figure.subplots()
     for severity in sorted({alert.severity for alert in alerts}):
         chosen = [alert for alert in alerts if alert.severity == severity]
@@ -304,7 +304,8 @@ def _timeline_section(alerts: Sequence[Alert]) -> str:
     axes.set_yticks(range(len(labels)), labels)
     axes.set_ylim(len(labels) - 0.5, -0.5)
     axes.grid(True, axis="x", alpha=0.3)
-    axes.legend(loc="upper right")
+    # Above the plot, so the legend never hides an alert in a corner.
+    axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     _date_axis(axes)
     return _image(figure, "alerts over time by kind and feature")
 
