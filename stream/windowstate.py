@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from driftline.detectors import distances, sketches
+from driftline.detectors import distances, sketch_encoding, sketches
 from driftline.schemas.codec import FieldStatus
 from driftline.schemas.contract import FieldContract
 
@@ -79,10 +79,10 @@ class WindowFeatureState:
     def to_state(self) -> dict[str, object]:
         """Plain, JSON-serialisable state (sketch bytes and pending values base64-encoded)."""
         if self.kind == "numeric":
-            sketch_bytes = sketches.numeric_to_bytes(self.sketch)  # type: ignore[arg-type]
+            sketch_bytes = sketch_encoding.numeric_to_bytes(self.sketch)  # type: ignore[arg-type]
             pending = np.concatenate(self._pending) if self._pending else np.zeros(0)
         else:
-            sketch_bytes = sketches.categorical_to_bytes(self.sketch)  # type: ignore[arg-type]
+            sketch_bytes = sketch_encoding.categorical_to_bytes(self.sketch)  # type: ignore[arg-type]
             pending = np.zeros(0)
         return {
             "kind": self.kind,
@@ -94,7 +94,7 @@ class WindowFeatureState:
     @classmethod
     def from_state(cls, state: dict[str, object]) -> WindowFeatureState:
         kind = str(state["kind"])
-        sketch = sketches.window_state_from_bytes(base64.b64decode(str(state["sketch"])))
+        sketch = sketch_encoding.window_state_from_bytes(base64.b64decode(str(state["sketch"])))
         restored = cls(kind, sketch)
         restored.status_counts = np.asarray(state["status_counts"], dtype=np.int64)
         pending = np.frombuffer(base64.b64decode(str(state["pending"])), dtype="<f8").astype(np.float64)

@@ -9,24 +9,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from driftline.detectors.sketch_encoding import (
+    categorical_from_bytes,
+    categorical_to_bytes,
+    numeric_from_bytes,
+    numeric_to_bytes,
+    window_state_from_bytes,
+)
 from driftline.detectors.sketches import (
     QUANTILE_RANKS,
     CategoricalWindowState,
     NumericWindowState,
     categorical_add,
-    categorical_from_bytes,
     categorical_initialize,
     categorical_merge,
     categorical_result,
-    categorical_to_bytes,
     numeric_add,
     numeric_deterministic_result,
-    numeric_from_bytes,
     numeric_initialize,
     numeric_merge,
     numeric_result,
-    numeric_to_bytes,
-    window_state_from_bytes,
 )
 
 EDGES = np.array([-np.inf, -1.5, -0.5, 0.0, 0.5, 1.5, np.inf])
