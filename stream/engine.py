@@ -28,61 +28,15 @@ from driftline.schemas.codec import DecodedBatch, FieldStatus
 from driftline.schemas.contract import Contract, FieldContract
 
 from .alerting import AlertGate, make_alert
-from .profile import FeatureProfile, ReferenceProfile, monitored_fields
-from .results import BatchResult, DetectorSignal, FeatureWindow, ModelWindow, SchemaChangeRecord, iso_time
+from .profile import ReferenceProfile, monitored_fields
+from .results import BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
 from .windowstate import WindowFeatureState, close_feature_window, new_feature_state
+from .verdicts import EngineConfig, Verdict, feature_window_verdicts, format_number, model_window_verdicts
 from .windows import WindowClock
 
 __all__ = ["EngineConfig", "MonitorEngine"]
 
 STATE_FORMAT = 1
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Tunables of the engine (all times are event time, in milliseconds).
-
-    Parameters
-    ----------
-    window_length_ms
-        Length of the tumbling event-time windows.
-    allowed_lateness_ms
-        How long after the largest event time seen a window stays open for late events.
-    window_false_alarm_rate
-        Per field and per window, the probability that the PSI test fires on a stationary stream.
-    min_psi
-        Smallest PSI worth an alert, however significant (an effect-size floor: 0.1 is the usual
-        "some shift" mark in credit-risk practice).
-    min_window_count
-        Windows with fewer values than this are summarised but not tested.
-    max_unseen_fraction, max_invalid_fraction, max_rejected_fraction
-        Data-quality budgets per window (unseen categories; NaN/inf or out-of-range values;
-        rejected events). Null budgets come from each field's ``max_null_fraction`` in the contract.
-    alert_cooldown_ms
-        Signals of the same kind on the same field closer than this belong to one alert episode.
-    """
-
-    window_length_ms: int = 60_000
-    allowed_lateness_ms: int = 120_000
-    window_false_alarm_rate: float = 1e-5
-    min_psi: float = 0.1
-    min_window_count: int = 100
-    max_unseen_fraction: float = 0.02
-    max_invalid_fraction: float = 0.01
-    max_rejected_fraction: float = 0.02
-    alert_cooldown_ms: int = 15 * 60_000
-
-    def __post_init__(self) -> None:
-        for name in ("window_length_ms", "min_window_count"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("allowed_lateness_ms", "alert_cooldown_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("window_false_alarm_rate", "max_unseen_fraction", "max_invalid_fraction", "max_rejected_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {value}")
-
 
 @dataclass
 class _OpenWindow:
@@ -408,7 +362,7 @@ class MonitorEngine:
             score=statistic,
             threshold=threshold,
             message=f"{what} {feature} at event {event_index} "
-            f"(reference mean {_fmt(profile.mean)}, std {_fmt(profile.std)})",
+            f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})",
         )
 
     def _window(self, version: str, start_ms: int) -> _OpenWindow:
@@ -505,87 +459,20 @@ class MonitorEngine:
                 min_psi=config.min_psi,
             )
             result.feature_windows.append(summary)
-            self._window_alerts(spec, feature_profile, summary, window.events, result)
-        if window.events and model_window.rejected / window.events > config.max_rejected_fraction:
-            top_reason, top_count = max(window.rejected_by_reason.items(), key=lambda item: (item[1], item[0]))
-            self._window_alert(
-                result, window.version, "data_quality", None, "rejections", window.start_ms,
-                model_window.rejected / window.events, config.max_rejected_fraction,
-                f"{model_window.rejected} of {window.events} events rejected in the window "
-                f"(mostly {top_reason}: {top_count}); they are in the dead-letter topic",
-            )
+            for verdict in feature_window_verdicts(spec, feature_profile, summary, window.events, config):
+                self._window_alert(result, window.version, window.start_ms, verdict)
+        for verdict in model_window_verdicts(model_window, config):
+            self._window_alert(result, window.version, window.start_ms, verdict)
 
-    def _window_alerts(
-        self,
-        spec: FieldContract,
-        profile: FeatureProfile,
-        summary: FeatureWindow,
-        events: int,
-        result: BatchResult,
-    ) -> None:
-        config = self.config
-        version, start = summary.model_version, summary.window_start_ms
-        if summary.count >= config.min_window_count and summary.psi is not None and summary.psi_threshold is not None:
-            if summary.psi > summary.psi_threshold:
-                if summary.kind == "categorical":
-                    evidence = "most frequent: " + ", ".join(f"{value} ({count})" for value, count in summary.top_items[:3])
-                else:
-                    evidence = f"KS {_fmt(summary.ks)}; window mean {_fmt(summary.mean)} vs reference {_fmt(profile.mean)}"
-                self._window_alert(
-                    result, version, "distribution_drift", spec.name, "psi", start, summary.psi, summary.psi_threshold,
-                    f"{spec.name}: PSI {summary.psi:.3f} > {summary.psi_threshold:.3f} against the reference "
-                    f"(Jensen-Shannon {_fmt(summary.jensen_shannon)}; {evidence})",
-                )
-        if events < config.min_window_count:
-            return
-        unseen_fraction = summary.unseen / events
-        if unseen_fraction > config.max_unseen_fraction:
-            known = set(profile.categories)
-            new_values = [value for value, _ in summary.top_items if value not in known][:3]
-            self._window_alert(
-                result, version, "data_quality", spec.name, "unseen_category", start, unseen_fraction,
-                config.max_unseen_fraction,
-                f"{spec.name}: {summary.unseen} of {events} events carry categories unseen in the contract"
-                + (f" (most frequent: {', '.join(repr(v) for v in new_values)})" if new_values else ""),
-            )
-        invalid_fraction = (summary.non_finite + summary.out_of_range) / events
-        if invalid_fraction > config.max_invalid_fraction:
-            self._window_alert(
-                result, version, "data_quality", spec.name, "invalid_values", start, invalid_fraction,
-                config.max_invalid_fraction,
-                f"{spec.name}: {summary.non_finite} NaN/inf and {summary.out_of_range} out-of-range values "
-                f"in {events} events",
-            )
-        budget = spec.max_null_fraction if spec.max_null_fraction is not None else 0.0
-        # Binomial slack (3 standard errors) keeps an on-budget stream from alerting by chance.
-        null_limit = budget + 3.0 * np.sqrt(max(budget * (1.0 - budget), 1.0 / events) / events)
-        if summary.nulls / events > null_limit:
-            self._window_alert(
-                result, version, "data_quality", spec.name, "null_fraction", start, summary.nulls / events,
-                float(null_limit),
-                f"{spec.name}: {summary.nulls} of {events} values missing, budget {budget:.1%}",
-            )
-
-    def _window_alert(
-        self,
-        result: BatchResult,
-        version: str,
-        kind: str,
-        feature: str | None,
-        detector: str,
-        window_start_ms: int,
-        score: float,
-        threshold: float,
-        message: str,
-    ) -> None:
+    def _window_alert(self, result: BatchResult, version: str, window_start_ms: int, verdict: Verdict) -> None:
         self._gated_alert(
-            result, version, kind, feature, detector,
-            episode=detector,
+            result, version, verdict.kind, verdict.feature, verdict.detector,
+            episode=verdict.detector,
             window_start_ms=window_start_ms,
             event_time_ms=window_start_ms + self.config.window_length_ms,
-            score=score,
-            threshold=threshold,
-            message=f"[{iso_time(window_start_ms)}] {message}",
+            score=verdict.score,
+            threshold=verdict.threshold,
+            message=f"[{iso_time(window_start_ms)}] {verdict.message}",
         )
 
     def _gated_alert(
@@ -633,9 +520,3 @@ def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:
     for position in np.flatnonzero(~batch.accepted).tolist():
         reasons[position] = by_input.get(int(batch.rows[position]), "unknown")
     return reasons
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}"

@@ -1,0 +1,141 @@
+"""Window verdicts: what a closed window says against the reference and the contract's budgets.
+
+Pure functions of a window's summary; the engine turns verdicts into alerts (de-duplicated by
+episode). Kept apart from the engine so each rule can be read — and tested — on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from driftline.schemas.contract import FieldContract
+
+from .profile import FeatureProfile
+from .results import FeatureWindow, ModelWindow
+
+__all__ = ["EngineConfig", "Verdict", "feature_window_verdicts", "format_number", "model_window_verdicts"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Tunables of the engine (all times are event time, in milliseconds).
+
+    Parameters
+    ----------
+    window_length_ms
+        Length of the tumbling event-time windows.
+    allowed_lateness_ms
+        How long after the largest event time seen a window stays open for late events.
+    window_false_alarm_rate
+        Per field and per window, the probability that the PSI test fires on a stationary stream.
+    min_psi
+        Smallest PSI worth an alert, however significant (an effect-size floor: 0.1 is the usual
+        "some shift" mark in credit-risk practice).
+    min_window_count
+        Windows with fewer values than this are summarised but not tested.
+    max_unseen_fraction, max_invalid_fraction, max_rejected_fraction
+        Data-quality budgets per window (unseen categories; NaN/inf or out-of-range values;
+        rejected events). Null budgets come from each field's ``max_null_fraction`` in the contract.
+    alert_cooldown_ms
+        Signals of the same kind on the same field closer than this belong to one alert episode.
+    """
+
+    window_length_ms: int = 60_000
+    allowed_lateness_ms: int = 120_000
+    window_false_alarm_rate: float = 1e-5
+    min_psi: float = 0.1
+    min_window_count: int = 100
+    max_unseen_fraction: float = 0.02
+    max_invalid_fraction: float = 0.01
+    max_rejected_fraction: float = 0.02
+    alert_cooldown_ms: int = 15 * 60_000
+
+    def __post_init__(self) -> None:
+        for name in ("window_length_ms", "min_window_count"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("allowed_lateness_ms", "alert_cooldown_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("window_false_alarm_rate", "max_unseen_fraction", "max_invalid_fraction", "max_rejected_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One rule a closed window breaks."""
+
+    kind: str  # distribution_drift | data_quality
+    feature: str | None
+    detector: str  # psi | unseen_category | invalid_values | null_fraction | rejections
+    score: float
+    threshold: float
+    message: str
+
+
+def format_number(value: float | None) -> str:
+    """Four significant digits, or ``n/a``."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def feature_window_verdicts(
+    spec: FieldContract, profile: FeatureProfile, summary: FeatureWindow, events: int, config: EngineConfig
+) -> list[Verdict]:
+    """Rules one field's closed window breaks; ``events`` counts the window's decoded events."""
+    verdicts: list[Verdict] = []
+    name = spec.name
+    if summary.count >= config.min_window_count and summary.psi is not None and summary.psi_threshold is not None:
+        if summary.psi > summary.psi_threshold:
+            if summary.kind == "categorical":
+                evidence = "most frequent: " + ", ".join(f"{value} ({count})" for value, count in summary.top_items[:3])
+            else:
+                evidence = (
+                    f"KS {format_number(summary.ks)}; window mean {format_number(summary.mean)} "
+                    f"vs reference {format_number(profile.mean)}"
+                )
+            verdicts.append(Verdict(
+                "distribution_drift", name, "psi", summary.psi, summary.psi_threshold,
+                f"{name}: PSI {summary.psi:.3f} > {summary.psi_threshold:.3f} against the reference "
+                f"(Jensen-Shannon {format_number(summary.jensen_shannon)}; {evidence})",
+            ))
+    if events < config.min_window_count:
+        return verdicts
+    unseen_fraction = summary.unseen / events
+    if unseen_fraction > config.max_unseen_fraction:
+        known = set(profile.categories)
+        new_values = [value for value, _ in summary.top_items if value not in known][:3]
+        verdicts.append(Verdict(
+            "data_quality", name, "unseen_category", unseen_fraction, config.max_unseen_fraction,
+            f"{name}: {summary.unseen} of {events} events carry categories unseen in the contract"
+            + (f" (most frequent: {', '.join(repr(v) for v in new_values)})" if new_values else ""),
+        ))
+    invalid_fraction = (summary.non_finite + summary.out_of_range) / events
+    if invalid_fraction > config.max_invalid_fraction:
+        verdicts.append(Verdict(
+            "data_quality", name, "invalid_values", invalid_fraction, config.max_invalid_fraction,
+            f"{name}: {summary.non_finite} NaN/inf and {summary.out_of_range} out-of-range values in {events} events",
+        ))
+    budget = spec.max_null_fraction if spec.max_null_fraction is not None else 0.0
+    # Binomial slack (3 standard errors) keeps an on-budget stream from alerting by chance.
+    null_limit = budget + 3.0 * math.sqrt(max(budget * (1.0 - budget), 1.0 / events) / events)
+    if summary.nulls / events > null_limit:
+        verdicts.append(Verdict(
+            "data_quality", name, "null_fraction", summary.nulls / events, null_limit,
+            f"{name}: {summary.nulls} of {events} values missing, budget {budget:.1%}",
+        ))
+    return verdicts
+
+
+def model_window_verdicts(window: ModelWindow, config: EngineConfig) -> list[Verdict]:
+    """Rules a model's closed window breaks (the share of dead-lettered events)."""
+    if not window.events or window.rejected / window.events <= config.max_rejected_fraction:
+        return []
+    top_reason, top_count = max(window.rejected_by_reason, key=lambda item: (item[1], item[0]))
+    return [Verdict(
+        "data_quality", None, "rejections", window.rejected / window.events, config.max_rejected_fraction,
+        f"{window.rejected} of {window.events} events rejected in the window "
+        f"(mostly {top_reason}: {top_count}); they are in the dead-letter topic",
+    )]
