@@ -59,7 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--model-version", help="version to store the profile under (default: the file's model_version column)")
     baseline.add_argument("--profiles", type=Path, default=Path("profiles"), help="profile store directory")
     baseline.add_argument("--schemas", type=Path, default=None, help="contract directory (default: the bundled contracts)")
-    baseline.add_argument("--false-alarm-rate", type=float, default=1e-6, help="per-event false alarms of each detector")
+    baseline.add_argument("--false-alarm-rate", type=float, default=1e-6, help="false alarms per event of all the model's streaming detectors together (default 1e-6)")
     return parser
 
 

@@ -455,7 +455,7 @@ class MonitorEngine:
                 model_version=window.version,
                 window_start_ms=window.start_ms,
                 window_length_ms=config.window_length_ms,
-                false_alarm_rate=config.window_false_alarm_rate,
+                false_alarm_rate=config.window_false_alarm_rate / len(self.fields),
                 min_psi=config.min_psi,
             )
             result.feature_windows.append(summary)

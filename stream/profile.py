@@ -203,7 +203,9 @@ def build_reference_profile(
     model_version
         The version the profile belongs to.
     false_alarm_rate
-        Target false alarms per event of each calibrated streaming detector.
+        Target false alarms per event of the model's streaming detectors taken together: each
+        detector (a Page–Hinkley per numeric field, an ADWIN on the score) gets an equal share
+        (Bonferroni), so adding features does not multiply the false alarms on-call sees.
     n_bins
         Quantile bins per numeric feature for PSI, Jensen–Shannon, KS and Wasserstein.
     """
@@ -221,12 +223,15 @@ def build_reference_profile(
     total = rows.pop()
     if total < 1000:
         raise ProfileError(f"reference data has {total} rows; at least 1000 are needed to calibrate")
+    numeric = [f for f in fields if f.kind != "categorical"]
+    detectors = len(numeric) + sum(1 for f in numeric if f.role == "prediction_score")
+    per_detector_rate = false_alarm_rate / max(detectors, 1)
     features: dict[str, FeatureProfile] = {}
     for spec in fields:
         if spec.kind == "categorical":
             features[spec.name] = _categorical_profile(spec, columns[spec.name])
         else:
-            features[spec.name] = _numeric_profile(spec, columns[spec.name], false_alarm_rate, n_bins)
+            features[spec.name] = _numeric_profile(spec, columns[spec.name], per_detector_rate, n_bins)
     return ReferenceProfile(
         model=contract.model,
         model_version=model_version,

@@ -28,7 +28,8 @@ class EngineConfig:
     allowed_lateness_ms
         How long after the largest event time seen a window stays open for late events.
     window_false_alarm_rate
-        Per field and per window, the probability that the PSI test fires on a stationary stream.
+        Per window, the probability that any field's PSI test fires on a stationary stream (each
+        field gets an equal share).
     min_psi
         Smallest PSI worth an alert, however significant (an effect-size floor: 0.1 is the usual
         "some shift" mark in credit-risk practice).
@@ -43,7 +44,7 @@ class EngineConfig:
 
     window_length_ms: int = 60_000
     allowed_lateness_ms: int = 120_000
-    window_false_alarm_rate: float = 1e-5
+    window_false_alarm_rate: float = 1e-4
     min_psi: float = 0.1
     min_window_count: int = 100
     max_unseen_fraction: float = 0.02
