@@ -9,27 +9,19 @@ import math
 import numpy as np
 import pytest
 from river import drift
-from scipy.signal import lfilter
 from scipy.stats import norm
 
 import driftline.detectors.adwin as adwin_module
+from detector_streams import assert_batching_invariant, piecewise_stream
+from detector_streams import stationary_stream as _stream
+
 from driftline.detectors.adwin import ADWIN
 
 
-def _stream(kind: str, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "gaussian":
-        return rng.standard_normal(n)
-    if kind == "student_t3":
-        return rng.standard_t(3, size=n)
-    return lfilter([1.0], [1.0, -0.5], rng.standard_normal(n + 500))[500:]  # AR(1), phi = 0.5
 
 
 def _drifting_stream(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    means = [0.0, 1.5, -1.0, 0.5, 2.5, 0.0]
-    lengths = [3000, 700, 500, 2500, 900, 3000]
-    return np.concatenate([rng.normal(m, 1.0, size=k) for m, k in zip(means, lengths)])
+    return piecewise_stream([0.0, 1.5, -1.0, 0.5, 2.5, 0.0], [3000, 700, 500, 2500, 900, 3000], seed)
 
 
 def _naive_adwin(values: np.ndarray, detector: ADWIN) -> list[int]:
@@ -119,24 +111,7 @@ def test_update_many_equals_update_loop_for_any_split(calibrated: bool) -> None:
             return ADWIN.calibrate(_stream("gaussian", 5_000, seed=2), false_alarm_rate=1e-4)
         return ADWIN(delta=0.01, clock=8, max_buckets=2)
 
-    looped = make()
-    expected = []
-    for index, value in enumerate(values):
-        looped.update(float(value))
-        if looped.drift_detected:
-            expected.append(index)
-    assert len(expected) >= 4
-    for split_seed in range(4):
-        rng = np.random.default_rng(split_seed)
-        cuts = np.sort(rng.choice(np.arange(1, values.size), size=10, replace=False))
-        batched = make()
-        hits: list[int] = []
-        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, values.size]):
-            hits.extend((batched.update_many(values[start:stop]) + start).tolist())
-        assert hits == expected
-        assert json.dumps(batched.to_state()) == json.dumps(looped.to_state())
-    whole = make()
-    assert whole.update_many(values).tolist() == expected  # several signals inside one batch
+    assert_batching_invariant(make, values, cuts=10, min_signals=4)
 
 
 def test_round_trip_mid_stream_continues_identically() -> None:

@@ -8,36 +8,21 @@ import json
 import numpy as np
 import pytest
 from river import drift
-from scipy.signal import lfilter
 
 import driftline.detectors.page_hinkley as page_hinkley_module
+from detector_streams import assert_batching_invariant, piecewise_stream
+from detector_streams import stationary_stream as _stream
+
 from driftline.detectors.page_hinkley import PageHinkley, cusum_average_run_length
 
 
-def _stream(kind: str, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "gaussian":
-        return rng.standard_normal(n)
-    if kind == "student_t3":
-        return rng.standard_t(3, size=n)
-    return lfilter([1.0], [1.0, -0.5], rng.standard_normal(n + 500))[500:]  # AR(1), phi = 0.5
 
 
 def _drifting_stream(seed: int) -> np.ndarray:
     """Several abrupt mean changes, some close together, so one batch can hold several signals."""
-    rng = np.random.default_rng(seed)
-    means = [0.0, 1.5, -1.0, 0.0, 2.5, 0.0]
-    lengths = [1500, 120, 200, 1800, 90, 1500]
-    return np.concatenate([rng.normal(m, 1.0, size=k) for m, k in zip(means, lengths)])
+    return piecewise_stream([0.0, 1.5, -1.0, 0.0, 2.5, 0.0], [1500, 120, 200, 1800, 90, 1500], seed)
 
 
-def _loop_indices(detector: PageHinkley, values: np.ndarray) -> list[int]:
-    hits = []
-    for index, value in enumerate(values):
-        detector.update(float(value))
-        if detector.drift_detected:
-            hits.append(index)
-    return hits
 
 
 @pytest.mark.parametrize(
@@ -89,20 +74,7 @@ def test_update_many_equals_update_loop_for_any_split(calibrated: bool) -> None:
             return PageHinkley.calibrate(_stream("gaussian", 5_000, seed=2), false_alarm_rate=1e-3)
         return PageHinkley(min_instances=10, delta=0.01, threshold=10.0)
 
-    looped = make()
-    expected = _loop_indices(looped, values)
-    assert len(expected) >= 3
-    whole = make()
-    assert whole.update_many(values).tolist() == expected
-    for split_seed in range(4):
-        rng = np.random.default_rng(split_seed)
-        cuts = np.sort(rng.choice(np.arange(1, values.size), size=12, replace=False))
-        batched = make()
-        hits: list[int] = []
-        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, values.size]):
-            hits.extend((batched.update_many(values[start:stop]) + start).tolist())
-        assert hits == expected
-        assert json.dumps(batched.to_state()) == json.dumps(looped.to_state())
+    expected = assert_batching_invariant(make, values, cuts=12, min_signals=3)
     # one batch holding several signals
     counts = np.diff(np.searchsorted(expected, [0, 1500, 1900, values.size]))
     assert counts.max() >= 2

@@ -8,27 +8,19 @@ import json
 
 import numpy as np
 import pytest
-from scipy.signal import lfilter
 from scipy.stats import chi2, entropy
 
 import driftline.detectors.psi as psi_module
+from detector_streams import assert_batching_invariant, piecewise_stream
+from detector_streams import stationary_stream as _stream
+
 from driftline.detectors.psi import PSI, _bootstrap_weights, population_stability_index, weighted_chi_square_isf
 
 
-def _stream(kind: str, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "gaussian":
-        return rng.standard_normal(n)
-    if kind == "student_t3":
-        return rng.standard_t(3, size=n)
-    return lfilter([1.0], [1.0, -0.5], rng.standard_normal(n + 500))[500:]  # AR(1), phi = 0.5
 
 
 def _drifting_stream(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    means = [0.0, 0.6, 0.0, -0.4, 0.0]
-    lengths = [2_350, 1_700, 900, 2_600, 1_450]
-    return np.concatenate([rng.normal(m, 1.0, size=k) for m, k in zip(means, lengths)])
+    return piecewise_stream([0.0, 0.6, 0.0, -0.4, 0.0], [2_350, 1_700, 900, 2_600, 1_450], seed)
 
 
 def test_population_stability_index_is_the_symmetrised_kullback_leibler_divergence() -> None:
@@ -81,22 +73,7 @@ def test_update_many_equals_update_loop_for_any_split() -> None:
     def make() -> PSI:
         return PSI.calibrate(_stream("gaussian", 20_000, seed=5), false_alarm_rate=1e-5, window_size=300)
 
-    looped = make()
-    expected = []
-    for index, value in enumerate(values):
-        looped.update(float(value))
-        if looped.drift_detected:
-            expected.append(index)
-    assert len(expected) >= 3
-    for split_seed in range(4):
-        rng = np.random.default_rng(split_seed)
-        cuts = np.sort(rng.choice(np.arange(1, values.size), size=8, replace=False))
-        batched = make()
-        hits: list[int] = []
-        for start, stop in zip(np.r_[0, cuts], np.r_[cuts, values.size]):
-            hits.extend((batched.update_many(values[start:stop]) + start).tolist())
-        assert hits == expected
-        assert json.dumps(batched.to_state()) == json.dumps(looped.to_state())
+    expected = assert_batching_invariant(make, values, cuts=8, min_signals=3)
     assert np.diff(expected).min() == 300  # consecutive windows signal inside one batch
 
 
