@@ -7,11 +7,9 @@ computes exactly what they compute.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TextIO
 
 from driftline.schemas.codec import Codec
 from driftline.sinks.metrics import DriftlineMetrics
@@ -132,13 +130,3 @@ def format_alert(alert: Alert) -> str:
         f"ALERT {alert.severity.upper():8s} {iso_time(alert.event_time_ms)} {alert.kind:18s} {where:22s} "
         f"{alert.detector} score={alert.score:.4g} threshold={alert.threshold:.4g} :: {alert.message}"
     )
-
-
-def print_alerts(stream: TextIO = sys.stdout) -> Callable[[BatchResult], None]:
-    """A result callback printing each alert as it fires."""
-
-    def _print(result: BatchResult) -> None:
-        for alert in result.alerts:
-            print(format_alert(alert), file=stream, flush=True)
-
-    return _print
