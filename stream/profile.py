@@ -23,7 +23,7 @@ from scipy import stats
 
 from driftline.detectors.adwin import ADWIN
 from driftline.detectors.calibration import dependence_factor
-from driftline.detectors import distances
+from driftline.detectors import distances, sketches
 from driftline.detectors.distances import quantile_bin_edges
 from driftline.detectors.page_hinkley import PageHinkley
 from driftline.schemas.contract import Contract, FieldContract
@@ -249,7 +249,8 @@ def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: flo
     if finite.size < 1000:
         raise ProfileError(f"field {spec.name!r} has only {finite.size} finite reference values; need >= 1000")
     edges = quantile_bin_edges(finite, n_bins)
-    counts = np.bincount(np.searchsorted(edges[1:-1], finite, side="right"), minlength=len(edges) - 1)
+    # Binned by the window sketch itself, so reference and window counts share one definition of a bin.
+    counts = sketches.numeric_add(sketches.numeric_initialize(edges), finite).histogram
     quantiles = np.quantile(finite, QUANTILE_LEVELS)
     detector = PageHinkley.calibrate(finite, false_alarm_rate=false_alarm_rate)
     adwin = ADWIN.calibrate(finite, false_alarm_rate=false_alarm_rate) if spec.role == "prediction_score" else None
