@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: demo test unit bench quality typecheck clean
+.PHONY: demo test unit bench quality typecheck clean services-up services-down
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,26 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/driftline demo --output $(OUT)/demo
 
-## test: install what is missing, type-check, and run the whole test suite.
+## test: install what is missing, type-check, start the services (deploy/local), run the whole test
+## suite against them, and stop them again, whatever the tests' outcome (pytest's exit code is kept).
 test: $(STAMP)
 	$(VENV)/bin/mypy detectors/ schemas/ stream/ sinks/
-	$(PY) -m pytest -q
+	@exports="$$(bash deploy/local/services.sh up)" || { bash deploy/local/services.sh down; exit 1; }; \
+	eval "$$exports"; \
+	trap 'bash deploy/local/services.sh down; exit 130' INT TERM; \
+	status=0; $(PY) -m pytest -q || status=$$?; \
+	bash deploy/local/services.sh down || true; \
+	exit $$status
+
+## services-up: start Kafka, PostgreSQL, Prometheus and Alertmanager on loopback (deploy/local/README.md).
+## Make cannot set your shell's variables: run `eval "$(bash deploy/local/services.sh up)"` for that.
+services-up:
+	bash deploy/local/services.sh up
+	@bash deploy/local/services.sh status
+
+## services-down: stop the services started by services-up (or by deploy/local/services.sh up).
+services-down:
+	bash deploy/local/services.sh down
 
 ## bench: throughput of the engine against a naive per-event baseline, and detector quality.
 bench: $(STAMP)
