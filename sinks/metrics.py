@@ -19,6 +19,7 @@ from driftline.stream.results import Alert, BatchResult
 
 __all__ = [
     "ALERT_KINDS",
+    "COMMIT_LATENCY_BUCKETS",
     "DEFAULT_REJECTION_REASONS",
     "DRIFT_STATISTICS",
     "OTHER",
@@ -60,6 +61,11 @@ DRIFT_STATISTICS: tuple[str, ...] = ("psi", "jensen_shannon", "ks", "wasserstein
 #: From 1 ms to 10 s, about three buckets per decade.
 PROCESSING_LATENCY_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+#: From 50 ms to 2 min: checkpoints are about a second apart, and lag after a restart takes longer.
+COMMIT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0,
 )
 
 
@@ -167,6 +173,14 @@ class DriftlineMetrics:
             buckets=PROCESSING_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.commit_latency = Histogram(
+            "driftline_commit_latency_seconds",
+            "Time from the oldest message of a checkpoint (its Kafka timestamp) until its results were "
+            "committed to the database: an upper bound of every message's produce-to-result latency.",
+            ["model"],
+            buckets=COMMIT_LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "driftline_consumer_lag_messages",
             "Messages in the model's topic not yet consumed by this worker.",
@@ -237,6 +251,10 @@ class DriftlineMetrics:
         self._observe_drift_scores(result)
         self._observe_windows(result, now_s)
         self._observe_alerts(result.alerts)
+
+    def observe_commit(self, model: str, seconds: float) -> None:
+        """Record one checkpoint's latency (see ``driftline_commit_latency_seconds``)."""
+        self.commit_latency.labels(model=self.model_label(model)).observe(seconds)
 
     def set_consumer_lag(self, model: str, messages: int) -> None:
         """Set ``driftline_consumer_lag_messages`` of ``model`` (called by the worker)."""

@@ -57,9 +57,15 @@ def make_alert(
     score: float,
     threshold: float,
     message: str,
+    subject: str | None = None,
 ) -> Alert:
-    """Build an :class:`Alert` whose id is derived from its natural key."""
-    alert_id = alert_identifier(model, model_version, kind, feature, detector, window_start_ms, event_time_ms)
+    """Build an :class:`Alert` whose id is derived from its natural key.
+
+    ``subject`` tells apart alerts that share every other part of the key — two writer schemas
+    first seen in the same batch raise two schema-change alerts, not one.
+    """
+    parts: tuple[object, ...] = (model, model_version, kind, feature, detector, window_start_ms, event_time_ms)
+    alert_id = alert_identifier(*parts) if subject is None else alert_identifier(*parts, subject)
     return Alert(
         alert_id=alert_id,
         model=model,

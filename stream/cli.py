@@ -60,13 +60,35 @@ def _build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--profiles", type=Path, default=Path("profiles"), help="profile store directory")
     baseline.add_argument("--schemas", type=Path, default=None, help="contract directory (default: the bundled contracts)")
     baseline.add_argument("--false-alarm-rate", type=float, default=1e-6, help="false alarms per event of all the model's streaming detectors together (default 1e-6)")
+    baseline.add_argument("--database-url", help="also store the profile in this database's reference_profiles table (where the worker reads it)")
+
+    # Commands with their own modules register themselves and set ``handler``.
+    from . import produce_command, worker_command
+
+    worker_command.register(commands)
+    produce_command.register(commands)
     return parser
+
+
+def _store_profile(database_url: str, path: Path) -> None:
+    from driftline.sinks.database import create_database_engine, display_url
+    from driftline.sinks.sql import SqlSink
+
+    from .profile import ReferenceProfile
+
+    text = path.read_text(encoding="utf-8")
+    profile = ReferenceProfile.from_json(text)
+    SqlSink(create_database_engine(database_url)).save_reference_profile(profile.model, profile.model_version, text)
+    print(f"reference profile stored in {display_url(database_url)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``driftline`` console script."""
     args = _build_parser().parse_args(argv)
     try:
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
         if args.command == "demo":
             from .demo import run_demo
 
@@ -90,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 false_alarm_rate=args.false_alarm_rate,
             )
             print(f"reference profile written to {path}")
+            if args.database_url:
+                _store_profile(args.database_url, path)
             return 0
     except DriftlineError as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)

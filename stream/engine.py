@@ -272,6 +272,7 @@ class MonitorEngine:
                     threshold=0.0,
                     message=f"writer schema {writer_id} differs from contract "
                     f"{self.contract.model} v{self.contract.version}: {record.description}",
+                    subject=writer_id,
                 )
             )
 

@@ -36,15 +36,15 @@ HEADER_SOURCE = "driftline.source"
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def prediction_topic(model: str) -> str:
-    """The topic of a model's prediction events.
+def prediction_topic(model: str, prefix: str = PREDICTION_TOPIC_PREFIX) -> str:
+    """The topic of a model's prediction events; ``prefix`` namespaces an environment (``staging.predictions.``).
 
     >>> prediction_topic("credit_risk")
     'predictions.credit_risk'
     """
     if not _MODEL_NAME.match(model):
         raise ValueError(f"model: {model!r} is not a valid model name (an Avro record name)")
-    return PREDICTION_TOPIC_PREFIX + model
+    return prefix + model
 
 
 def model_of_topic(topic: str) -> str | None:

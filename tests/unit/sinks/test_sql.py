@@ -376,14 +376,24 @@ def test_reference_profiles_save_load_and_replace(sink: SqlSink, engine: sa.Engi
 def test_schema_names_are_explicit_and_stable(sink: SqlSink, engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     assert sorted(inspector.get_table_names()) == [
-        "alerts", "model_windows", "reference_profiles", "schema_changes", "window_aggregates",
+        "alerts", "checkpoints", "driftline_alembic_version", "model_windows", "reference_profiles",
+        "schema_changes", "window_aggregates",
     ]
-    indexes = {ix["name"]: ix["column_names"] for table in ("alerts", "window_aggregates") for ix in inspector.get_indexes(table)}
+    indexes = {ix["name"]: ix["column_names"] for table in metadata.tables for ix in inspector.get_indexes(table)}
     assert indexes == {
         "ix_alerts_event_time": ["event_time"],
-        "ix_alerts_model_kind_event_time": ["model", "kind", "event_time"],
+        "ix_alerts_model_event_time": ["model", "event_time"],
+        "ix_alerts_kind_severity_event_time": ["kind", "severity", "event_time"],
+        "ix_model_windows_model_window_start": ["model", "window_start"],
         "ix_window_aggregates_model_feature_window_start": ["model", "feature", "window_start"],
+        "ix_window_aggregates_window_start": ["window_start"],
     }
     assert {table.name: table.primary_key.name for table in metadata.sorted_tables} == {
         name: f"pk_{name}" for name in metadata.tables
     }
+    assert {name: inspector.get_pk_constraint(name)["name"] for name in metadata.tables} == {
+        name: f"pk_{name}" for name in metadata.tables
+    }
+    assert sorted(check["name"] for check in inspector.get_check_constraints("checkpoints")) == [
+        "ck_checkpoints_counts_reconcile", "ck_checkpoints_next_offset_not_negative",
+    ]

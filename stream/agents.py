@@ -1,0 +1,185 @@
+"""The Faust agents of ``driftline worker``: one per model topic, feeding partition processors in batches.
+
+Acknowledgement protocol (the exactly-once effect, DESIGN decision 7). Faust commits a message's
+offset to Kafka once the message is acknowledged. ``Stream.take_events`` acknowledges a batch as
+soon as the agent asks for the next one — before the batch's results are durable. So the agent
+takes one extra reference on every message (``Message.incref``, the mechanism Faust uses for a
+message shared by several streams) and releases it only after :meth:`PartitionProcessor.checkpoint`
+committed the batch's results, engine state and next offset to the database. Kafka's committed
+offset therefore never passes the database checkpoint; messages between the two are redelivered
+after a crash and skipped by the processor, which knows the checkpoint's offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import faust
+from faust.types import EventT, TP
+
+from .processor import InboundMessage, PartitionProcessor
+from .settings import WorkerSettings
+
+__all__ = ["MonitorAgents"]
+
+log = logging.getLogger("driftline.worker")
+
+ProcessorFactory = Callable[[str, str, int], PartitionProcessor]  # (model, topic, partition)
+
+
+class MonitorAgents:
+    """Registers the agents and the checkpoint timer on a Faust app and owns the partition processors.
+
+    Parameters
+    ----------
+    app
+        The Faust app (``stream.app.create_app``).
+    settings
+        The worker's settings.
+    make_processor
+        Builds (and restores from its checkpoint) the processor of a model's topic partition.
+    end_offsets
+        With ``settings.stop_at_end``: the end offset of every model topic's partition 0 when the
+        worker started; the worker stops once all are checkpointed.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: WorkerSettings,
+        make_processor: ProcessorFactory,
+        *,
+        end_offsets: dict[str, int] | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.make_processor = make_processor
+        self.end_offsets = end_offsets or {}
+        self.processors: dict[tuple[str, int], PartitionProcessor] = {}
+        self._unacknowledged: dict[tuple[str, int], list[EventT]] = defaultdict(list)
+        self._lock = asyncio.Lock()
+        self._last_checkpoint = time.monotonic()
+        self._stopping = False
+        for model, topic_name in settings.topics.items():
+            topic = app.topic(topic_name, key_type=bytes, value_type=bytes, partitions=1)
+            app.agent(topic, name=f"driftline.monitor.{model}")(self._agent(model, topic_name))
+        app.timer(settings.checkpoint_interval_seconds, name="driftline.checkpoint")(self._on_timer)
+
+    # -- agents ---------------------------------------------------------------------------------
+
+    def _agent(self, model: str, topic: str) -> Callable[[faust.StreamT[Any]], Any]:
+        async def monitor(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
+            try:
+                # take_events is on faust.Stream, not on the StreamT protocol Faust annotates agents with.
+                async for events in stream.take_events(  # type: ignore[attr-defined]
+                    self.settings.batch_max_events, within=self.settings.batch_within_seconds
+                ):
+                    async with self._lock:
+                        self._process(model, topic, events)
+                        if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_seconds:
+                            await self._checkpoint_all()
+                    yield None
+            finally:
+                # A graceful stop: make what was processed durable so the next worker need not redo it.
+                if not self._stopping:
+                    self._checkpoint_all_blocking()
+
+        monitor.__name__ = f"monitor_{model}"
+        return monitor
+
+    def _process(self, model: str, topic: str, events: list[EventT]) -> None:
+        by_partition: dict[int, list[EventT]] = defaultdict(list)
+        for event in events:
+            # Held until the checkpoint that covers it committed (see the module docstring).
+            event.message.incref()
+            by_partition[event.message.partition].append(event)
+        for partition, partition_events in by_partition.items():
+            key = (topic, partition)
+            processor = self.processors.get(key)
+            if processor is None:
+                processor = self.processors[key] = self.make_processor(model, topic, partition)
+                log.info(
+                    "%s[%d]: %s", topic, partition,
+                    f"restored from checkpoint at offset {processor.next_offset}" if processor.restored else "no checkpoint, starting fresh",
+                )
+            processor.process(
+                [
+                    InboundMessage(
+                        offset=event.message.offset,
+                        value=event.value,
+                        timestamp_ms=int(event.message.timestamp * 1000) if event.message.timestamp else 0,
+                    )
+                    for event in partition_events
+                ]
+            )
+            self._unacknowledged[key].extend(partition_events)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    async def _on_timer(self) -> None:
+        async with self._lock:
+            await self._checkpoint_all()
+
+    async def _checkpoint_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        for key, processor in list(self.processors.items()):
+            try:
+                # Blocking I/O (dead-letter acknowledgements, the database) off the event loop; the
+                # lock keeps the agents from touching the processor meanwhile.
+                await loop.run_in_executor(None, processor.checkpoint)
+            except Exception as exc:
+                log.error("checkpoint of %s[%d] failed, stopping the worker: %s", *key, exc)
+                self._stopping = True
+                await self.app.crash(exc)
+                return
+            self._acknowledge(key)
+            self._report_lag(key, processor)
+        self._last_checkpoint = time.monotonic()
+        self._maybe_stop()
+
+    def _checkpoint_all_blocking(self) -> None:
+        for key, processor in list(self.processors.items()):
+            try:
+                processor.checkpoint()
+            except Exception as exc:  # the worker is stopping anyway; the next one redoes this part
+                log.error("final checkpoint of %s[%d] failed: %s", *key, exc)
+                continue
+            self._acknowledge(key)
+
+    def _acknowledge(self, key: tuple[str, int]) -> None:
+        events = self._unacknowledged.pop(key, [])
+        for event in events:
+            event.ack()
+
+    def _report_lag(self, key: tuple[str, int], processor: PartitionProcessor) -> None:
+        metrics = processor.metrics
+        if metrics is None or processor.next_offset is None:
+            return
+        highwater = self.app.consumer.highwater(TP(*key))
+        if highwater is not None:
+            metrics.set_consumer_lag(processor.contract.model, max(0, highwater - processor.next_offset))
+
+    def _maybe_stop(self) -> None:
+        if not self.settings.stop_at_end or self._stopping:
+            return
+        for topic, end in self.end_offsets.items():
+            processor = self.processors.get((topic, 0))
+            if processor is None:
+                if end == 0:
+                    continue
+                # No message arrived (yet): the checkpoint may already be at the end.
+                model = next(m for m, t in self.settings.topics.items() if t == topic)
+                processor = self.processors[(topic, 0)] = self.make_processor(model, topic, 0)
+            if (processor.next_offset or 0) < end or processor.uncommitted:
+                return
+        log.info("every model topic is processed up to its end offset at start: stopping")
+        self._stopping = True
+        # The same path as `kill -TERM`: Faust's worker stops its services gracefully.
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,37 @@
+"""Creates the Faust app of ``driftline worker`` — and nothing else (agents live in ``stream/agents.py``)."""
+
+from __future__ import annotations
+
+import faust
+
+from .settings import WorkerSettings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: WorkerSettings) -> faust.App:
+    """The Faust app: raw bytes in (the codec decodes), no tables, no web server (metrics are ours)."""
+    servers = ";".join(f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(","))
+    return faust.App(
+        settings.consumer_group,
+        broker=servers,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        # A new consumer group starts at the beginning of the topic: nothing produced is skipped.
+        consumer_auto_offset_reset="earliest",
+        # Offsets are committed as soon as they are acknowledged — and the agents acknowledge a
+        # message only after its results were committed to the database (stream/agents.py).
+        broker_commit_interval=settings.checkpoint_interval_seconds,
+        # Graceful stop does not wait for unacknowledged messages: the agents checkpoint at stop,
+        # and what they could not is processed again by the next worker.
+        stream_wait_empty=False,
+        # A killed worker's replacement waits for the dead member's session to expire (Faust's own
+        # default is 60 s); a heartbeat a third of it apart, as Kafka recommends.
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 3,
+        topic_replication_factor=1,
+        topic_partitions=1,
+        producer_max_request_size=2_000_000,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+    )

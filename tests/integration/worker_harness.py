@@ -1,0 +1,203 @@
+"""Helpers of the worker's integration tests: isolated databases, events on the wire, worker processes.
+
+Each test gets its own PostgreSQL schema (selected through libpq's ``options`` in the URL), its
+own topic prefix, dead-letter topic and consumer group, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from driftline.schemas.codec import encode_single_object
+from driftline.schemas.contract import Catalog, Contract
+from driftline.sinks.database import create_database_engine, upgrade_database
+from driftline.sinks.sql import SqlSink
+from driftline.stream.demo import reference_profile
+from driftline.stream.generator import Episode, SyntheticStream
+
+MODEL = "credit_risk"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def isolated_database(database_url: str) -> Iterator[str]:
+    """A fresh schema, migrated to head and holding the credit_risk reference profile; dropped afterwards."""
+    schema = unique("t_")
+    admin = create_database_engine(database_url)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in database_url else "?"
+    url = f"{database_url}{separator}options={quote(f'-csearch_path={schema}')}"
+    try:
+        upgrade_database(url)
+        contract = Catalog.load().contract(MODEL)
+        profile = reference_profile(contract, SyntheticStream(contract, seed=3))
+        SqlSink(create_database_engine(url)).save_reference_profile(profile.model, profile.model_version, profile.to_json())
+        yield url
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def synthetic_payloads(
+    n: int, *, seed: int = 11, events_per_second: float = 100.0, episodes: Sequence[Episode] = (), contract: Contract | None = None
+) -> list[bytes]:
+    """``n`` single-object-encoded events of the credit-risk model (drift episodes applied)."""
+    contract = contract or Catalog.load().contract(MODEL)
+    stream = SyntheticStream(contract, seed=seed, events_per_second=events_per_second)
+    payloads: list[bytes] = []
+    for offset in range(0, n, 10_000):
+        k = min(10_000, n - offset)
+        columns = stream.columns(k, offset=offset)
+        stream.apply_episodes(columns, list(episodes), offset=offset)
+        for record in stream.records(columns, stream.event_times(k, offset=offset), offset=offset):
+            payloads.append(encode_single_object(record, contract.schema_json))
+    return payloads
+
+
+def produce(bootstrap: str, topic: str, payloads: Sequence[bytes | None]) -> None:
+    """Publish every payload, in order, to partition 0 of ``topic``; fail unless all were acknowledged."""
+    errors: list[str] = []
+
+    def on_delivery(error: Any, message: Any) -> None:
+        if error is not None:
+            errors.append(str(error))
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "message.max.bytes": 2_000_000})
+    for payload in payloads:
+        while True:
+            try:
+                producer.produce(topic, value=payload, partition=0, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(60) == 0, "messages not delivered within 60 s"
+    assert not errors, errors[:3]
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    futures = AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    for future in futures.values():
+        future.result(30)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: str
+    value: bytes | None
+    headers: dict[str, str]
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
+    """Every message of partition 0 of ``topic`` up to its current end offset."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader-"), "enable.auto.commit": False})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
+        consumer.assign([TopicPartition(topic, 0, low)])
+        messages: list[DeadLetter] = []
+        deadline = time.monotonic() + timeout
+        while len(messages) < high - low:
+            assert time.monotonic() < deadline, f"read {len(messages)} of {high - low} messages of {topic}"
+            for message in consumer.consume(1000, timeout=1.0):
+                assert message.error() is None, message.error()
+                headers = {name: value.decode() for name, value in (message.headers() or [])}
+                messages.append(DeadLetter((message.key() or b"").decode(), message.value(), headers))
+        return messages
+    finally:
+        consumer.close()
+
+
+class Worker:
+    """``driftline worker`` in a subprocess (killable with SIGKILL, like a crashed pod)."""
+
+    def __init__(self, *, bootstrap: str, database_url: str, prefix: str, deadletter: str, group: str,
+                 log: Path, extra: Sequence[str] = (), stop_at_end: bool = False) -> None:
+        command = [
+            sys.executable, "-m", "driftline.stream.cli", "worker",
+            "--model", MODEL, "--bootstrap", bootstrap, "--database-url", database_url,
+            "--topic-prefix", prefix, "--deadletter-topic", deadletter, "--group", group,
+            "--metrics-port", "0", "--checkpoint-seconds", "0.5", *extra,
+        ]
+        if stop_at_end:
+            command.append("--stop-at-end")
+        self.log_path = log
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ))
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"worker still running after {timeout} s; log:\n{self.log_tail()}") from None
+        finally:
+            self._log.flush()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs at all."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+        self._log.close()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.wait(60)
+        self._log.close()
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def checkpoint(database_url: str, group: str, topic: str) -> dict[str, Any] | None:
+    engine = create_database_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                sa.text("SELECT next_offset, consumed, accepted, dead_lettered FROM checkpoints "
+                        "WHERE consumer_group = :g AND topic = :t AND partition = 0"),
+                {"g": group, "t": topic},
+            ).mappings().first()
+            return dict(row) if row is not None else None
+    finally:
+        engine.dispose()
+
+
+def table(database_url: str, name: str, *, exclude: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+    """Every row of a result table, sorted, without the ``exclude`` columns."""
+    engine = create_database_engine(database_url)
+    try:
+        columns = [c.name for c in sa.Table(name, sa.MetaData(), autoload_with=engine).columns if c.name not in exclude]
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text(f"SELECT {', '.join(columns)} FROM {name}")).all()
+        return sorted((tuple(row) for row in rows), key=repr)
+    finally:
+        engine.dispose()

@@ -1,0 +1,189 @@
+"""Checkpoints in the SQL sink on SQLite: validation, storage format, one transaction with the rows.
+
+The same guarantees on PostgreSQL, with real failures (constraint violations, a killed
+connection), are tested in ``tests/integration/test_postgres.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from driftline.sinks import Checkpoint, SinkError, SqlSink, metadata
+from driftline.stream.results import BatchResult, FeatureWindow
+
+FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+START_MS = 1_700_000_040_000
+
+# Shaped like MonitorEngine.to_state(): nesting, exact floats, big ints, non-ASCII names.
+ENGINE_STATE: dict[str, Any] = {
+    "format": 1,
+    "model": "credit_risk",
+    "clock": {"watermark_ms": 1_767_225_600_000, "max_event_ms": None},
+    "tracks": {"v1": {"accepted_seen": 2**40 + 1, "page_hinkley": {"annual_income": {"mean": 0.1 + 0.2, "sum": -1e-308}}}},
+    "open_windows": [{"version": "v1", "start_ms": 1_767_225_600_000, "features": {"région": {"sketch": "AAEC"}}}],
+    "schema_changes_seen": [],
+}
+
+
+def checkpoint(**changes: Any) -> Checkpoint:
+    values: dict[str, Any] = dict(
+        consumer_group="driftline",
+        topic="predictions.credit_risk",
+        partition=3,
+        next_offset=1_000,
+        engine_state=ENGINE_STATE,
+        consumed=1_000,
+        accepted=990,
+        dead_lettered=10,
+    )
+    values.update(changes)
+    return Checkpoint(**values)
+
+
+def feature_window(**changes: Any) -> FeatureWindow:
+    values: dict[str, Any] = dict(
+        model="credit_risk", model_version="v1", feature="annual_income", kind="numeric",
+        window_start_ms=START_MS, window_length_ms=60_000, count=100, nulls=0, non_finite=0,
+        out_of_range=0, unseen=0, minimum=1.0, maximum=2.0, mean=1.5, variance=0.25, psi=0.1,
+        jensen_shannon=0.01, ks=0.05, wasserstein=0.2, psi_threshold=0.2,
+    )
+    values.update(changes)
+    return FeatureWindow(**values)
+
+
+@pytest.fixture()
+def engine(tmp_path: Any) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'driftline.sqlite'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def sink(engine: sa.Engine) -> SqlSink:
+    sink = SqlSink(engine, clock=lambda: FIXED_NOW)
+    sink.create_schema()
+    return sink
+
+
+def stored(engine: sa.Engine, table: str) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(sa.select(metadata.tables[table]))]
+
+
+def test_checkpoint_round_trips_through_the_database(sink: SqlSink) -> None:
+    assert sink.load_checkpoint("driftline", "predictions.credit_risk", 3) is None
+    sink.flush(checkpoints=[checkpoint()])
+    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+    assert loaded == checkpoint()
+    assert loaded is not None and loaded.engine_state == ENGINE_STATE
+    assert loaded.engine_state["tracks"]["v1"]["page_hinkley"]["annual_income"]["mean"] == 0.1 + 0.2
+    # The key has three parts: another partition, topic or group has no checkpoint.
+    assert sink.load_checkpoint("driftline", "predictions.credit_risk", 4) is None
+    assert sink.load_checkpoint("driftline", "predictions.churn", 3) is None
+    assert sink.load_checkpoint("replay", "predictions.credit_risk", 3) is None
+
+
+def test_engine_state_is_stored_as_zlib_of_its_utf8_json(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.flush(checkpoints=[checkpoint()])
+    (row,) = stored(engine, "checkpoints")
+    assert json.loads(zlib.decompress(row["engine_state"]).decode("utf-8")) == ENGINE_STATE
+    assert (row["next_offset"], row["consumed"], row["accepted"], row["dead_lettered"]) == (1_000, 1_000, 990, 10)
+    assert row["partition"] == 3
+
+
+def test_a_flush_without_rows_still_writes_its_checkpoint(sink: SqlSink) -> None:
+    assert sink.buffered == 0
+    sink.flush(checkpoints=[checkpoint(next_offset=5, consumed=5, accepted=0, dead_lettered=5)])
+    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+    assert loaded is not None and (loaded.next_offset, loaded.dead_lettered) == (5, 5)
+
+
+def test_rows_and_checkpoint_are_written_together(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(BatchResult(feature_windows=[feature_window()]))
+    sink.flush(checkpoints=[checkpoint()])
+    assert len(stored(engine, "window_aggregates")) == 1
+    assert len(stored(engine, "checkpoints")) == 1
+    assert sink.buffered == 0
+
+
+def test_upserting_a_checkpoint_keeps_one_row_with_the_latest_values(engine: sa.Engine) -> None:
+    clock = iter([FIXED_NOW, FIXED_NOW + timedelta(seconds=5)])
+    sink = SqlSink(engine, clock=lambda: next(clock))
+    sink.create_schema()
+    sink.flush(checkpoints=[checkpoint()])
+    later_state = {**ENGINE_STATE, "open_windows": []}
+    sink.flush(checkpoints=[checkpoint(next_offset=2_000, engine_state=later_state, consumed=2_000, accepted=1_985, dead_lettered=15)])
+    (row,) = stored(engine, "checkpoints")
+    assert row["next_offset"] == 2_000
+    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+    assert loaded is not None and loaded.engine_state == later_state and loaded.accepted == 1_985
+    assert row["updated_at"] == FIXED_NOW + timedelta(seconds=5)
+
+
+def test_two_checkpoints_of_one_partition_in_one_flush_keep_the_later(sink: SqlSink, engine: sa.Engine) -> None:
+    other_partition = checkpoint(partition=0, next_offset=7, consumed=7, accepted=7, dead_lettered=0)
+    sink.flush(checkpoints=[checkpoint(next_offset=10, consumed=10, accepted=10, dead_lettered=0), other_partition, checkpoint()])
+    assert sorted((row["partition"], row["next_offset"]) for row in stored(engine, "checkpoints")) == [(0, 7), (3, 1_000)]
+
+
+def test_a_failed_flush_commits_neither_rows_nor_checkpoint(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.flush(checkpoints=[checkpoint()])
+    # SQLite enforces NOT NULL: a window without a kind fails the first statement of the transaction.
+    sink.add(BatchResult(feature_windows=[feature_window(window_start_ms=START_MS + 60_000, kind=None)]))
+    with pytest.raises(SinkError, match="could not write driftline results to sqlite:///"):
+        sink.flush(checkpoints=[checkpoint(next_offset=2_000, consumed=2_000, accepted=1_990)])
+    assert sink.buffered == 0
+    assert stored(engine, "window_aggregates") == []
+    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+    assert loaded is not None and loaded.next_offset == 1_000
+
+
+def test_a_checkpoint_that_cannot_be_serialised_writes_nothing(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.add(BatchResult(feature_windows=[feature_window()]))
+    with pytest.raises(ValueError, match="engine_state is not JSON-serialisable"):
+        sink.flush(checkpoints=[checkpoint(engine_state={"sketch": object()})])
+    assert sink.buffered == 0
+    assert stored(engine, "window_aggregates") == [] and stored(engine, "checkpoints") == []
+
+
+def test_a_corrupt_engine_state_is_reported_not_returned(sink: SqlSink, engine: sa.Engine) -> None:
+    sink.flush(checkpoints=[checkpoint()])
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE checkpoints SET engine_state = :state"), {"state": b"not zlib"})
+    with pytest.raises(SinkError, match=r"checkpoint of driftline predictions.credit_risk\[3\] is corrupt"):
+        sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"consumer_group": ""}, "consumer_group must be a non-empty string"),
+        ({"topic": ""}, "topic must be a non-empty string"),
+        ({"partition": -1}, r"partition must be in \[0, 2\*\*31 - 1\]"),
+        ({"partition": 2**31}, r"partition must be in \[0, 2\*\*31 - 1\]"),
+        ({"next_offset": -1}, "next_offset must be in"),
+        ({"next_offset": 2**63}, "next_offset must be in"),
+        ({"consumed": 1_001}, r"consumed must equal accepted \+ dead_lettered, got 1001 != 990 \+ 10"),
+        ({"accepted": -10, "dead_lettered": 1_010}, "accepted must be in"),
+        ({"engine_state": [1, 2]}, "engine_state must be a dict"),
+    ],
+)
+def test_checkpoint_fields_are_validated(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        checkpoint(**changes)
+
+
+def test_the_database_enforces_the_checkpoint_invariants_too(sink: SqlSink, engine: sa.Engine) -> None:
+    # Another writer (a manual fix, a future tool) cannot store counts that do not reconcile.
+    sink.flush(checkpoints=[checkpoint()])
+    for update in ("consumed = consumed + 1", "next_offset = -1"):
+        with pytest.raises(sa.exc.IntegrityError, match="CHECK constraint failed"):
+            with engine.begin() as connection:
+                connection.execute(sa.text(f"UPDATE checkpoints SET {update}"))
