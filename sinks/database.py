@@ -2,7 +2,7 @@
 
 One set of table definitions serves SQLite (the embedded demo) and PostgreSQL (production). The
 names of tables, columns, constraints and indexes are part of the analysts' interface (documented
-in ``docs/database.md``) and the base of the Alembic migrations in ``sinks/migrations``, so they
+in README.md, "Database") and the base of the Alembic migrations in ``sinks/migrations``, so they
 are explicit and stable: primary keys and checks are named by :data:`NAMING_CONVENTION`, indexes
 carry their own names. The migrations spell their operations out instead of reading
 :data:`metadata`, so a later change to these classes needs a new revision (a test compares both).

@@ -120,9 +120,9 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_db_upgrade(args: argparse.Namespace) -> int:
-    from driftline.sinks.database import display_url, upgrade_database
+    from driftline.sinks.database import current_revision, display_url, upgrade_database
 
     url = _database_url(args)
     upgrade_database(url, args.revision)
-    print(f"database {display_url(url)} is at revision {args.revision}")
+    print(f"database {display_url(url)} is at revision {current_revision(url)}")
     return 0

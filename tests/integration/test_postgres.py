@@ -48,7 +48,7 @@ from driftline.stream.results import (
     to_canonical_json,
 )
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "database.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 START_MS = 1_700_000_040_000  # a whole minute
 MINUTE_MS = 60_000
@@ -514,9 +514,9 @@ def test_real_engine_state_round_trips_and_the_restored_engine_continues_exactly
 
 
 def documented_queries() -> list[tuple[str, str]]:
-    """(heading, SQL) of every ```sql block under "Example queries" in docs/database.md."""
-    text = DOC.read_text(encoding="utf-8").split("## Example queries", 1)[1]
-    return re.findall(r"^### (.+?)\n.*?```sql\n(.*?)```", text, flags=re.MULTILINE | re.DOTALL)
+    """(heading, SQL) of every ```sql block under "Example queries" in README.md."""
+    text = README.read_text(encoding="utf-8").split("### Example queries", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^#### (.+?)\n.*?```sql\n(.*?)```", text, flags=re.MULTILINE | re.DOTALL)
 
 
 def recent_data(now: datetime) -> tuple[BatchResult, list[Checkpoint]]:

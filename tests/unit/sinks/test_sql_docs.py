@@ -1,4 +1,4 @@
-"""docs/database.md documents every table, column and index of the metadata, and nothing else.
+"""README's database section documents every table, column and index of the metadata, and nothing else.
 
 Its example queries are executed against PostgreSQL in tests/integration/test_postgres.py.
 """
@@ -13,14 +13,19 @@ import pytest
 from driftline.sinks import metadata
 from driftline.sinks.database import VERSION_TABLE
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "database.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def database_section() -> str:
+    """README's "Database (analysts' tables)" section, up to the next top-level heading."""
+    text = README.read_text(encoding="utf-8")
+    return text.split("\n## Database (analysts' tables)\n", 1)[1].split("\n## ", 1)[0]
 
 
 def sections() -> dict[str, str]:
-    """The text under each ``### `table``` heading, by table name."""
-    text = DOC.read_text(encoding="utf-8")
-    parts = re.split(r"^### `([a-z_]+)`\s*$", text, flags=re.MULTILINE)
-    return {name: body.split("\n## ")[0] for name, body in zip(parts[1::2], parts[2::2])}
+    """The text under each ``#### `table``` heading, by table name."""
+    parts = re.split(r"^#### `([a-z_]+)`\s*$", database_section(), flags=re.MULTILINE)
+    return {name: body.split("\n### ")[0] for name, body in zip(parts[1::2], parts[2::2])}
 
 
 def documented_columns(section: str) -> list[str]:

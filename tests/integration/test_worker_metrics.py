@@ -1,0 +1,96 @@
+"""The worker's metrics, scraped by the real Prometheus: counts are right and label values stay bounded.
+
+A running ``driftline worker`` serves ``/metrics`` on ``DRIFTLINE_METRICS_PORT``, which the local
+Prometheus scrapes every second (deploy/prometheus/prometheus.local.yml). After a first stream has
+closed some windows, a flood of new category values and event ids — 2,000 distinct values of the
+open categorical ``channel`` — must not create a single new time series.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from driftline.schemas.codec import encode_single_object
+from driftline.schemas.contract import Catalog
+from driftline.stream.generator import SyntheticStream
+from driftline.stream.profile import monitored_fields
+
+from worker_harness import MODEL, Worker, isolated_database, produce, unique
+
+T = TypeVar("T")
+
+
+def _eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.5)
+
+
+def _query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def _scalar(prometheus_url: str, promql: str) -> float | None:
+    result = _query(prometheus_url, promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+def _series(prometheus_url: str) -> set[tuple[tuple[str, str], ...]]:
+    """Every driftline_* series of the scraped worker, as label sets (the scrape's own labels removed)."""
+    result = _query(prometheus_url, '{__name__=~"driftline_.+", job="driftline"}')
+    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k not in {"instance", "job"})) for r in result}
+
+
+def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
+    kafka_bootstrap: str, database_url: str, prometheus_url: str, tmp_path: Path
+) -> None:
+    port = os.environ.get("DRIFTLINE_METRICS_PORT", "39464")
+    contract = Catalog.load().contract(MODEL)
+    stream = SyntheticStream(contract, seed=9, events_per_second=20)
+    records = stream.records(stream.columns(12_000), stream.event_times(12_000))
+    first, flood = records[:6_000], records[6_000:]
+    out_of_range = [dict(r, debt_to_income=7.0) for r in first[:40]]
+    for i, record in enumerate(flood[:2_000]):
+        record["channel"] = f"partner_{i:05d}"  # `channel` is open (on_violation: count): accepted, counted as unseen
+        record["event_id"] = f"flood-{i}"
+
+    prefix = unique("metrics") + "."
+    topic = prefix + MODEL
+    encode = lambda rs: [encode_single_object(r, contract.schema_json) for r in rs]  # noqa: E731
+    with isolated_database(database_url) as url:
+        produce(kafka_bootstrap, topic, encode(first) + encode(out_of_range))
+        worker = Worker(bootstrap=kafka_bootstrap, database_url=url, prefix=prefix, deadletter=prefix + "dlq", group="metrics",
+                        log=tmp_path / "worker.log", extra=["--metrics-port", port])
+        try:
+            accepted = f'driftline_events_accepted_total{{job="driftline", model="{MODEL}"}}'
+            _eventually(lambda: True if _scalar(prometheus_url, accepted) == 6_000 else None, 120, "6000 accepted events in Prometheus")
+            rejected = _scalar(prometheus_url, f'driftline_events_rejected_total{{job="driftline", model="{MODEL}", reason="out_of_range"}}')
+            assert rejected == 40
+            # 6,000 events at 20/s are five minutes of event time: windows have closed and scored.
+            assert _scalar(prometheus_url, f'count(driftline_drift_score{{job="driftline", model="{MODEL}", statistic="psi"}})') == len(monitored_fields(contract))
+            before = _series(prometheus_url)
+
+            produce(kafka_bootstrap, topic, encode(flood))
+            _eventually(lambda: True if _scalar(prometheus_url, accepted) == 12_000 else None, 120, "the flood in Prometheus")
+            time.sleep(2)  # two more scrapes
+            after = _series(prometheus_url)
+            assert after == before, f"new series: {sorted(after - before)[:5]}"
+            assert not any("partner_" in value or "flood-" in value for labels in after for _, value in labels)
+            assert worker.running, worker.log_tail()
+        finally:
+            assert worker.stop() == 0, worker.log_tail()
