@@ -504,6 +504,27 @@ class SqlSink:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
+    def checkpointed_offset(self, consumer_group: str, topic: str, partition: int) -> int | None:
+        """The ``next_offset`` of the last committed checkpoint, or None (without loading the engine state).
+
+        Raises
+        ------
+        SinkError
+            The database could not be read.
+        """
+        table: sa.Table = CheckpointRow.__table__  # type: ignore[assignment]
+        query = sa.select(table.c.next_offset).where(
+            table.c.consumer_group == consumer_group, table.c.topic == topic, table.c.partition == partition
+        )
+        try:
+            with self.engine.connect() as connection:
+                offset = connection.execute(query).scalar_one_or_none()
+        except SQLAlchemyError as exc:
+            raise SinkError(
+                f"could not read the checkpoint of {consumer_group} {topic}[{partition}] from {display_url(self.engine.url)}: {exc}"
+            ) from exc
+        return None if offset is None else int(offset)
+
     def load_checkpoint(self, consumer_group: str, topic: str, partition: int) -> Checkpoint | None:
         """The last committed checkpoint of ``topic`` [``partition``] for ``consumer_group``, or None.
 

@@ -45,9 +45,12 @@ class MonitorAgents:
         The worker's settings.
     make_processor
         Builds (and restores from its checkpoint) the processor of a model's topic partition.
+    checkpointed_offset
+        ``(topic, partition) -> next_offset`` of the database checkpoint (needed with ``end_offsets``).
     end_offsets
         With ``settings.stop_at_end``: the end offset of every model topic's partition 0 when the
-        worker started; the worker stops once all are checkpointed.
+        worker started; the worker stops once the consumer group's checkpoints reached all of them
+        (whichever worker of the group processed them).
     """
 
     def __init__(
@@ -56,12 +59,14 @@ class MonitorAgents:
         settings: WorkerSettings,
         make_processor: ProcessorFactory,
         *,
+        checkpointed_offset: Callable[[str, int], int | None] | None = None,
         end_offsets: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.make_processor = make_processor
         self.end_offsets = end_offsets or {}
+        self.checkpointed_offset = checkpointed_offset
         self.processors: dict[tuple[str, int], PartitionProcessor] = {}
         self._unacknowledged: dict[tuple[str, int], list[EventT]] = defaultdict(list)
         self._lock = asyncio.Lock()
@@ -71,6 +76,7 @@ class MonitorAgents:
             topic = app.topic(topic_name, key_type=bytes, value_type=bytes, partitions=1)
             app.agent(topic, name=f"driftline.monitor.{model}")(self._agent(model, topic_name))
         app.timer(settings.checkpoint_interval_seconds, name="driftline.checkpoint")(self._on_timer)
+        app.on_partitions_revoked.connect(self._on_partitions_revoked)  # type: ignore[arg-type]  # mode types handlers as returning Awaitable | None; a coroutine function is what it awaits
 
     # -- agents ---------------------------------------------------------------------------------
 
@@ -121,9 +127,35 @@ class MonitorAgents:
             )
             self._unacknowledged[key].extend(partition_events)
 
+    async def _on_partitions_revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        """A rebalance took partitions away: checkpoint and forget their processors.
+
+        Another worker continues from the database checkpoint; if the partition comes back later,
+        its processor is restored from the database again, never from stale memory.
+        """
+        revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            for tp in revoked:
+                key = (tp.topic, tp.partition)
+                processor = self.processors.pop(key, None)
+                if processor is None:
+                    continue
+                try:
+                    await loop.run_in_executor(None, processor.checkpoint)
+                except Exception as exc:  # the new owner redoes what was not committed
+                    log.error("checkpoint of revoked %s[%d] failed: %s", *key, exc)
+                    self._unacknowledged.pop(key, None)
+                else:
+                    self._acknowledge(key)
+                log.info("%s[%d]: revoked at offset %s", *key, processor.next_offset)
+
     # -- checkpoints ----------------------------------------------------------------------------
 
     async def _on_timer(self) -> None:
+        # For a quiet stream: a busy agent checkpoints by itself after each batch once the interval passed.
+        if self._lock.locked() or time.monotonic() - self._last_checkpoint < self.settings.checkpoint_interval_seconds:
+            return
         async with self._lock:
             await self._checkpoint_all()
 
@@ -162,7 +194,10 @@ class MonitorAgents:
         metrics = processor.metrics
         if metrics is None or processor.next_offset is None:
             return
-        highwater = self.app.consumer.highwater(TP(*key))
+        tp = TP(*key)
+        if tp not in self.app.consumer.assignment():  # revoked meanwhile
+            return
+        highwater = self.app.consumer.highwater(tp)
         if highwater is not None:
             metrics.set_consumer_lag(processor.contract.model, max(0, highwater - processor.next_offset))
 
@@ -171,14 +206,16 @@ class MonitorAgents:
             return
         for topic, end in self.end_offsets.items():
             processor = self.processors.get((topic, 0))
-            if processor is None:
-                if end == 0:
-                    continue
-                # No message arrived (yet): the checkpoint may already be at the end.
-                model = next(m for m, t in self.settings.topics.items() if t == topic)
-                processor = self.processors[(topic, 0)] = self.make_processor(model, topic, 0)
-            if (processor.next_offset or 0) < end or processor.uncommitted:
-                return
+            if processor is not None:
+                if processor.uncommitted or (processor.next_offset or 0) < end:
+                    return
+            elif end > 0:
+                # Not ours (yet, or any more): ask the database how far the group has come. A
+                # processor is only ever built for an assigned partition, never from here — it
+                # would hold state that goes stale while another worker moves on.
+                done = self.checkpointed_offset(topic, 0) if self.checkpointed_offset is not None else None
+                if (done or 0) < end:
+                    return
         log.info("every model topic is processed up to its end offset at start: stopping")
         self._stopping = True
         # The same path as `kill -TERM`: Faust's worker stops its services gracefully.

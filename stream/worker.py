@@ -156,7 +156,14 @@ def run_worker(settings: WorkerSettings) -> int:
         return processor
 
     app = create_app(settings)
-    agents = MonitorAgents(app, settings, make_processor, end_offsets=end_offsets if settings.stop_at_end else None)
+    offsets = SqlSink(database)
+    agents = MonitorAgents(
+        app,
+        settings,
+        make_processor,
+        checkpointed_offset=lambda topic, partition: offsets.checkpointed_offset(settings.consumer_group, topic, partition),
+        end_offsets=end_offsets if settings.stop_at_end else None,
+    )
     worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     exit_code = 0
     try:

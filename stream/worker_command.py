@@ -94,7 +94,13 @@ def register(commands: Any) -> None:
 def _run_worker(args: argparse.Namespace) -> int:
     from .worker import run_worker
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # driftline's own messages get their own handler: Faust's worker sets the root logger to WARNING.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    driftline_log = logging.getLogger("driftline")
+    driftline_log.addHandler(handler)
+    driftline_log.setLevel(args.log_level.upper())
+    driftline_log.propagate = False
     engine = EngineConfig() if args.window_seconds is None else EngineConfig(window_length_ms=args.window_seconds * 1000)
     settings = WorkerSettings(
         bootstrap_servers=args.bootstrap or os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP,

@@ -38,13 +38,13 @@ VOLATILE = re.compile(r"^(updated_at|created_at|p\d\d)$")
 TABLES = ("window_aggregates", "model_windows", "alerts", "schema_changes")
 
 
-def _events() -> list[bytes | None]:
+def _events(n: int = N) -> list[bytes | None]:
     episodes = [
-        Episode("mean_shift", int(N * 0.30), int(N * 0.45), "annual_income", size=1.0),
-        Episode("new_category", int(N * 0.60), int(N * 0.70), "channel", size=0.3, new_name="partner_api"),
+        Episode("mean_shift", int(n * 0.30), int(n * 0.45), "annual_income", size=1.0),
+        Episode("new_category", int(n * 0.60), int(n * 0.70), "channel", size=0.3, new_name="partner_api"),
     ]
-    payloads: list[bytes | None] = list(synthetic_payloads(N, episodes=episodes))
-    for index in range(CORRUPT_EVERY - 1, N, CORRUPT_EVERY):
+    payloads: list[bytes | None] = list(synthetic_payloads(n, episodes=episodes))
+    for index in range(CORRUPT_EVERY - 1, n, CORRUPT_EVERY):
         payloads[index] = b"\x00\x00\x00\x00\x07garbage"  # Confluent framing, unknown schema id, no registry
     return payloads
 
@@ -130,6 +130,40 @@ def test_kill_9_at_random_points_changes_nothing(kafka_bootstrap: str, database_
         assert {row[3] for row in clean_rows["alerts"]} >= {"mean_shift"}, clean_rows["alerts"]
         for name in TABLES:
             assert killed_rows[name] == clean_rows[name], f"{name} differs after the kills ({'; '.join(kills)})"
+
+
+def _wait_for_progress(url: str, group: str, topic: str, offset: float, worker: Worker) -> None:
+    deadline = time.monotonic() + 300
+    while (checkpoint(url, group, topic) or {}).get("next_offset", 0) < offset:
+        assert worker.running, worker.log_tail()
+        assert time.monotonic() < deadline, f"no progress to offset {offset:.0f}:\n{worker.log_tail()}"
+        time.sleep(0.1)
+
+
+def test_a_second_worker_joining_and_the_first_leaving_changes_nothing(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> None:
+    """Rebalances: the partition's owner checkpoints on revocation, the next owner restores from the database."""
+    n = 60_000
+    prefix = unique("handover") + "."
+    topic = prefix + MODEL
+    produce(kafka_bootstrap, topic, _events(n))
+    with isolated_database(database_url) as clean_url, isolated_database(database_url) as shared_url:
+        clean = Worker(bootstrap=kafka_bootstrap, database_url=clean_url, prefix=prefix, deadletter=prefix + "dlq.clean",
+                       group="clean", log=tmp_path / "clean.log", stop_at_end=True)
+        assert clean.wait(300) == 0, clean.log_tail()
+
+        shared = dict(bootstrap=kafka_bootstrap, database_url=shared_url, prefix=prefix, deadletter=prefix + "dlq.shared", group="shared")
+        first = Worker(**shared, log=tmp_path / "first.log")  # type: ignore[arg-type]
+        _wait_for_progress(shared_url, "shared", topic, 0.2 * n, first)
+        second = Worker(**shared, log=tmp_path / "second.log", stop_at_end=True)  # type: ignore[arg-type]
+        _wait_for_progress(shared_url, "shared", topic, 0.6 * n, first if first.running else second)
+        assert first.stop() == 0, first.log_tail()  # a graceful leave: the partition goes to the second
+        assert second.wait(300) == 0, second.log_tail()
+        logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
+        assert "restored from checkpoint" in logs, "the partition never changed hands"
+
+        counts = checkpoint(shared_url, "shared", topic)
+        assert counts is not None and counts["consumed"] == n and counts["dead_lettered"] == n // CORRUPT_EVERY
+        assert _snapshot(shared_url) == _snapshot(clean_url)
 
 
 if __name__ == "__main__":  # pragma: no cover
