@@ -20,7 +20,8 @@ from driftline.schemas import Catalog, Codec, Contract, EncodeError, FieldStatus
 from driftline.schemas import avro_types
 from driftline.schemas.wire import encode_single_object
 from driftline.stream.generator import SyntheticStream
-from driftline.stream.producer import BatchEncoder, DeliveryError, EventProducer
+from driftline.stream.batch_encoding import BatchEncoder
+from driftline.stream.producer import DeliveryError, EventProducer
 
 # Every type a contract can hold, nullable both ways round, and a timestamp.
 SCHEMA: dict[str, Any] = {

@@ -18,8 +18,9 @@ import pytest
 from driftline.schemas import Catalog, Codec, Contract, DecodedBatch, FieldStatus, RejectReason, avro_types, in_memory_registry
 from driftline.stream.demo import demo_episodes, demo_payloads
 from driftline.stream.generator import SyntheticStream
-from driftline.stream.produce_command import InputError, RowMapper, convert_column, read_file, register, run, synthetic_batches
-from driftline.stream.producer import BatchEncoder, WriterField
+from driftline.stream.batch_encoding import BatchEncoder, WriterField
+from driftline.stream.produce_command import register, run, synthetic_batches
+from driftline.stream.produce_input import InputError, RowMapper, convert_column, read_file
 
 ROWS = 120
 
@@ -150,6 +151,17 @@ def test_json_lines_report_their_line_numbers(contract: Contract, tmp_path: Path
         "line 3: not valid JSON: Expecting property name enclosed in double quotes at column 2",
         "line 6, column 'credit_score': 700.5 is not a whole number (int)",
     ]
+
+
+def test_an_infinite_time_among_iso_times_is_a_bad_row_not_a_crash(contract: Contract, tmp_path: Path) -> None:
+    records = _records(contract, rows=3)
+    lines = [json.dumps(r | {"event_time": "2026-11-23T12:00:00+00:00"}) for r in records]
+    lines[1] = json.dumps(records[1] | {"event_time": float("inf")})  # Python's json writes and reads Infinity
+    path = tmp_path / "infinite.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    columns, invalid, problems = _read_all(path, contract)
+    assert invalid == 1 and len(columns["event_id"]) == 2
+    assert [str(p).split(":")[0] for p in problems] == ["line 2, column 'event_time'"]
 
 
 def test_a_missing_required_column_is_a_file_error(contract: Contract, tmp_path: Path) -> None:
