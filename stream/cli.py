@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from driftline.schemas.errors import DriftlineError
 
+from .arguments import at_least
+
 __all__ = ["main"]
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -41,10 +30,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "localhost while it runs, and writes an HTML report.",
     )
     demo.add_argument("--output", type=Path, default=Path("out/demo"), help="directory for the database and report")
-    demo.add_argument("--events", type=_at_least(10_000), default=200_000, help="events in the stream (default 200000)")
+    demo.add_argument("--events", type=at_least(10_000), default=200_000, help="events in the stream (default 200000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic stream")
     demo.add_argument(
-        "--metrics-port", type=_at_least(0), default=9464, help="Prometheus port on 127.0.0.1 (0 = any free port)"
+        "--metrics-port", type=at_least(0), default=9464, help="Prometheus port on 127.0.0.1 (0 = any free port)"
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -14,7 +14,6 @@ Exit codes: 0 every event delivered, 2 bad arguments or input, 1 Kafka did not t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ import pyarrow as pa
 from driftline.schemas.contract import Catalog, Contract
 from driftline.schemas.errors import DriftlineError, RegistryError
 
+from .arguments import DEFAULT_BOOTSTRAP, kafka_bootstrap, positive_float, positive_int
 from .generator import Episode, SyntheticStream
 from .produce_input import InputError, RowMapper, RowProblem, SourceBatch, file_format, read_file
 from .producer import WIRE_FORMATS, DeliveryError, EventProducer
@@ -38,7 +38,6 @@ __all__ = [
     "synthetic_batches",
 ]
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
 # -- the synthetic generator ---------------------------------------------------------------------------
@@ -99,26 +98,6 @@ def synthetic_batches(
 # -- the command -------------------------------------------------------------------------------------
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _property(text: str) -> tuple[str, str]:
     key, equals, value = text.partition("=")
     if not equals or not key.strip():
@@ -140,19 +119,19 @@ def register(commands: Any) -> None:
     produce.add_argument("--model", required=True, help="model name, as in its contract")
     source = produce.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="Parquet, CSV or JSON-lines file of events (format from the extension)")
-    source.add_argument("--synthetic", type=_positive_int, metavar="N", help="publish N events of the synthetic generator")
+    source.add_argument("--synthetic", type=positive_int, metavar="N", help="publish N events of the synthetic generator")
     produce.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="format of --input (default: from its extension)")
     produce.add_argument("--skip-invalid", action="store_true", help="skip (and count) rows that do not fit the contract instead of aborting")
     produce.add_argument("--model-version", help="model version of synthetic events (default v1), or of a file's rows when it has no such column")
     produce.add_argument("--seed", type=int, default=7, help="random seed of the synthetic stream (default 7)")
-    produce.add_argument("--events-per-second", type=_positive_float, default=10.0, help="event-time rate of the synthetic stream (default 10)")
+    produce.add_argument("--events-per-second", type=positive_float, default=10.0, help="event-time rate of the synthetic stream (default 10)")
     produce.add_argument("--drift", action="store_true", help="synthetic stream with the demo's drift episodes (the stream `driftline demo` monitors)")
     produce.add_argument("--topic", help="topic to publish to (default: predictions.<model>)")
     produce.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
     produce.add_argument("--wire-format", choices=WIRE_FORMATS, default="single-object", help="single-object (default) or confluent")
     produce.add_argument("--schema-registry", metavar="URL", help="Schema Registry of --wire-format confluent")
-    produce.add_argument("--rate", type=_positive_float, metavar="EVENTS_PER_SECOND", help="send at this steady wall-clock rate (default: as fast as possible)")
-    produce.add_argument("--delivery-timeout", type=_positive_float, default=60.0, help="seconds Kafka may take to acknowledge a message (default 60)")
+    produce.add_argument("--rate", type=positive_float, metavar="EVENTS_PER_SECOND", help="send at this steady wall-clock rate (default: as fast as possible)")
+    produce.add_argument("--delivery-timeout", type=positive_float, default=60.0, help="seconds Kafka may take to acknowledge a message (default 60)")
     produce.add_argument("-X", "--producer-property", type=_property, action="append", default=[], metavar="KEY=VALUE", help="librdkafka producer setting (repeatable)")
     produce.add_argument("--schemas", type=Path, help="contract directory (default: the bundled contracts)")
     produce.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -166,7 +145,7 @@ def _fail(message: str, code: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``driftline produce``; return the exit code."""
-    bootstrap = args.bootstrap or os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP", "").strip() or DEFAULT_BOOTSTRAP
+    bootstrap = kafka_bootstrap(args.bootstrap)
     if args.input is None and (args.format or args.skip_invalid):
         return _fail("--format and --skip-invalid apply to --input", 2)
     if args.synthetic is None and args.drift:

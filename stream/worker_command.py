@@ -8,33 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .arguments import DEFAULT_BOOTSTRAP, kafka_bootstrap, positive_float, positive_int
 from .engine import EngineConfig
 from .settings import WorkerSettings
 from .topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PREFIX
 
 __all__ = ["register"]
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _add_database_url(parser: argparse.ArgumentParser) -> None:
@@ -70,12 +50,12 @@ def register(commands: Any) -> None:
     worker.add_argument("--deadletter-topic", default=DEADLETTER_TOPIC, help=f"topic of rejected messages (default {DEADLETTER_TOPIC})")
     worker.add_argument("--metrics-port", type=int, default=9464, help="Prometheus port (default 9464; -1 = none)")
     worker.add_argument("--metrics-address", default="127.0.0.1", help="address the metrics server binds (default 127.0.0.1)")
-    worker.add_argument("--batch-events", type=_positive_int, default=10_000, help="largest batch given to the engine (default 10000)")
-    worker.add_argument("--batch-seconds", type=_positive_float, default=0.25, help="longest wait to fill a batch (default 0.25)")
-    worker.add_argument("--checkpoint-seconds", type=_positive_float, default=1.0, help="time between checkpoints (default 1.0)")
-    worker.add_argument("--max-message-bytes", type=_positive_int, default=1_000_000, help="larger messages are rejected as oversized")
-    worker.add_argument("--window-seconds", type=_positive_int, default=None, help="event-time window length (default: the engine's)")
-    worker.add_argument("--session-timeout", type=_positive_float, default=10.0, help="seconds before a silent worker's partitions go to another (default 10)")
+    worker.add_argument("--batch-events", type=positive_int, default=10_000, help="largest batch given to the engine (default 10000)")
+    worker.add_argument("--batch-seconds", type=positive_float, default=0.25, help="longest wait to fill a batch (default 0.25)")
+    worker.add_argument("--checkpoint-seconds", type=positive_float, default=1.0, help="time between checkpoints (default 1.0)")
+    worker.add_argument("--max-message-bytes", type=positive_int, default=1_000_000, help="larger messages are rejected as oversized")
+    worker.add_argument("--window-seconds", type=positive_int, default=None, help="event-time window length (default: the engine's)")
+    worker.add_argument("--session-timeout", type=positive_float, default=10.0, help="seconds before a silent worker's partitions go to another (default 10)")
     worker.add_argument("--stop-at-end", action="store_true", help="exit once caught up with the topics' end offsets at start")
     worker.add_argument("--latency-record", type=Path, help="write every message's produce-to-commit latency (ms) to this .npy file at exit")
     worker.add_argument("--schemas", type=Path, help="contract directory (default: the bundled contracts)")
@@ -103,7 +83,7 @@ def _run_worker(args: argparse.Namespace) -> int:
     driftline_log.propagate = False
     engine = EngineConfig() if args.window_seconds is None else EngineConfig(window_length_ms=args.window_seconds * 1000)
     settings = WorkerSettings(
-        bootstrap_servers=args.bootstrap or os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
+        bootstrap_servers=kafka_bootstrap(args.bootstrap),
         database_url=_database_url(args),
         models=tuple(args.models),
         consumer_group=args.group,
