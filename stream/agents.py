@@ -88,7 +88,15 @@ class MonitorAgents:
                     self.settings.batch_max_events, within=self.settings.batch_within_seconds
                 ):
                     async with self._lock:
-                        self._process(model, topic, events)
+                        try:
+                            self._process(model, topic, events)
+                        except Exception as exc:
+                            # The engine's state may be half-updated: stop, and let the next worker
+                            # restore from the last checkpoint instead of going on from here.
+                            log.exception("processing a batch of %s failed, stopping the worker", topic)
+                            self._stopping = True
+                            await self.app.crash(exc)
+                            return
                         if time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_interval_seconds:
                             await self._checkpoint_all()
                     yield None

@@ -17,6 +17,7 @@ knowing about Faust — the Faust agent (``stream/agents.py``) feeds it, and so 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,7 @@ class PartitionProcessor:
         self._oldest_uncommitted_ms: int | None = None
         self._uncommitted_timestamps: list[np.ndarray] = []
         self.record_latencies = False
+        self._checkpoint_lock = threading.Lock()
         self.latencies_ms: list[np.ndarray] = []  # per committed message, when record_latencies is set
         checkpoint = sink.load_checkpoint(consumer_group, topic, partition)
         if checkpoint is None:
@@ -176,6 +178,12 @@ class PartitionProcessor:
             The processor is then out of step with the database: the caller must discard it and
             build a new one, which restores from the last checkpoint that did commit.
         """
+        # A worker stopping while a checkpoint runs in the executor calls this again from its agent's
+        # cleanup: the second call waits for the first and then finds nothing new.
+        with self._checkpoint_lock:
+            return self._checkpoint()
+
+    def _checkpoint(self) -> Checkpoint | None:
         if self.uncommitted == 0 or self.next_offset is None:
             return None
         self.deadletter.flush()
