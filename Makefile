@@ -39,11 +39,24 @@ services-up:
 services-down:
 	bash deploy/local/services.sh down
 
-## bench: throughput of the engine against a naive per-event baseline, and detector quality.
+## bench: throughput of the engine against a naive per-event baseline, detector quality, and the
+## end-to-end run on the local services (full worker against a raw consumer and a counting Faust
+## agent, produce-to-commit latency at 5,000 events/s; about 10 minutes; BENCH_E2E_ARGS="--events
+## 100000" for a quick one). The services are stopped afterwards only if none was running before
+## (`make bench` started them all); services that were already up, yours or a colleague's, are left running.
+BENCH_E2E_ARGS ?=
 bench: $(STAMP)
 	$(PY) tests/benchmarks/engine_throughput.py
 	$(PY) tests/benchmarks/engine_throughput.py --events-per-second 10 --events 200000
 	$(PY) tests/benchmarks/detector_quality.py
+	@if bash deploy/local/services.sh status | grep -qv ' stopped'; then ours=0; else ours=1; fi; \
+	stop() { if [ $$ours = 1 ]; then bash deploy/local/services.sh down || true; fi; }; \
+	exports="$$(bash deploy/local/services.sh up)" || { stop; exit 1; }; \
+	eval "$$exports"; \
+	trap 'stop; exit 130' INT TERM; \
+	status=0; $(PY) tests/benchmarks/end_to_end.py $(BENCH_E2E_ARGS) || status=$$?; \
+	stop; \
+	exit $$status
 
 ## quality: the full detector calibration table (false alarms and detection delays).
 quality: $(STAMP)

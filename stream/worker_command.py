@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,16 @@ def _run_worker(args: argparse.Namespace) -> int:
     driftline_log.setLevel(args.log_level.upper())
     driftline_log.propagate = False
     engine = EngineConfig() if args.window_seconds is None else EngineConfig(window_length_ms=args.window_seconds * 1000)
-    settings = WorkerSettings(
+    try:
+        settings = _settings(args, engine)
+    except ValueError as exc:
+        print(f"driftline worker: error: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(settings)
+
+
+def _settings(args: argparse.Namespace, engine: EngineConfig) -> WorkerSettings:
+    return WorkerSettings(
         bootstrap_servers=kafka_bootstrap(args.bootstrap),
         database_url=_database_url(args),
         models=tuple(args.models),
@@ -102,7 +112,6 @@ def _run_worker(args: argparse.Namespace) -> int:
         profiles_dir=args.profiles,
         engine=engine,
     )
-    return run_worker(settings)
 
 
 def _run_db_upgrade(args: argparse.Namespace) -> int:

@@ -96,10 +96,11 @@ def produce(bootstrap: str, topic: str, payloads: Sequence[bytes | None]) -> Non
 
 
 def create_topic(bootstrap: str, topic: str) -> None:
+    """A 1-partition topic (the client is kept alive until the creation completed, or it fails with _DESTROY)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    futures = AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    for future in futures.values():
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
         future.result(30)
 
 
@@ -177,16 +178,21 @@ class Worker:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def read_checkpoint(engine: sa.Engine, group: str, topic: str) -> dict[str, Any] | None:
+    """The checkpoint row of partition 0 of ``topic`` (without the engine state), or None."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.text("SELECT next_offset, consumed, accepted, dead_lettered, updated_at FROM checkpoints "
+                    "WHERE consumer_group = :g AND topic = :t AND partition = 0"),
+            {"g": group, "t": topic},
+        ).mappings().first()
+    return dict(row) if row is not None else None
+
+
 def checkpoint(database_url: str, group: str, topic: str) -> dict[str, Any] | None:
     engine = create_database_engine(database_url)
     try:
-        with engine.connect() as connection:
-            row = connection.execute(
-                sa.text("SELECT next_offset, consumed, accepted, dead_lettered FROM checkpoints "
-                        "WHERE consumer_group = :g AND topic = :t AND partition = 0"),
-                {"g": group, "t": topic},
-            ).mappings().first()
-            return dict(row) if row is not None else None
+        return read_checkpoint(engine, group, topic)
     finally:
         engine.dispose()
 
