@@ -2,8 +2,8 @@
 # Apache Kafka 3.9.1 in KRaft mode (one node, broker + controller) on 127.0.0.1, run with Java
 # from its Maven Central jars — no Docker, no tarball. Usage: kafka.sh up|down|status|env
 #
-#   PLAINTEXT  127.0.0.1:39092   (what clients use: DRIFTLINE_KAFKA_BOOTSTRAP)
-#   CONTROLLER 127.0.0.1:39093
+#   PLAINTEXT  127.0.0.1:19092   (what clients use: DRIFTLINE_KAFKA_BOOTSTRAP)
+#   CONTROLLER 127.0.0.1:19093
 #
 # Jars: $DRIFTLINE_CACHE_DIR/kafka-3.9.1/libs (fetched once with Maven from kafka/pom.xml).
 # State: $DRIFTLINE_SERVICES_DIR/kafka/{data,logs,server.properties,kafka.pid}. Every start from

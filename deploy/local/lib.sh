@@ -13,13 +13,14 @@ DEPLOY_DIR="$REPO_DIR/deploy"
 STATE_DIR="${DRIFTLINE_SERVICES_DIR:-$REPO_DIR/.services}"
 CACHE_DIR="${DRIFTLINE_CACHE_DIR:-${HOME:-/root}/.cache/driftline}"
 
-# Fixed loopback ports (documented in deploy/local/README.md).
-KAFKA_PORT=39092
-KAFKA_CONTROLLER_PORT=39093
-POSTGRES_PORT=35432
-PROMETHEUS_PORT=39090
-ALERTMANAGER_PORT=39094
-METRICS_PORT=39464
+# Fixed loopback ports (documented in deploy/local/README.md), below the ephemeral port range so that
+# no client's source port can take one of them.
+KAFKA_PORT=19092
+KAFKA_CONTROLLER_PORT=19093
+POSTGRES_PORT=15432
+PROMETHEUS_PORT=19090
+ALERTMANAGER_PORT=19094
+METRICS_PORT=19464
 
 # What the local services are reached at (the values services.sh exports).
 LOCAL_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PostgreSQL (Debian's server binaries, run directly with pg_ctl, not as a system service) on
-# 127.0.0.1:35432, TCP only (no unix socket), role `driftline` (superuser, trust on loopback) and
+# 127.0.0.1:15432, TCP only (no unix socket), role `driftline` (superuser, trust on loopback) and
 # database `driftline`. Usage: postgres.sh up|down|status|env
 #
 # State: $DRIFTLINE_SERVICES_DIR/postgres/{data,logs}. Every start from stopped runs initdb on a

@@ -2,14 +2,14 @@
 # Prometheus and Alertmanager (Debian's binaries, run directly, not as system services) on
 # loopback. Usage: prometheus.sh up|down|status|env
 #
-#   Prometheus    http://127.0.0.1:39090  deploy/prometheus/prometheus.local.yml: scrapes the test
-#                                         worker on 127.0.0.1:39464 (job driftline) every second,
+#   Prometheus    http://127.0.0.1:19090  deploy/prometheus/prometheus.local.yml: scrapes the test
+#                                         worker on 127.0.0.1:19464 (job driftline) every second,
 #                                         evaluates deploy/prometheus/rules/, alerts to:
-#   Alertmanager  http://127.0.0.1:39094  deploy/alertmanager/alertmanager.yml, clustering off
+#   Alertmanager  http://127.0.0.1:19094  deploy/alertmanager/alertmanager.yml, clustering off
 #
 # State: $DRIFTLINE_SERVICES_DIR/{prometheus,alertmanager}/{data,logs,*.pid}; every start from
 # stopped begins with empty storage. Prometheus runs with --web.enable-lifecycle, so
-# `curl -X POST http://127.0.0.1:39090/-/reload` re-reads the configuration and rules.
+# `curl -X POST http://127.0.0.1:19090/-/reload` re-reads the configuration and rules.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

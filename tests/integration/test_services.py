@@ -194,7 +194,7 @@ def test_a_scraped_driftline_alert_reaches_alertmanager(prometheus_url: str, ale
     driftline), the DriftlineAlertActive rule fires, and Alertmanager receives the alert."""
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    metrics_port = int(os.environ.get("DRIFTLINE_METRICS_PORT", "39464"))
+    metrics_port = int(os.environ.get("DRIFTLINE_METRICS_PORT", "19464"))
     targets = _get_json(f"{prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
     scraped = {target["labels"]["instance"] for target in targets if target["labels"].get("job") == "driftline"}
     if f"127.0.0.1:{metrics_port}" not in scraped:

@@ -59,7 +59,7 @@ def _series(prometheus_url: str) -> set[tuple[tuple[str, str], ...]]:
 def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
     kafka_bootstrap: str, database_url: str, prometheus_url: str, tmp_path: Path
 ) -> None:
-    port = os.environ.get("DRIFTLINE_METRICS_PORT", "39464")
+    port = os.environ.get("DRIFTLINE_METRICS_PORT", "19464")
     contract = Catalog.load().contract(MODEL)
     stream = SyntheticStream(contract, seed=9, events_per_second=20)
     records = stream.records(stream.columns(12_000), stream.event_times(12_000))
