@@ -107,6 +107,7 @@ class PartitionProcessor:
         self._checkpoint_lock = threading.Lock()
         self.latencies_ms: list[np.ndarray] = []  # per committed message, when record_latencies is set
         checkpoint = sink.load_checkpoint(consumer_group, topic, partition)
+        self.restored = checkpoint is not None  # started from a checkpoint (a restart, a rebalance)
         if checkpoint is None:
             self.engine = MonitorEngine(contract, profiles, config)
             self.next_offset: int | None = None
@@ -115,11 +116,6 @@ class PartitionProcessor:
             self.engine = MonitorEngine.from_state(checkpoint.engine_state, contract, profiles, config)
             self.next_offset = checkpoint.next_offset
             self.counts = ProcessorCounts(checkpoint.consumed, checkpoint.accepted, checkpoint.dead_lettered)
-
-    @property
-    def restored(self) -> bool:
-        """Whether the processor started from a checkpoint."""
-        return self.next_offset is not None and (self.counts.consumed > 0 or self.next_offset > 0)
 
     def process(self, messages: Sequence[InboundMessage]) -> BatchResult | None:
         """Process messages of this partition, in offset order; ``None`` when all were already done.

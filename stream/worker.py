@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,7 @@ def run_worker(settings: WorkerSettings) -> int:
     return exit_code
 
 
-def _write_latencies(path: Path, processors: object) -> None:
-    arrays = [array for processor in processors for array in processor.latencies_ms]  # type: ignore[attr-defined]
+def _write_latencies(path: Path, processors: Iterable[PartitionProcessor]) -> None:
+    arrays = [array for processor in processors for array in processor.latencies_ms]
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.concatenate(arrays) if arrays else np.empty(0))
