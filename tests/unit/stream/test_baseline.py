@@ -73,3 +73,18 @@ def test_baseline_errors_are_clear(contract: Contract, tmp_path: Path, capsys: p
         build_reference_profile(contract, SyntheticStream(contract).columns(500), model_version="v1")
     with pytest.raises(ProfileError, match="no reference profile"):
         load_profile(tmp_path, "credit_risk", "v404")
+
+
+def test_baseline_stores_the_profile_where_the_worker_reads_it(contract: Contract, tmp_path: Path) -> None:
+    from driftline.sinks.database import create_database_engine, upgrade_database
+    from driftline.stream.settings import WorkerSettings
+    from driftline.stream.worker import load_profiles
+
+    source, url = tmp_path / "train.parquet", f"sqlite:///{tmp_path / 'driftline.sqlite'}"
+    pq.write_table(_training_table(contract), source)
+    upgrade_database(url)
+    assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p"), "--database-url", url]) == 0
+    settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", database_url=url, models=("credit_risk",))
+    profiles = load_profiles(settings, create_database_engine(url), "credit_risk")
+    assert list(profiles) == ["2026.11.1"]
+    assert profiles["2026.11.1"].to_json() == load_profile(tmp_path / "p", "credit_risk", "2026.11.1").to_json()
