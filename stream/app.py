@@ -6,7 +6,19 @@ import faust
 
 from .settings import WorkerSettings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "use_fast_event_loop"]
+
+
+def use_fast_event_loop() -> None:
+    """Run the worker's event loop on uvloop; call before the app and its worker are created.
+
+    Faust's consumer loop spends most of its time in asyncio itself (a task and two futures per
+    message); on uvloop a counting agent ran at 5,245-5,369 events/s against 4,368-4,589 on the
+    standard loop (README, Performance). Faust supports it the same way (``faust -L uvloop``).
+    """
+    import mode.loop
+
+    mode.loop.use("uvloop")
 
 
 def create_app(settings: WorkerSettings) -> faust.App:

@@ -120,8 +120,9 @@ def run_worker(settings: WorkerSettings) -> int:
     from driftline.sinks.sql import SqlSink
 
     from .agents import MonitorAgents
-    from .app import create_app
+    from .app import create_app, use_fast_event_loop
 
+    use_fast_event_loop()
     catalog = Catalog.load(settings.schemas_dir) if settings.schemas_dir is not None else Catalog.load()
     contracts: dict[str, Contract] = {model: catalog.contract(model) for model in settings.models}
     database = _check_database(settings)

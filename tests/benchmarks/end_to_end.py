@@ -167,7 +167,7 @@ def faust_count_agent(argv: list[str]) -> int:
     """The Faust subprocess: count ``--events`` events, write the timings, stop the worker."""
     import faust
 
-    from driftline.stream.app import create_app
+    from driftline.stream.app import create_app, use_fast_event_loop
     from driftline.stream.settings import WorkerSettings
 
     parser = argparse.ArgumentParser(prog=FAUST_AGENT_COMMAND)
@@ -177,6 +177,7 @@ def faust_count_agent(argv: list[str]) -> int:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args(argv)
+    use_fast_event_loop()  # as the worker
     # The worker's app settings; the database is never used by this app.
     settings = WorkerSettings(bootstrap_servers=args.bootstrap, database_url="postgresql://unused", models=(MODEL,),
                               consumer_group=args.group, topic_prefix=args.topic_prefix, metrics_port=None)
