@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlite_sink import FIXED_NOW, rows
 
 from driftline.sinks import SinkError, SqlSink
 from driftline.sinks.errors import DriftlineError, UnsupportedDialectError
@@ -25,7 +25,6 @@ from driftline.stream.results import (
 
 START_MS = 1_700_000_040_000  # a whole minute, 2023-11-14T22:14:00Z
 MINUTE_MS = 60_000
-FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def utc(milliseconds: int) -> datetime:
@@ -130,27 +129,6 @@ def full_result() -> BatchResult:
         accepted=214,
         rejected_by_reason={"out_of_range": 4, "wrong_type": 2},
     )
-
-
-@pytest.fixture()
-def engine(tmp_path: Any) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'driftline.sqlite'}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture()
-def sink(engine: sa.Engine) -> SqlSink:
-    sink = SqlSink(engine, clock=lambda: FIXED_NOW)
-    sink.create_schema()
-    return sink
-
-
-def rows(engine: sa.Engine, table_name: str) -> list[dict[str, Any]]:
-    table = metadata.tables[table_name]
-    query = sa.select(table).order_by(*table.primary_key.columns)
-    with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def dump(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlite_sink import FIXED_NOW, rows
 
-from driftline.sinks import Checkpoint, SinkError, SqlSink, metadata
+from driftline.sinks import Checkpoint, SinkError, SqlSink
 from driftline.stream.results import BatchResult, FeatureWindow
 
-FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 START_MS = 1_700_000_040_000
 
 # Shaped like MonitorEngine.to_state(): nesting, exact floats, big ints, non-ASCII names.
@@ -58,25 +57,6 @@ def feature_window(**changes: Any) -> FeatureWindow:
     return FeatureWindow(**values)
 
 
-@pytest.fixture()
-def engine(tmp_path: Any) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'driftline.sqlite'}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture()
-def sink(engine: sa.Engine) -> SqlSink:
-    sink = SqlSink(engine, clock=lambda: FIXED_NOW)
-    sink.create_schema()
-    return sink
-
-
-def stored(engine: sa.Engine, table: str) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(sa.select(metadata.tables[table]))]
-
-
 def test_checkpoint_round_trips_through_the_database(sink: SqlSink) -> None:
     assert sink.load_checkpoint("driftline", "predictions.credit_risk", 3) is None
     sink.flush(checkpoints=[checkpoint()])
@@ -92,7 +72,7 @@ def test_checkpoint_round_trips_through_the_database(sink: SqlSink) -> None:
 
 def test_engine_state_is_stored_as_zlib_of_its_utf8_json(sink: SqlSink, engine: sa.Engine) -> None:
     sink.flush(checkpoints=[checkpoint()])
-    (row,) = stored(engine, "checkpoints")
+    (row,) = rows(engine, "checkpoints")
     assert json.loads(zlib.decompress(row["engine_state"]).decode("utf-8")) == ENGINE_STATE
     assert (row["next_offset"], row["consumed"], row["accepted"], row["dead_lettered"]) == (1_000, 1_000, 990, 10)
     assert row["partition"] == 3
@@ -108,8 +88,8 @@ def test_a_flush_without_rows_still_writes_its_checkpoint(sink: SqlSink) -> None
 def test_rows_and_checkpoint_are_written_together(sink: SqlSink, engine: sa.Engine) -> None:
     sink.add(BatchResult(feature_windows=[feature_window()]))
     sink.flush(checkpoints=[checkpoint()])
-    assert len(stored(engine, "window_aggregates")) == 1
-    assert len(stored(engine, "checkpoints")) == 1
+    assert len(rows(engine, "window_aggregates")) == 1
+    assert len(rows(engine, "checkpoints")) == 1
     assert sink.buffered == 0
 
 
@@ -120,7 +100,7 @@ def test_upserting_a_checkpoint_keeps_one_row_with_the_latest_values(engine: sa.
     sink.flush(checkpoints=[checkpoint()])
     later_state = {**ENGINE_STATE, "open_windows": []}
     sink.flush(checkpoints=[checkpoint(next_offset=2_000, engine_state=later_state, consumed=2_000, accepted=1_985, dead_lettered=15)])
-    (row,) = stored(engine, "checkpoints")
+    (row,) = rows(engine, "checkpoints")
     assert row["next_offset"] == 2_000
     loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
     assert loaded is not None and loaded.engine_state == later_state and loaded.accepted == 1_985
@@ -130,7 +110,7 @@ def test_upserting_a_checkpoint_keeps_one_row_with_the_latest_values(engine: sa.
 def test_two_checkpoints_of_one_partition_in_one_flush_keep_the_later(sink: SqlSink, engine: sa.Engine) -> None:
     other_partition = checkpoint(partition=0, next_offset=7, consumed=7, accepted=7, dead_lettered=0)
     sink.flush(checkpoints=[checkpoint(next_offset=10, consumed=10, accepted=10, dead_lettered=0), other_partition, checkpoint()])
-    assert sorted((row["partition"], row["next_offset"]) for row in stored(engine, "checkpoints")) == [(0, 7), (3, 1_000)]
+    assert sorted((row["partition"], row["next_offset"]) for row in rows(engine, "checkpoints")) == [(0, 7), (3, 1_000)]
 
 
 def test_a_failed_flush_commits_neither_rows_nor_checkpoint(sink: SqlSink, engine: sa.Engine) -> None:
@@ -140,7 +120,7 @@ def test_a_failed_flush_commits_neither_rows_nor_checkpoint(sink: SqlSink, engin
     with pytest.raises(SinkError, match="could not write driftline results to sqlite:///"):
         sink.flush(checkpoints=[checkpoint(next_offset=2_000, consumed=2_000, accepted=1_990)])
     assert sink.buffered == 0
-    assert stored(engine, "window_aggregates") == []
+    assert rows(engine, "window_aggregates") == []
     loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
     assert loaded is not None and loaded.next_offset == 1_000
 
@@ -150,7 +130,7 @@ def test_a_checkpoint_that_cannot_be_serialised_writes_nothing(sink: SqlSink, en
     with pytest.raises(ValueError, match="engine_state is not JSON-serialisable"):
         sink.flush(checkpoints=[checkpoint(engine_state={"sketch": object()})])
     assert sink.buffered == 0
-    assert stored(engine, "window_aggregates") == [] and stored(engine, "checkpoints") == []
+    assert rows(engine, "window_aggregates") == [] and rows(engine, "checkpoints") == []
 
 
 def test_a_corrupt_engine_state_is_reported_not_returned(sink: SqlSink, engine: sa.Engine) -> None:
