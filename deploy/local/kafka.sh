@@ -129,22 +129,13 @@ up() {
 }
 
 down() {
-    if external DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP"; then
-        log "kafka: DRIFTLINE_KAFKA_BOOTSTRAP=$DRIFTLINE_KAFKA_BOOTSTRAP is not ours: left alone"
-        return 0
-    fi
     # A controlled shutdown of a single node takes a few seconds; 30 s before SIGKILL.
-    stop_daemon kafka "$KAFKA_PID" "$KAFKA_PATTERN" 30
+    daemon_down kafka DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP" "$KAFKA_PID" "$KAFKA_PATTERN" 30
 }
 
 status() {
-    if external DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP"; then
-        echo "kafka         external  $DRIFTLINE_KAFKA_BOOTSTRAP"
-    elif pid_alive "$KAFKA_PID" "$KAFKA_PATTERN"; then
-        echo "kafka         running   $LOCAL_KAFKA_BOOTSTRAP (pid $(<"$KAFKA_PID"), logs $KAFKA_STATE/logs)"
-    else
-        echo "kafka         stopped"
-    fi
+    daemon_status kafka DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP" "$KAFKA_PID" "$KAFKA_PATTERN" \
+        "logs $KAFKA_STATE/logs"
 }
 
 env_lines() {

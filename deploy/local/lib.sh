@@ -99,6 +99,32 @@ stop_daemon() {
     rm -f "$pidfile"
 }
 
+# left_alone NAME VARIABLE LOCAL_ADDRESS: `down` of a service that VARIABLE says is someone else's
+# (see external): true, and says so.
+left_alone() {
+    external "$2" "$3" || return 1
+    log "$1: $2=${!2} is not ours: left alone"
+}
+
+# daemon_down NAME VARIABLE LOCAL_ADDRESS PIDFILE PATTERN TIMEOUT: stop a daemon these scripts
+# started (see stop_daemon), unless it is someone else's (see left_alone).
+daemon_down() {
+    left_alone "$1" "$2" "$3" || stop_daemon "$1" "$4" "$5" "$6"
+}
+
+# daemon_status NAME VARIABLE LOCAL_ADDRESS PIDFILE PATTERN DETAIL: the `status` line of a daemon
+# these scripts start: external (VARIABLE's address), running (with its pid and DETAIL), stopped.
+daemon_status() {
+    local name="$1" variable="$2" address="$3" pidfile="$4" pattern="$5" detail="$6"
+    if external "$variable" "$address"; then
+        printf '%-14sexternal  %s\n' "$name" "${!variable}"
+    elif pid_alive "$pidfile" "$pattern"; then
+        printf '%-14srunning   %s (pid %s, %s)\n' "$name" "$address" "$(<"$pidfile")" "$detail"
+    else
+        printf '%-14sstopped\n' "$name"
+    fi
+}
+
 # wait_until TIMEOUT DESCRIPTION PIDFILE PATTERN LOG COMMAND...: poll COMMAND until it succeeds;
 # fail early if the daemon died, or after TIMEOUT seconds, showing the end of LOG (a file, or a
 # directory whose *.log files are shown).

@@ -111,10 +111,7 @@ EOF
 }
 
 down() {
-    if external DRIFTLINE_DATABASE_URL "$LOCAL_DATABASE_URL"; then
-        log "postgres: DRIFTLINE_DATABASE_URL=$DRIFTLINE_DATABASE_URL is not ours: left alone"
-        return 0
-    fi
+    left_alone postgres DRIFTLINE_DATABASE_URL "$LOCAL_DATABASE_URL" && return 0
     pg_state_dir
     running || return 0
     log "postgres: stopping"

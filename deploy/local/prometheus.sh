@@ -95,33 +95,16 @@ up() {
 }
 
 down() {
-    if external DRIFTLINE_PROMETHEUS_URL "$LOCAL_PROMETHEUS_URL"; then
-        log "prometheus: DRIFTLINE_PROMETHEUS_URL=$DRIFTLINE_PROMETHEUS_URL is not ours: left alone"
-    else
-        stop_daemon prometheus "$PROMETHEUS_PID" "$PROMETHEUS_PATTERN" 20
-    fi
-    if external DRIFTLINE_ALERTMANAGER_URL "$LOCAL_ALERTMANAGER_URL"; then
-        log "alertmanager: DRIFTLINE_ALERTMANAGER_URL=$DRIFTLINE_ALERTMANAGER_URL is not ours: left alone"
-    else
-        stop_daemon alertmanager "$ALERTMANAGER_PID" "$ALERTMANAGER_PATTERN" 20
-    fi
+    daemon_down prometheus DRIFTLINE_PROMETHEUS_URL "$LOCAL_PROMETHEUS_URL" "$PROMETHEUS_PID" "$PROMETHEUS_PATTERN" 20
+    daemon_down alertmanager DRIFTLINE_ALERTMANAGER_URL "$LOCAL_ALERTMANAGER_URL" "$ALERTMANAGER_PID" \
+        "$ALERTMANAGER_PATTERN" 20
 }
 
 status() {
-    if external DRIFTLINE_PROMETHEUS_URL "$LOCAL_PROMETHEUS_URL"; then
-        echo "prometheus    external  $DRIFTLINE_PROMETHEUS_URL"
-    elif pid_alive "$PROMETHEUS_PID" "$PROMETHEUS_PATTERN"; then
-        echo "prometheus    running   $LOCAL_PROMETHEUS_URL (pid $(<"$PROMETHEUS_PID"), log $PROMETHEUS_LOG)"
-    else
-        echo "prometheus    stopped"
-    fi
-    if external DRIFTLINE_ALERTMANAGER_URL "$LOCAL_ALERTMANAGER_URL"; then
-        echo "alertmanager  external  $DRIFTLINE_ALERTMANAGER_URL"
-    elif pid_alive "$ALERTMANAGER_PID" "$ALERTMANAGER_PATTERN"; then
-        echo "alertmanager  running   $LOCAL_ALERTMANAGER_URL (pid $(<"$ALERTMANAGER_PID"), log $ALERTMANAGER_LOG)"
-    else
-        echo "alertmanager  stopped"
-    fi
+    daemon_status prometheus DRIFTLINE_PROMETHEUS_URL "$LOCAL_PROMETHEUS_URL" "$PROMETHEUS_PID" "$PROMETHEUS_PATTERN" \
+        "log $PROMETHEUS_LOG"
+    daemon_status alertmanager DRIFTLINE_ALERTMANAGER_URL "$LOCAL_ALERTMANAGER_URL" "$ALERTMANAGER_PID" \
+        "$ALERTMANAGER_PATTERN" "log $ALERTMANAGER_LOG"
 }
 
 env_lines() {
