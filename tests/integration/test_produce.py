@@ -19,8 +19,9 @@ import pyarrow.csv as pacsv
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from decoded_events import assert_decodes_to
 
-from driftline.schemas import Catalog, Codec, Contract, DecodedBatch, FieldStatus, RejectReason, in_memory_registry
+from driftline.schemas import Catalog, Codec, Contract, RejectReason, in_memory_registry
 from driftline.stream.generator import SyntheticStream
 from driftline.stream.produce_command import register, run
 from driftline.stream.producer import EventProducer
@@ -90,18 +91,6 @@ def _records(contract: Contract, rows: int, seed: int = 3) -> list[dict[str, Any
     return stream.records(stream.columns(rows), stream.event_times(rows))
 
 
-def _assert_decodes_to(batch: DecodedBatch, contract: Contract, records: list[dict[str, Any]]) -> None:
-    assert batch.n_input == len(records) and batch.n_accepted == len(records), batch.rejections[:3]
-    assert batch.event_id.tolist() == [r["event_id"] for r in records]
-    assert batch.event_time_ms.tolist() == [r["event_time"] for r in records]
-    assert batch.model_version.tolist() == [r["model_version"] for r in records]
-    for spec in contract.monitored_fields:
-        expected = [r[spec.name] for r in records]
-        nulls = batch.status[spec.name] == FieldStatus.NULL
-        assert nulls.tolist() == [v is None for v in expected], spec.name
-        assert batch.values[spec.name][~nulls].tolist() == [v for v in expected if v is not None], spec.name
-
-
 def test_produce_publishes_a_json_lines_file(
     kafka_bootstrap: str, topic: str, catalog: Catalog, contract: Contract, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -113,7 +102,7 @@ def test_produce_publishes_a_json_lines_file(
     messages = _consume(kafka_bootstrap, topic, len(records))
     assert len(messages) == len(records)
     assert [m.key().decode() for m in messages] == [r["event_id"] for r in records]
-    _assert_decodes_to(Codec(catalog).decode_batch([m.value() for m in messages], "credit_risk"), contract, records)
+    assert_decodes_to(Codec(catalog).decode_batch([m.value() for m in messages], "credit_risk"), contract, records)
 
 
 def test_produce_reads_the_bootstrap_from_the_environment(
@@ -129,7 +118,7 @@ def test_produce_reads_the_bootstrap_from_the_environment(
     path.write_text("\n".join(lines) + "\n")
     assert run(_args("--model", "credit_risk", "--input", str(path), "--topic", topic, "--skip-invalid", "-q")) == 0
     messages = _consume(kafka_bootstrap, topic, len(records))
-    _assert_decodes_to(Codec(catalog).decode_batch([m.value() for m in messages], "credit_risk"), contract, records)
+    assert_decodes_to(Codec(catalog).decode_batch([m.value() for m in messages], "credit_risk"), contract, records)
 
 
 def test_produce_publishes_the_synthetic_stream(
@@ -145,7 +134,7 @@ def test_produce_publishes_the_synthetic_stream(
     expected = []
     for offset in range(0, events, 2_000):  # the generator's batches (the demo's)
         expected.extend(stream.records(stream.columns(2_000, offset=offset), stream.event_times(2_000, offset=offset), offset=offset))
-    _assert_decodes_to(Codec(catalog).decode_batch([m.value() for m in messages], "credit_risk"), contract, expected)
+    assert_decodes_to(Codec(catalog).decode_batch([m.value() for m in messages], "credit_risk"), contract, expected)
 
 
 def test_the_drift_stream_carries_the_producer_schema_change(kafka_bootstrap: str, topic: str, catalog: Catalog) -> None:
@@ -186,7 +175,7 @@ def test_the_producer_api_sends_records_the_codec_reads(
     messages = _consume(kafka_bootstrap, topic, len(records))
     assert len(messages) == 400
     codec = Codec(catalog, registry_client=registry)
-    _assert_decodes_to(codec.decode_batch([m.value() for m in messages], "credit_risk"), contract, records)
+    assert_decodes_to(codec.decode_batch([m.value() for m in messages], "credit_risk"), contract, records)
     # The per-record and the columnar encoder write the same bytes.
     assert messages[0].value()[:1] == (b"\x00" if wire_format == "confluent" else b"\xc3")
     again = producer.encode_batch(pa.Table.from_pylist(records[:200]))

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from decoded_events import assert_decodes_to
 
-from driftline.schemas import Catalog, Codec, Contract, DecodedBatch, FieldStatus, RejectReason, avro_types, in_memory_registry
+from driftline.schemas import Catalog, Codec, Contract, DecodedBatch, RejectReason, avro_types, in_memory_registry
 from driftline.stream.demo import demo_episodes, demo_payloads
 from driftline.stream.generator import SyntheticStream
 from driftline.stream.batch_encoding import BatchEncoder, WriterField
@@ -43,18 +44,6 @@ def _decode(catalog: Catalog, contract: Contract, columns: dict[str, Any]) -> De
     return Codec(catalog).decode_batch(payloads, contract.model)
 
 
-def _assert_same_events(batch: DecodedBatch, contract: Contract, records: list[dict[str, Any]]) -> None:
-    assert batch.n_input == len(records) and batch.n_accepted == len(records), batch.rejections[:3]
-    assert batch.event_id.tolist() == [r["event_id"] for r in records]
-    assert batch.event_time_ms.tolist() == [r["event_time"] for r in records]
-    assert batch.model_version.tolist() == [r["model_version"] for r in records]
-    for spec in contract.monitored_fields:
-        expected = [r[spec.name] for r in records]
-        nulls = batch.status[spec.name] == FieldStatus.NULL
-        assert nulls.tolist() == [v is None for v in expected], spec.name
-        assert batch.values[spec.name][~nulls].tolist() == [v for v in expected if v is not None], spec.name
-
-
 def _read_all(path: Path, contract: Contract, **options: Any) -> tuple[dict[str, pa.Array], int, list[Any]]:
     mapper = RowMapper(contract, model_version=options.pop("model_version", None), unit="line" if path.suffix == ".jsonl" else "row")
     batches = list(read_file(path, mapper, batch_rows=options.pop("batch_rows", 50)))
@@ -78,7 +67,7 @@ def test_files_round_trip_through_reader_encoder_and_codec(catalog: Catalog, con
     assert any(r["months_since_last_delinquency"] is None for r in records)  # nulls are part of the round trip
     columns, invalid, _ = _read_all(_write(tmp_path / f"events{suffix}", contract, records), contract)
     assert invalid == 0
-    _assert_same_events(_decode(catalog, contract, columns), contract, records)
+    assert_decodes_to(_decode(catalog, contract, columns), contract, records)
 
 
 def test_parquet_types_are_converted_to_what_the_schema_wants(catalog: Catalog, contract: Contract, tmp_path: Path) -> None:
@@ -96,7 +85,7 @@ def test_parquet_types_are_converted_to_what_the_schema_wants(catalog: Catalog, 
     columns, invalid, _ = _read_all(tmp_path / "typed.parquet", contract, model_version="2026.11")
     assert invalid == 0
     # model_name is filled from the contract, model_version from --model-version
-    _assert_same_events(_decode(catalog, contract, columns), contract, records)
+    assert_decodes_to(_decode(catalog, contract, columns), contract, records)
 
 
 def test_csv_and_json_take_iso_times(catalog: Catalog, contract: Contract, tmp_path: Path) -> None:
@@ -106,13 +95,13 @@ def test_csv_and_json_take_iso_times(catalog: Catalog, contract: Contract, tmp_p
     lines.write_text("".join(json.dumps(r) + "\n" for r in iso), encoding="utf-8")
     columns, invalid, _ = _read_all(lines, contract)
     assert invalid == 0
-    _assert_same_events(_decode(catalog, contract, columns), contract, records)
+    assert_decodes_to(_decode(catalog, contract, columns), contract, records)
     table = pa.Table.from_pylist(iso)
     pacsv.write_csv(table.set_column(table.schema.get_field_index("event_time"), "event_time",
                                      pa.array([r["event_time"].replace("+00:00", "") for r in iso])), tmp_path / "iso.csv")
     columns, invalid, _ = _read_all(tmp_path / "iso.csv", contract)  # naive times are UTC
     assert invalid == 0
-    _assert_same_events(_decode(catalog, contract, columns), contract, records)
+    assert_decodes_to(_decode(catalog, contract, columns), contract, records)
 
 
 def test_bad_cells_are_counted_and_named(contract: Contract, tmp_path: Path) -> None:
