@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from unavailable import unavailable
 
 SERVICE_VARIABLES = {
     "kafka": "DRIFTLINE_KAFKA_BOOTSTRAP",
@@ -20,20 +21,13 @@ SERVICE_VARIABLES = {
 }
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def service_address(service: str) -> str:
     """The address of a running service, or fail (CI) / skip (elsewhere) when it is not set."""
     variable = SERVICE_VARIABLES[service]
     value = os.environ.get(variable, "").strip()
     if value:
         return value
-    message = f"{service} is not available: {variable} is not set (run `make test`, or `eval \"$(bash deploy/local/services.sh up)\"`)"
-    if _in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{service} is not available: {variable} is not set (run `make test`, or `eval \"$(bash deploy/local/services.sh up)\"`)")
 
 
 @pytest.fixture(scope="session")

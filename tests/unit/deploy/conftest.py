@@ -9,7 +9,6 @@ The tools come with Debian's ``prometheus`` and ``prometheus-alertmanager`` pack
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -17,23 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unavailable import unavailable
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 
 #: The system interpreter of Debian, whose python3-yaml parses YAML when the virtual environment
 #: has no PyYAML (it is not among driftline's dependencies).
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def unavailable(message: str) -> None:
-    """Fail under CI (it must never pass by skipping), skip elsewhere."""
-    if _in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
