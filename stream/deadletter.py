@@ -73,10 +73,11 @@ class DeadLetterProducer:
 
     def send(self, payload: bytes | None, *, topic: str, partition: int, offset: int, rejection: Rejection) -> None:
         """Queue one rejected message (non-blocking; :meth:`flush` waits for the acknowledgements)."""
+        key = source_key(topic, partition, offset).encode()
         headers = [
             (HEADER_REASON, rejection.reason.value.encode()),
             (HEADER_DETAIL, rejection.detail.encode("utf-8", "replace")[:MAX_DETAIL_BYTES]),
-            (HEADER_SOURCE, source_key(topic, partition, offset).encode()),
+            (HEADER_SOURCE, key),
         ]
         if rejection.field is not None:
             headers.append((HEADER_FIELD, rejection.field.encode("utf-8", "replace")))
@@ -85,7 +86,7 @@ class DeadLetterProducer:
                 self._producer.produce(
                     self.topic,
                     value=payload,
-                    key=source_key(topic, partition, offset).encode(),
+                    key=key,
                     headers=headers,
                     on_delivery=self._on_delivery,
                 )

@@ -150,11 +150,10 @@ class PartitionProcessor:
         self.counts.dead_lettered += decoded.n_rejected
         self.next_offset = offsets[-1] + 1
         self.uncommitted += len(fresh)
-        timestamps = np.fromiter((m.timestamp_ms for m in fresh), dtype=np.int64, count=len(fresh))
-        if self._oldest_uncommitted_ms is None:
-            self._oldest_uncommitted_ms = int(timestamps.min())
+        if self._oldest_uncommitted_ms is None:  # the first batch since the last checkpoint
+            self._oldest_uncommitted_ms = min(m.timestamp_ms for m in fresh)
         if self.record_latencies:
-            self._uncommitted_timestamps.append(timestamps)
+            self._uncommitted_timestamps.append(np.fromiter((m.timestamp_ms for m in fresh), dtype=np.int64, count=len(fresh)))
         if self.metrics is not None:
             self.metrics.observe(
                 result,

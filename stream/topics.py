@@ -18,7 +18,6 @@ __all__ = [
     "HEADER_REASON",
     "HEADER_SOURCE",
     "PREDICTION_TOPIC_PREFIX",
-    "model_of_topic",
     "prediction_topic",
 ]
 
@@ -45,16 +44,3 @@ def prediction_topic(model: str, prefix: str = PREDICTION_TOPIC_PREFIX) -> str:
     if not _MODEL_NAME.match(model):
         raise ValueError(f"model: {model!r} is not a valid model name (an Avro record name)")
     return prefix + model
-
-
-def model_of_topic(topic: str) -> str | None:
-    """The model whose prediction topic ``topic`` is, or ``None``.
-
-    >>> model_of_topic("predictions.credit_risk"), model_of_topic("labels")
-    ('credit_risk', None)
-    """
-    if topic.startswith(PREDICTION_TOPIC_PREFIX):
-        model = topic[len(PREDICTION_TOPIC_PREFIX):]
-        if _MODEL_NAME.match(model):
-            return model
-    return None
