@@ -83,6 +83,7 @@ def test_kill_9_at_random_points_changes_nothing(kafka_bootstrap: str, database_
 
         # The same topic, killed with SIGKILL at random points and restarted each time.
         kills: list[str] = []
+        killed_at: list[int | None] = []  # the checkpoint's offset after each kill
         plan = [("start-up", rng.uniform(0.5, 4.0))] + [("progress", fraction) for fraction in sorted(rng.uniform(0.1, 0.9) for _ in range(3))]
         for kind, value in plan:
             worker = Worker(bootstrap=kafka_bootstrap, database_url=killed_url, prefix=prefix, deadletter=prefix + "dlq.killed",
@@ -90,25 +91,22 @@ def test_kill_9_at_random_points_changes_nothing(kafka_bootstrap: str, database_
             if kind == "start-up":
                 time.sleep(value)
             else:
-                deadline = time.monotonic() + 300
-                while (checkpoint(killed_url, "killed", topic) or {}).get("next_offset", 0) < value * N:
-                    assert worker.running, worker.log_tail()
-                    assert time.monotonic() < deadline, f"no progress to {value:.2f} of the topic:\n{worker.log_tail()}"
-                    time.sleep(0.1)
+                _wait_for_progress(killed_url, "killed", topic, value * N, worker)
                 time.sleep(rng.uniform(0.0, 0.6))  # land between checkpoints (they are 0.5 s apart)
             assert worker.running, worker.log_tail()
             worker.kill()
             at = checkpoint(killed_url, "killed", topic)
-            kills.append(f"{kind} {value:.2f}: checkpoint at {at['next_offset'] if at else None}")
+            killed_at.append(at["next_offset"] if at else None)
+            kills.append(f"{kind} {value:.2f}: checkpoint at {killed_at[-1]}")
         last = Worker(bootstrap=kafka_bootstrap, database_url=killed_url, prefix=prefix, deadletter=prefix + "dlq.killed",
                       group="killed", log=tmp_path / "killed.log", stop_at_end=True)
         assert last.wait(600) == 0, last.log_tail()
         print("kills:", "; ".join(kills))
         # The kills really landed mid-stream: at least two restarts resumed from a partial checkpoint.
-        partial = [k for k in kills if re.search(r"checkpoint at (\d+)", k) and 0 < int(re.search(r"at (\d+)", k).group(1)) < N]  # type: ignore[union-attr]
-        assert len(partial) >= 2, kills
+        assert sum(1 for offset in killed_at if offset is not None and 0 < offset < N) >= 2, kills
 
-        # Counts reconcile, in both runs, with the corrupt messages exactly.
+        # Counts, in both runs, with the corrupt messages exactly (consumed = accepted + dead-lettered
+        # holds for every stored checkpoint: the table's CHECK constraint, tested in test_postgres.py).
         corrupt = N // CORRUPT_EVERY
         for url, group in ((clean_url, "clean"), (killed_url, "killed")):
             counts = checkpoint(url, group, topic)
@@ -116,7 +114,6 @@ def test_kill_9_at_random_points_changes_nothing(kafka_bootstrap: str, database_
             assert counts["next_offset"] == N
             assert counts["consumed"] == N
             assert counts["dead_lettered"] == corrupt
-            assert counts["accepted"] + counts["dead_lettered"] == counts["consumed"]
 
         expected_keys = {f"{topic}:0:{offset}" for offset in range(CORRUPT_EVERY - 1, N, CORRUPT_EVERY)}
         for name in ("dlq.clean", "dlq.killed"):

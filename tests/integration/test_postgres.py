@@ -188,7 +188,9 @@ def test_upgrading_again_changes_nothing_and_keeps_the_rows(schema_url: str, eng
 RACING_UPGRADE = """
 import sys, time
 from driftline.sinks import upgrade_database
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+start_at = float(sys.argv[2])
+print("in time" if time.time() < start_at else "late", flush=True)  # ready before the start: a race
+time.sleep(max(0.0, start_at - time.time()))
 upgrade_database(sys.argv[1])
 """
 
@@ -203,9 +205,10 @@ def test_workers_upgrading_at_once_wait_for_each_other(schema_url: str) -> None:
         )
         for _ in range(4)
     ]
-    outcomes = [(worker.wait(timeout=60), worker.communicate()[1]) for worker in workers]
-    assert time.time() > start_at, "the workers must have raced, not run one after another"
-    assert [code for code, _ in outcomes] == [0, 0, 0, 0], [err[-600:] for _, err in outcomes]
+    outcomes = [(worker.wait(timeout=60), *worker.communicate()) for worker in workers]
+    assert [code for code, _, _ in outcomes] == [0, 0, 0, 0], [err[-600:] for _, _, err in outcomes]
+    # Every process was ready before the common start, so the upgrades really ran at once.
+    assert [out.strip() for _, out, _ in outcomes] == ["in time"] * 4, "the workers must have raced, not run one after another"
     assert current_revision(schema_url) == head_revision()
 
 
