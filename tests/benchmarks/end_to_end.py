@@ -278,8 +278,6 @@ def worker_throughput(bootstrap: str, database_url: str, run: str, prefix: str, 
         if final["next_offset"] != events or final["consumed"] != events:
             raise BenchmarkError(f"worker checkpoint at offset {final['next_offset']:,} with {final['consumed']:,} "
                                  f"consumed; the topic holds {events:,} events")
-        if final["consumed"] != final["accepted"] + final["dead_lettered"]:
-            raise BenchmarkError(f"worker counts do not reconcile: {final}")
         first = seen[0][1]
         seconds = (final["updated_at"] - first["updated_at"]).total_seconds()
         rate = Rate(final["next_offset"] - first["next_offset"], seconds)
