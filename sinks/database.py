@@ -376,22 +376,26 @@ def _current_revision(connection: sa.Connection) -> str | None:
     return context.get_current_revision()
 
 
-def current_revision(database_url: str) -> str | None:
-    """The migration revision the database at ``database_url`` is at; ``None`` if never migrated.
+def current_revision(database: str | sa.Engine) -> str | None:
+    """The migration revision the database is at; ``None`` if never migrated.
+
+    ``database`` is a URL (see :func:`create_database_engine`; the engine made for it is disposed
+    afterwards) or an engine the caller already has and keeps.
 
     Raises
     ------
     SinkError
         The database could not be reached or read.
     """
-    engine = create_database_engine(database_url)
+    engine = create_database_engine(database) if isinstance(database, str) else database
     try:
         with engine.connect() as connection:
             return _current_revision(connection)
     except SQLAlchemyError as exc:
         raise SinkError(f"could not read the schema revision of {display_url(engine.url)}: {exc}") from exc
     finally:
-        engine.dispose()
+        if engine is not database:
+            engine.dispose()
 
 
 def upgrade_engine(engine: sa.Engine, revision: str = "head") -> None:

@@ -100,7 +100,7 @@ def _check_database(settings: WorkerSettings) -> sa.Engine:
     from driftline.sinks.database import create_database_engine, current_revision, head_revision
 
     engine = create_database_engine(settings.database_url)
-    current = current_revision(settings.database_url)
+    current = current_revision(engine)
     head = head_revision()
     if current != head:
         raise WorkerError(
