@@ -30,7 +30,7 @@ from .arguments import DEFAULT_BOOTSTRAP, kafka_bootstrap, positive_float, posit
 from .generator import Episode, SyntheticStream
 from .produce_input import InputError, RowMapper, RowProblem, SourceBatch, file_format, read_file
 from .producer import WIRE_FORMATS, DeliveryError, EventProducer
-from .topics import prediction_topic
+from .topics import KafkaUnavailableError, TopicSetupError, ensure_topics, prediction_topic
 
 __all__ = [
     "register",
@@ -197,38 +197,16 @@ def _file_source(args: argparse.Namespace, contract: Contract) -> tuple[int, Cal
 
 def _ensure_topic(bootstrap: str, topic: str, timeout: float) -> None:
     """Fail fast when Kafka does not answer; create a missing topic with one partition (see topics.py)."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
-        metadata = admin.list_topics(timeout=min(timeout, 15.0))
-    except KafkaException as exc:
-        raise DeliveryError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
-    if topic in metadata.topics:
-        partitions = len(metadata.topics[topic].partitions)
-        if partitions != 1:
-            print(f"driftline produce: warning: topic {topic} has {partitions} partitions; driftline worker needs one", file=sys.stderr)
+        partitions = ensure_topics(bootstrap, [topic], timeout, answer_timeout=min(timeout, 15.0))[topic]
+    except KafkaUnavailableError as exc:
+        raise DeliveryError(str(exc)) from exc
+    except TopicSetupError as exc:
+        # Not allowed to create topics: the broker may auto-create it, or the send fails then.
+        print(f"driftline produce: {exc}", file=sys.stderr)
         return
-    for future in admin.create_topics([NewTopic(topic, num_partitions=1)]).values():
-        try:
-            future.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                # Not allowed to create topics: the broker may auto-create it, or the send fails then.
-                print(f"driftline produce: could not create topic {topic}: {exc}", file=sys.stderr)
-                return
-    # Creation is asynchronous: wait until the new partition has a leader, so no message meets a
-    # topic the broker does not know yet.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = admin.list_topics(topic=topic, timeout=min(timeout, 5.0)).topics.get(topic)
-        except KafkaException:
-            found = None
-        if found is not None and found.error is None and found.partitions and all(p.leader >= 0 for p in found.partitions.values()):
-            return
-        time.sleep(0.1)
+    if partitions != 1:
+        print(f"driftline produce: warning: topic {topic} has {partitions} partitions; driftline worker needs one", file=sys.stderr)
 
 
 def _publish(producer: EventProducer, sources: Iterator[SourceBatch], total: int, args: argparse.Namespace) -> int:

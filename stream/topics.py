@@ -10,14 +10,19 @@ merged by window, which driftline does not do yet.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Sequence
 
 __all__ = [
+    "KafkaUnavailableError",
+    "TopicSetupError",
     "DEADLETTER_TOPIC",
     "HEADER_DETAIL",
     "HEADER_FIELD",
     "HEADER_REASON",
     "HEADER_SOURCE",
     "PREDICTION_TOPIC_PREFIX",
+    "ensure_topics",
     "prediction_topic",
 ]
 
@@ -44,3 +49,59 @@ def prediction_topic(model: str, prefix: str = PREDICTION_TOPIC_PREFIX) -> str:
     if not _MODEL_NAME.match(model):
         raise ValueError(f"model: {model!r} is not a valid model name (an Avro record name)")
     return prefix + model
+
+
+class TopicSetupError(Exception):
+    """A topic could not be created (e.g. the client may not create topics)."""
+
+
+class KafkaUnavailableError(TopicSetupError):
+    """Kafka did not answer."""
+
+
+def ensure_topics(bootstrap: str, names: Sequence[str], timeout: float, *, answer_timeout: float | None = None) -> dict[str, int]:
+    """Create the missing topics, with one partition each; return every topic's partition count.
+
+    A topic created here is returned once its partitions have a leader (creation is asynchronous),
+    so no message meets a topic the broker does not know yet; one that another client created
+    meanwhile counts as created. ``answer_timeout`` (default ``timeout``) bounds the first request.
+
+    Raises
+    ------
+    KafkaUnavailableError
+        Kafka did not answer within ``answer_timeout``.
+    TopicSetupError
+        Kafka refused to create a topic.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        metadata = admin.list_topics(timeout=timeout if answer_timeout is None else answer_timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
+    partitions = {name: len(metadata.topics[name].partitions) for name in names if name in metadata.topics}
+    missing = [name for name in names if name not in partitions]
+    if not missing:
+        return partitions
+    for name, future in admin.create_topics([NewTopic(name, num_partitions=1) for name in missing]).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another client was faster: fine
+                raise TopicSetupError(f"could not create topic {name}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    for name in missing:
+        while True:
+            try:
+                found = admin.list_topics(topic=name, timeout=min(timeout, 5.0)).topics.get(name)
+            except KafkaException:
+                found = None
+            if found is not None and found.error is None and found.partitions and all(p.leader >= 0 for p in found.partitions.values()):
+                partitions[name] = len(found.partitions)
+                break
+            if time.monotonic() >= deadline:
+                raise TopicSetupError(f"topic {name} was created but has no partition leader after {timeout:.0f} s")
+            time.sleep(0.1)
+    return partitions

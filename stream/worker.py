@@ -18,6 +18,7 @@ from .deadletter import DeadLetterProducer
 from .processor import PartitionProcessor
 from .profile import ReferenceProfile
 from .settings import WorkerSettings
+from .topics import TopicSetupError, ensure_topics
 
 __all__ = ["WorkerError", "load_profiles", "prepare_topics", "run_worker"]
 
@@ -60,30 +61,16 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> dict[s
     WorkerError
         The broker does not answer, or a model topic has more than one partition (see ``stream/topics.py``).
     """
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka import Consumer, TopicPartition
 
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise WorkerError(f"Kafka at {settings.bootstrap_servers} does not answer: {exc}") from exc
-    wanted = [*settings.topics.values(), settings.deadletter_topic]
-    missing = [name for name in wanted if name not in metadata.topics]
-    if missing:
-        futures = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1) for name in missing])
-        for name, future in futures.items():
-            try:
-                future.result(timeout)
-            except KafkaException as exc:
-                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another worker was faster
-                    raise WorkerError(f"could not create topic {name}: {exc}") from exc
-        metadata = admin.list_topics(timeout=timeout)
+        partitions = ensure_topics(settings.bootstrap_servers, [*settings.topics.values(), settings.deadletter_topic], timeout)
+    except TopicSetupError as exc:
+        raise WorkerError(str(exc)) from exc
     for topic in settings.topics.values():
-        partitions = len(metadata.topics[topic].partitions)
-        if partitions != 1:
+        if partitions[topic] != 1:
             raise WorkerError(
-                f"topic {topic} has {partitions} partitions; driftline needs one partition per model topic "
+                f"topic {topic} has {partitions[topic]} partitions; driftline needs one partition per model topic "
                 "(its detectors need the model's events in one order)"
             )
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.consumer_group}.probe"})

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 from decoded_events import assert_decodes_to
+from worker_harness import create_topic
 
 from driftline.schemas import Catalog, Codec, Contract, RejectReason, in_memory_registry
 from driftline.stream.generator import SyntheticStream
@@ -47,19 +48,6 @@ def topic(kafka_bootstrap: str) -> Any:
             future.result(30)
         except KafkaException:
             pass  # a test that failed before creating it
-
-
-def _create(bootstrap: str, topic: str) -> None:
-    """Create ``topic`` with one partition and wait until it has a leader."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = admin.list_topics(topic=topic, timeout=5).topics.get(topic)
-        if found is not None and found.error is None and found.partitions and found.partitions[0].leader >= 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"topic {topic} has no leader after 30 s")
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -166,7 +154,7 @@ def test_the_producer_api_sends_records_the_codec_reads(
 ) -> None:
     records = _records(contract, 400, seed=12)
     registry = in_memory_registry()
-    _create(kafka_bootstrap, topic)  # a model server's topic exists (driftline worker creates it)
+    create_topic(kafka_bootstrap, topic)  # a model server's topic exists (driftline worker creates it)
     with EventProducer(kafka_bootstrap, model="credit_risk", topic=topic, wire_format=wire_format, registry_client=registry) as producer:
         for record in records[:200]:
             producer.send(record)

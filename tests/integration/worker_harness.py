@@ -96,12 +96,10 @@ def produce(bootstrap: str, topic: str, payloads: Sequence[bytes | None]) -> Non
 
 
 def create_topic(bootstrap: str, topic: str) -> None:
-    """A 1-partition topic (the client is kept alive until the creation completed, or it fails with _DESTROY)."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    """A 1-partition topic, as the worker and ``driftline produce`` create it (ready: its partition has a leader)."""
+    from driftline.stream.topics import ensure_topics
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
-        future.result(30)
+    ensure_topics(bootstrap, [topic], 30.0)
 
 
 @dataclass(frozen=True)
