@@ -502,6 +502,16 @@ class SqlSink:
             raise SinkError(f"could not load the reference profile of {model} {model_version}: {exc}") from exc
         return profile
 
+    def load_reference_profiles(self, model: str) -> list[str]:
+        """The saved profile JSON of every version of ``model``, oldest first (empty if there is none)."""
+        table: sa.Table = ReferenceProfileRow.__table__  # type: ignore[assignment]
+        query = sa.select(table.c.profile).where(table.c.model == model).order_by(table.c.created_at, table.c.model_version)
+        try:
+            with self.engine.connect() as connection:
+                return list(connection.execute(query).scalars())
+        except SQLAlchemyError as exc:
+            raise SinkError(f"could not load the reference profiles of {model}: {exc}") from exc
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def checkpointed_offset(self, consumer_group: str, topic: str, partition: int) -> int | None:

@@ -37,15 +37,9 @@ def load_profiles(settings: WorkerSettings, engine: sa.Engine, model: str) -> di
         texts = [path.read_text(encoding="utf-8") for path in sorted(directory.glob("*.json"))]
         where = str(directory)
     else:
-        from driftline.sinks.sql import ReferenceProfileRow
+        from driftline.sinks.sql import SqlSink
 
-        with engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(ReferenceProfileRow.profile)
-                .where(ReferenceProfileRow.model == model)
-                .order_by(ReferenceProfileRow.created_at, ReferenceProfileRow.model_version)
-            )
-            texts = [row[0] for row in rows]
+        texts = SqlSink(engine).load_reference_profiles(model)
         where = f"the reference_profiles table of {settings.redacted_database_url}"
     if not texts:
         raise WorkerError(f"no reference profile for model {model!r} in {where}; run `driftline baseline` first")
