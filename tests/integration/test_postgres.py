@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from worker_harness import url_in_schema
 
 from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Catalog
@@ -69,9 +70,7 @@ def new_schema(database_url: str) -> Iterator[Callable[[], str]]:
         with admin.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
         created.append(schema)
-        url = sa.make_url(database_url)
-        options = " ".join(filter(None, [url.query.get("options"), f"-csearch_path={schema}"]))  # type: ignore[list-item]
-        return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+        return url_in_schema(database_url, schema)
 
     yield make
     with admin.begin() as connection:

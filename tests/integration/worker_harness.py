@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -37,6 +36,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
+def url_in_schema(database_url: str, schema: str) -> str:
+    """``database_url`` with libpq's ``options`` extended so that its connections work in ``schema``."""
+    url = sa.make_url(database_url)
+    options = " ".join(filter(None, [url.query.get("options"), f"-csearch_path={schema}"]))  # type: ignore[list-item]
+    return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
 @contextlib.contextmanager
 def isolated_database(database_url: str) -> Iterator[str]:
     """A fresh schema, migrated to head and holding the credit_risk reference profile; dropped afterwards."""
@@ -44,13 +50,16 @@ def isolated_database(database_url: str) -> Iterator[str]:
     admin = create_database_engine(database_url)
     with admin.begin() as connection:
         connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in database_url else "?"
-    url = f"{database_url}{separator}options={quote(f'-csearch_path={schema}')}"
+    url = url_in_schema(database_url, schema)
     try:
         upgrade_database(url)
         contract = Catalog.load().contract(MODEL)
         profile = reference_profile(contract, SyntheticStream(contract, seed=3))
-        SqlSink(create_database_engine(url)).save_reference_profile(profile.model, profile.model_version, profile.to_json())
+        engine = create_database_engine(url)
+        try:
+            SqlSink(engine).save_reference_profile(profile.model, profile.model_version, profile.to_json())
+        finally:
+            engine.dispose()
         yield url
     finally:
         with admin.begin() as connection:
