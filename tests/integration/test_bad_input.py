@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from driftline.schemas.codec import encode_confluent, encode_single_object
+from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog
 from driftline.sinks.database import create_database_engine
 from driftline.stream.generator import SyntheticStream

@@ -10,48 +10,18 @@ import json
 import os
 import re
 import time
-import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from unavailable import unavailable
+from worker_harness import eventually, get_json, http_get
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 RULES = REPOSITORY / "deploy/prometheus/rules/driftline.rules.yml"
-
-T = TypeVar("T")
-
-
-def _get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode("utf-8")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode("utf-8", "replace")
-
-
-def _get_json(url: str) -> Any:
-    status, body = _get(url)
-    assert status == 200, f"GET {url}: HTTP {status}: {body[:500]}"
-    return json.loads(body)
-
-
-def _eventually(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Poll ``probe`` until it returns something other than None (a bounded wait, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
-
 
 # ------------------------------------------------------------------------------------------- Kafka
 
@@ -142,29 +112,29 @@ def test_postgres_15_accepts_sqlalchemy_with_psycopg(database_url: str) -> None:
 
 
 def test_prometheus_is_ready_with_the_driftline_job_and_rules(prometheus_url: str) -> None:
-    status, _ = _get(f"{prometheus_url}/-/ready")
+    status, _ = http_get(f"{prometheus_url}/-/ready")
     assert status == 200
-    config = _get_json(f"{prometheus_url}/api/v1/status/config")["data"]["yaml"]
+    config = get_json(f"{prometheus_url}/api/v1/status/config")["data"]["yaml"]
     assert re.search(r"^- job_name: driftline$", config, flags=re.MULTILINE), config
 
     def driftline_target() -> dict[str, Any] | None:
-        targets = _get_json(f"{prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
+        targets = get_json(f"{prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
         return next((target for target in targets if target["labels"].get("job") == "driftline"), None)
 
-    _eventually(driftline_target, 30, "Prometheus lists a target of job driftline")
+    eventually(driftline_target, 30, "Prometheus lists a target of job driftline")
 
     expected_alerts = set(re.findall(r"^\s*- alert: (\w+)\s*$", RULES.read_text(encoding="utf-8"), flags=re.MULTILINE))
     assert expected_alerts
-    groups = _get_json(f"{prometheus_url}/api/v1/rules?type=alert")["data"]["groups"]
+    groups = get_json(f"{prometheus_url}/api/v1/rules?type=alert")["data"]["groups"]
     loaded = {rule["name"] for group in groups for rule in group["rules"]}
     assert expected_alerts <= loaded, f"rules not loaded: {sorted(expected_alerts - loaded)}"
     assert all(rule["health"] != "err" for group in groups for rule in group["rules"])
 
 
 def test_alertmanager_is_ready_and_stores_an_alert(alertmanager_url: str) -> None:
-    status, _ = _get(f"{alertmanager_url}/-/ready")
+    status, _ = http_get(f"{alertmanager_url}/-/ready")
     assert status == 200
-    assert _get_json(f"{alertmanager_url}/api/v2/status")["cluster"]["status"] == "disabled"
+    assert get_json(f"{alertmanager_url}/api/v2/status")["cluster"]["status"] == "disabled"
 
     name = f"DriftlineServicesProbe{uuid.uuid4().hex[:8]}"
     request = urllib.request.Request(
@@ -175,7 +145,7 @@ def test_alertmanager_is_ready_and_stores_an_alert(alertmanager_url: str) -> Non
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
-    alerts = _get_json(f"{alertmanager_url}/api/v2/alerts?filter=alertname%3D%22{name}%22")
+    alerts = get_json(f"{alertmanager_url}/api/v2/alerts?filter=alertname%3D%22{name}%22")
     assert [alert["labels"]["alertname"] for alert in alerts] == [name]
 
 
@@ -183,10 +153,10 @@ def test_prometheus_sends_alerts_to_the_alertmanager(prometheus_url: str, alertm
     alertmanager_port = urlsplit(alertmanager_url).port
 
     def active() -> list[str] | None:
-        urls = [entry["url"] for entry in _get_json(f"{prometheus_url}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]]
+        urls = [entry["url"] for entry in get_json(f"{prometheus_url}/api/v1/alertmanagers")["data"]["activeAlertmanagers"]]
         return urls if any(urlsplit(url).port == alertmanager_port for url in urls) else None
 
-    urls = _eventually(active, 30, f"Prometheus lists an active Alertmanager on port {alertmanager_port}")
+    urls = eventually(active, 30, f"Prometheus lists an active Alertmanager on port {alertmanager_port}")
     assert all(url.endswith("/api/v2/alerts") for url in urls)
 
 
@@ -196,7 +166,7 @@ def test_a_scraped_driftline_alert_reaches_alertmanager(prometheus_url: str, ale
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
     metrics_port = int(os.environ.get("DRIFTLINE_METRICS_PORT", "19464"))
-    targets = _get_json(f"{prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
+    targets = get_json(f"{prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
     scraped = {target["labels"]["instance"] for target in targets if target["labels"].get("job") == "driftline"}
     if f"127.0.0.1:{metrics_port}" not in scraped:
         unavailable(f"this Prometheus scrapes {sorted(scraped)}, not the local test port {metrics_port} (not the local services)")
@@ -212,10 +182,10 @@ def test_a_scraped_driftline_alert_reaches_alertmanager(prometheus_url: str, ale
     try:
 
         def received() -> dict[str, Any] | None:
-            alerts = _get_json(f"{alertmanager_url}/api/v2/alerts?filter=model%3D%22{model}%22")
+            alerts = get_json(f"{alertmanager_url}/api/v2/alerts?filter=model%3D%22{model}%22")
             return next((alert for alert in alerts if alert["labels"]["alertname"] == "DriftlineAlertActive"), None)
 
-        alert = _eventually(received, 60, f"DriftlineAlertActive for model {model} in Alertmanager")
+        alert = eventually(received, 60, f"DriftlineAlertActive for model {model} in Alertmanager")
         assert alert["labels"]["kind"] == "mean_shift"
         assert alert["labels"]["severity"] == "warning"
         assert alert["status"]["state"] == "active"

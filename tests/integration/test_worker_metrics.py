@@ -8,39 +8,21 @@ open categorical ``channel`` — must not create a single new time series.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import urllib.parse
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog
 from driftline.stream.generator import SyntheticStream
 from driftline.stream.profile import monitored_fields
 
-from worker_harness import MODEL, Worker, isolated_database, produce, unique
-
-T = TypeVar("T")
-
-
-def _eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.5)
-
+from worker_harness import MODEL, Worker, eventually, get_json, isolated_database, produce, unique
 
 def _query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        body = json.load(response)
+    body = get_json(f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}")
     assert body["status"] == "success", body
     return list(body["data"]["result"])
 
@@ -78,7 +60,7 @@ def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
                         log=tmp_path / "worker.log", extra=["--metrics-port", port])
         try:
             accepted = f'driftline_events_accepted_total{{job="driftline", model="{MODEL}"}}'
-            _eventually(lambda: True if _scalar(prometheus_url, accepted) == 6_000 else None, 120, "6000 accepted events in Prometheus")
+            eventually(lambda: True if _scalar(prometheus_url, accepted) == 6_000 else None, 120, "6000 accepted events in Prometheus")
             rejected = _scalar(prometheus_url, f'driftline_events_rejected_total{{job="driftline", model="{MODEL}", reason="out_of_range"}}')
             assert rejected == 40
             # 6,000 events at 20/s are five minutes of event time: windows have closed and scored.
@@ -86,7 +68,7 @@ def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
             before = _series(prometheus_url)
 
             produce(kafka_bootstrap, topic, encode(flood))
-            _eventually(lambda: True if _scalar(prometheus_url, accepted) == 12_000 else None, 120, "the flood in Prometheus")
+            eventually(lambda: True if _scalar(prometheus_url, accepted) == 12_000 else None, 120, "the flood in Prometheus")
             time.sleep(2)  # two more scrapes
             after = _series(prometheus_url)
             assert after == before, f"new series: {sorted(after - before)[:5]}"

@@ -1,4 +1,4 @@
-"""Helpers of the worker's integration tests: isolated databases, events on the wire, worker processes.
+"""Helpers of the integration tests: isolated databases, events on the wire, worker processes, polling, HTTP.
 
 Each test gets its own PostgreSQL schema (selected through libpq's ``options`` in the URL), its
 own topic prefix, dead-letter topic and consumer group, so tests never see each other's data.
@@ -7,17 +7,21 @@ own topic prefix, dead-letter topic and consumer group, so tests never see each 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -30,6 +34,36 @@ from driftline.stream.generator import Episode, SyntheticStream
 
 MODEL = "credit_risk"
 REPO = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll ``probe`` until it returns something other than None (a bounded wait, not a timing test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """Status and body of a GET (an HTTP error status is returned, not raised)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+
+
+def get_json(url: str) -> Any:
+    """The JSON body of a GET that must answer 200."""
+    status, body = http_get(url)
+    assert status == 200, f"GET {url}: HTTP {status}: {body[:500]}"
+    return json.loads(body)
 
 
 def unique(prefix: str) -> str:
