@@ -18,39 +18,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from driftline.sinks.database import VERSION_TABLE, create_database_engine, metadata
+from driftline.sinks.database import VERSION_TABLE, metadata
 
 config = context.config
-
-
-def run_migrations_offline() -> None:
-    """Print the SQL instead of running it (``alembic upgrade --sql``)."""
-    context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
-        target_metadata=metadata,
-        version_table=VERSION_TABLE,
-        literal_binds=True,
-        dialect_opts={"paramstyle": "named"},
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_migrations_online() -> None:
-    """Migrate through the caller's connection (or, from an alembic.ini, ``sqlalchemy.url``)."""
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run(connection)
-        return
-    url = config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise RuntimeError("no database: pass a connection in config.attributes['connection'] or set sqlalchemy.url")
-    engine = create_database_engine(url)
-    try:
-        with engine.begin() as own_connection:
-            _run(own_connection)
-    finally:
-        engine.dispose()
 
 
 def _run(connection: sa.Connection) -> None:
@@ -65,7 +35,10 @@ def _run(connection: sa.Connection) -> None:
         context.run_migrations()
 
 
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+connection = config.attributes.get("connection")
+if connection is None or context.is_offline_mode():
+    raise RuntimeError(
+        "driftline's migrations run through a connection: driftline.sinks.database.upgrade_database "
+        "(`driftline db upgrade`) or _alembic_config(connection), as above"
+    )
+_run(connection)
