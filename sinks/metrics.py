@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from driftline.stream.results import Alert, BatchResult
+from driftline.stream.monitor.results import Alert, BatchResult
 
 __all__ = [
     "ALERT_KINDS",
@@ -100,7 +100,7 @@ class DriftlineMetrics:
     Examples
     --------
     >>> from prometheus_client import CollectorRegistry
-    >>> from driftline.stream.results import BatchResult
+    >>> from driftline.stream.monitor.results import BatchResult
     >>> registry = CollectorRegistry()
     >>> metrics = DriftlineMetrics(registry, models={"churn": ["age"]}, rejection_reasons=["wrong_type"])
     >>> metrics.observe(BatchResult(accepted=10, rejected_by_reason={"wrong_type": 1, "oops": 2}), now_s=0.0, model="churn")

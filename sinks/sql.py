@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from driftline.stream.results import Alert, BatchResult, FeatureWindow, ModelWindow, SchemaChangeRecord
+from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, SchemaChangeRecord
 
 from .database import (
     NAMING_CONVENTION,

@@ -60,7 +60,7 @@ from worker_harness import MODEL, Worker, create_topic, isolated_database, read_
 from driftline.sinks.database import create_database_engine  # noqa: E402
 
 FAUST_AGENT_COMMAND = "_faust-count-agent"  # the hidden sub-command run in the Faust subprocess
-DRIFTLINE = [sys.executable, "-m", "driftline.stream.cli"]
+DRIFTLINE = [sys.executable, "-m", "driftline.stream.cli.commands"]
 WORKER_TARGET = 0.80  # full worker / counting Faust agent
 LATENCY_TARGET_MS = 2_000.0  # p99 produce-to-commit
 
@@ -167,8 +167,8 @@ def faust_count_agent(argv: list[str]) -> int:
     """The Faust subprocess: count ``--events`` events, write the timings, stop the worker."""
     import faust
 
-    from driftline.stream.app import create_app, use_fast_event_loop
-    from driftline.stream.settings import WorkerSettings
+    from driftline.stream.kafka.app import create_app, use_fast_event_loop
+    from driftline.stream.kafka.settings import WorkerSettings
 
     parser = argparse.ArgumentParser(prog=FAUST_AGENT_COMMAND)
     parser.add_argument("--bootstrap", required=True)

@@ -30,9 +30,9 @@ from river import drift  # noqa: E402
 
 from driftline.schemas.codec import Codec, encode_single_object  # noqa: E402
 from driftline.schemas.contract import Catalog  # noqa: E402
-from driftline.stream.engine import EngineConfig, MonitorEngine  # noqa: E402
-from driftline.stream.generator import SyntheticStream  # noqa: E402
-from driftline.stream.profile import build_reference_profile, monitored_fields  # noqa: E402
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine  # noqa: E402
+from driftline.stream.demo.generator import SyntheticStream  # noqa: E402
+from driftline.stream.monitor.profile import build_reference_profile, monitored_fields  # noqa: E402
 
 BATCH = 10_000
 

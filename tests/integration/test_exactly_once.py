@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.stream.generator import Episode
+from driftline.stream.demo.generator import Episode
 
 from worker_harness import MODEL, Worker, checkpoint, isolated_database, produce, read_topic, synthetic_payloads, table, unique
 

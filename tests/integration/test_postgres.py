@@ -36,10 +36,10 @@ from driftline.sinks import (
     upgrade_database,
 )
 from driftline.sinks.database import VERSION_TABLE
-from driftline.stream.engine import EngineConfig, MonitorEngine
-from driftline.stream.generator import Episode, SyntheticStream
-from driftline.stream.profile import build_reference_profile
-from driftline.stream.results import (
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
+from driftline.stream.demo.generator import Episode, SyntheticStream
+from driftline.stream.monitor.profile import build_reference_profile
+from driftline.stream.monitor.results import (
     Alert,
     BatchResult,
     FeatureWindow,

@@ -23,9 +23,9 @@ from decoded_events import assert_decodes_to
 from worker_harness import create_topic
 
 from driftline.schemas import Catalog, Codec, Contract, RejectReason, in_memory_registry
-from driftline.stream.generator import SyntheticStream
-from driftline.stream.produce_command import register, run
-from driftline.stream.producer import EventProducer
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.cli.produce import register, run
+from driftline.stream.produce.producer import EventProducer
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from typing import Any
 
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog
-from driftline.stream.generator import SyntheticStream
-from driftline.stream.profile import monitored_fields
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.profile import monitored_fields
 
 from worker_harness import MODEL, Worker, eventually, get_json, isolated_database, produce, unique
 

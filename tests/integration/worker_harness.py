@@ -29,8 +29,8 @@ from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog, Contract
 from driftline.sinks.database import create_database_engine, upgrade_database
 from driftline.sinks.sql import SqlSink
-from driftline.stream.demo import reference_profile
-from driftline.stream.generator import Episode, SyntheticStream
+from driftline.stream.demo.demo import reference_profile
+from driftline.stream.demo.generator import Episode, SyntheticStream
 
 MODEL = "credit_risk"
 REPO = Path(__file__).resolve().parents[2]
@@ -140,7 +140,7 @@ def produce(bootstrap: str, topic: str, payloads: Sequence[bytes | None]) -> Non
 
 def create_topic(bootstrap: str, topic: str) -> None:
     """A 1-partition topic, as the worker and ``driftline produce`` create it (ready: its partition has a leader)."""
-    from driftline.stream.topics import ensure_topics
+    from driftline.stream.kafka.topics import ensure_topics
 
     ensure_topics(bootstrap, [topic], 30.0)
 
@@ -177,7 +177,7 @@ class Worker:
     def __init__(self, *, bootstrap: str, database_url: str, prefix: str, deadletter: str, group: str,
                  log: Path, extra: Sequence[str] = (), stop_at_end: bool = False) -> None:
         command = [
-            sys.executable, "-m", "driftline.stream.cli", "worker",
+            sys.executable, "-m", "driftline.stream.cli.commands", "worker",
             "--model", MODEL, "--bootstrap", bootstrap, "--database-url", database_url,
             "--topic-prefix", prefix, "--deadletter-topic", deadletter, "--group", group,
             "--metrics-port", "0", "--checkpoint-seconds", "0.5", *extra,

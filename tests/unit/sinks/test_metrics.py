@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from driftline.sinks import DriftlineMetrics, serve
 from driftline.sinks.metrics import PROCESSING_LATENCY_BUCKETS
-from driftline.stream.results import Alert, BatchResult, FeatureWindow, ModelWindow, alert_identifier
+from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, alert_identifier
 
 MINUTE_MS = 60_000
 START_MS = 1_700_000_040_000

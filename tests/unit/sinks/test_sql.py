@@ -14,7 +14,7 @@ from sqlite_sink import FIXED_NOW, rows
 from driftline.sinks import SinkError, SqlSink
 from driftline.sinks.errors import DriftlineError, UnsupportedDialectError
 from driftline.sinks.sql import metadata
-from driftline.stream.results import (
+from driftline.stream.monitor.results import (
     Alert,
     BatchResult,
     FeatureWindow,

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlite_sink import FIXED_NOW, rows
 
 from driftline.sinks import Checkpoint, SinkError, SqlSink
-from driftline.stream.results import BatchResult, FeatureWindow
+from driftline.stream.monitor.results import BatchResult, FeatureWindow
 
 START_MS = 1_700_000_040_000
 

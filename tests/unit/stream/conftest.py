@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from driftline.schemas.contract import Catalog, Contract
-from driftline.stream.generator import SyntheticStream
-from driftline.stream.profile import ReferenceProfile, build_reference_profile
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
 
 
 @pytest.fixture(scope="session")

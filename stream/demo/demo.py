@@ -1,0 +1,238 @@
+"""``driftline demo``: the whole engine in-process on a synthetic stream with three known episodes.
+
+1. a gradual mean shift of ``annual_income`` (up to +1 standard deviation),
+2. a producer schema change: ``debt_to_income`` renamed ``dti_ratio`` (events rejected, one
+   schema-change alert),
+3. a new value, ``partner_api``, flooding the open categorical ``channel``.
+
+Events are Avro-encoded with Confluent framing against confluent-kafka's in-memory Schema Registry
+client (``mock://`` — the library's own implementation, so no server is needed), decoded by the
+same codec the Kafka worker uses, monitored, and written to SQLite with the tables Postgres uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from tqdm import tqdm
+
+from driftline.schemas.codec import Codec, RejectReason, encode_confluent, in_memory_registry
+from driftline.schemas.contract import Catalog, Contract
+
+from driftline.stream.runner.embedded import EmbeddedRunner, RunTotals, format_alert
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
+from .generator import Episode, SyntheticStream
+from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
+from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow
+
+__all__ = ["DemoSummary", "demo_episodes", "run_demo"]
+
+MODEL = "credit_risk"
+MODEL_VERSION = "v1"
+SUBJECT = "predictions.credit_risk-value"
+BATCH_SIZE = 2_000
+
+
+def demo_episodes(events: int) -> list[Episode]:
+    """The three episodes, placed at fixed fractions of the stream."""
+    at = lambda fraction: int(events * fraction)  # noqa: E731 - a tiny local helper reads best inline
+    return [
+        Episode("mean_shift", at(0.20), at(0.36), "annual_income", size=1.0),
+        Episode("rename", at(0.50), at(0.58), "debt_to_income", new_name="dti_ratio"),
+        Episode("new_category", at(0.72), at(0.82), "channel", size=0.3, new_name="partner_api"),
+    ]
+
+
+@dataclass
+class DemoSummary:
+    """What a demo run produced (also written to ``summary.json``)."""
+
+    totals: RunTotals
+    episodes: list[Episode]
+    alerts: list[Alert]
+    feature_windows: list[FeatureWindow] = field(default_factory=list)
+    model_windows: list[ModelWindow] = field(default_factory=list)
+    database: Path | None = None
+    report: Path | None = None
+    metrics_port: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.totals.consumed == self.totals.accepted + self.totals.rejected
+
+
+def renamed_schema(contract: Contract, old: str, new: str) -> dict[str, object]:
+    """The contract's Avro schema with one field renamed — what a careless producer ships."""
+    schema = json.loads(json.dumps(contract.schema_json))
+    for avro_field in schema["fields"]:
+        if avro_field["name"] == old:
+            avro_field["name"] = new
+    return schema
+
+
+def demo_payloads(
+    contract: Contract, stream: SyntheticStream, events: int, episodes: list[Episode], registry: object
+) -> Iterator[list[bytes]]:
+    """Encoded batches of the demo stream; the producer switches schema during the rename episode."""
+    from confluent_kafka.schema_registry import Schema
+
+    original = contract.schema_json
+    rename = next(e for e in episodes if e.kind == "rename")
+    changed = renamed_schema(contract, rename.feature, rename.new_name)
+    original_id = registry.register_schema(SUBJECT, Schema(json.dumps(original), "AVRO"))  # type: ignore[attr-defined]
+    changed_id = registry.register_schema(SUBJECT, Schema(json.dumps(changed), "AVRO"))  # type: ignore[attr-defined]
+    for offset in range(0, events, BATCH_SIZE):
+        n = min(BATCH_SIZE, events - offset)
+        columns = stream.columns(n, offset=offset)
+        stream.apply_episodes(columns, episodes, offset=offset)
+        records = stream.records(columns, demo_event_times(stream, n, offset), offset=offset, model_version=MODEL_VERSION)
+        payloads = []
+        for i, record in enumerate(records):
+            if rename.start <= offset + i < rename.end:
+                record[rename.new_name] = record.pop(rename.feature)
+                payloads.append(encode_confluent(record, changed, changed_id))
+            else:
+                payloads.append(encode_confluent(record, original, original_id))
+        yield payloads
+
+
+LATE_EVERY = 997  # every 997th event arrives ten minutes late: beyond the allowed lateness
+LATE_BY_MS = 10 * 60_000
+
+
+def demo_event_times(stream: SyntheticStream, n: int, offset: int) -> np.ndarray:
+    """Event times of the demo stream, with a trickle of events delayed beyond the allowed lateness."""
+    times = stream.event_times(n, offset=offset)
+    position = np.arange(offset, offset + n)
+    late = (position % LATE_EVERY == 0) & (position >= 10 * LATE_EVERY)
+    times[late] -= LATE_BY_MS
+    return times
+
+
+def reference_profile(contract: Contract, stream: SyntheticStream, rows: int = 50_000) -> ReferenceProfile:
+    """The demo model's training data: clean rows from the same generator, another seed."""
+    return build_reference_profile(
+        contract, stream.columns(rows, seed_offset=1), model_version=MODEL_VERSION, source="synthetic training data"
+    )
+
+
+def run_demo(
+    *,
+    output: Path,
+    events: int = 200_000,
+    seed: int = 7,
+    metrics_port: int = 9464,
+    progress: bool = True,
+    echo: bool = True,
+) -> DemoSummary:
+    """Run the demo; return its summary (alerts, windows, where the database and report are)."""
+    from sqlalchemy import create_engine
+
+    from driftline.sinks.metrics import DriftlineMetrics, serve
+    from driftline.sinks.sql import SqlSink
+
+    from .report import write_report
+
+    if events < 10_000:
+        raise ValueError(f"events must be >= 10000 for the episodes to fit, got {events}")
+    output.mkdir(parents=True, exist_ok=True)
+    out = sys.stdout if echo else open(os.devnull, "w")  # noqa: SIM115 - closed below
+    catalog = Catalog.load()
+    contract = catalog.contract(MODEL)
+    stream = SyntheticStream(contract, seed=seed)
+    episodes = demo_episodes(events)
+
+    print(f"driftline demo: calibrating detectors on 50,000 reference rows of {MODEL} {MODEL_VERSION} …", file=out)
+    profile = reference_profile(contract, stream)
+    (output / "reference_profile.json").write_text(profile.to_json(), encoding="utf-8")
+
+    database = output / "driftline.sqlite"
+    database.unlink(missing_ok=True)
+    sink = SqlSink(create_engine(f"sqlite:///{database}"))
+    sink.create_schema()
+    sink.save_reference_profile(MODEL, MODEL_VERSION, profile.to_json())
+
+    registry_metrics = CollectorRegistry()
+    metrics = DriftlineMetrics(
+        registry_metrics,
+        models={MODEL: [f.name for f in contract.fields]},
+        rejection_reasons=[reason.name.lower() for reason in RejectReason],
+    )
+    port: int | None = None
+    if metrics_port >= 0:
+        try:
+            port = serve(registry_metrics, metrics_port)
+        except OSError as exc:
+            # A second demo, or another exporter, holds the port: the demo is still worth running.
+            port = serve(registry_metrics, 0)
+            print(f"port {metrics_port} is taken ({exc.strerror}); serving metrics on {port} instead", file=out)
+    if port is not None:
+        print(f"Prometheus metrics at http://127.0.0.1:{port}/metrics while the demo runs", file=out)
+
+    registry = in_memory_registry()
+    codec = Codec(catalog, registry_client=registry)
+    engine = MonitorEngine(contract, profile, EngineConfig())
+    collected = BatchResult()
+    bar = tqdm(total=events, unit="ev", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+    def on_result(result: BatchResult) -> None:
+        collected.extend(result)
+        for alert in result.alerts:
+            bar.write(format_alert(alert), file=out)
+
+    runner = EmbeddedRunner(codec, engine, sink=sink, metrics=metrics, on_result=on_result)
+    for payloads in demo_payloads(contract, stream, events, episodes, registry):
+        runner.process(payloads)
+        bar.update(len(payloads))
+    runner.finish()
+    bar.close()
+    totals = runner.totals
+
+    summary = DemoSummary(
+        totals=totals,
+        episodes=episodes,
+        alerts=collected.alerts,
+        feature_windows=collected.feature_windows,
+        model_windows=collected.model_windows,
+        database=database,
+        metrics_port=port,
+    )
+    facts = {
+        "events consumed": totals.consumed,
+        "accepted": totals.accepted,
+        "rejected (dead-lettered)": totals.rejected,
+        "rejected by reason": dict(sorted(totals.rejected_by_reason.items())),
+        "late beyond lateness (counted)": totals.late_events,
+        "alerts": len(collected.alerts),
+        "windows": len(collected.model_windows),
+        "engine + codec seconds": round(totals.seconds, 2),
+        "episodes": [f"{e.kind} of {e.feature} at events {e.start}-{e.end}" for e in episodes],
+    }
+    summary.report = write_report(
+        output / "report.html",
+        title=f"driftline demo — {MODEL} {MODEL_VERSION}",
+        feature_windows=collected.feature_windows,
+        alerts=collected.alerts,
+        model_windows=collected.model_windows,
+        summary=facts,
+        prediction_features=[f.name for f in contract.fields if f.role in ("prediction_score", "prediction_class")],
+    )
+    (output / "summary.json").write_text(json.dumps(facts, indent=1, default=str), encoding="utf-8")
+    print(
+        f"\n{totals.consumed} events: {totals.accepted} accepted + {totals.rejected} rejected "
+        f"({', '.join(f'{k}={v}' for k, v in sorted(totals.rejected_by_reason.items())) or 'none'}); "
+        f"{totals.late_events} late; {len(collected.alerts)} alerts",
+        file=out,
+    )
+    print(f"window aggregates and alerts: {database}", file=out)
+    print(f"report: {summary.report}", file=out)
+    if out is not sys.stdout:
+        out.close()
+    return summary

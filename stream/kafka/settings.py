@@ -1,0 +1,106 @@
+"""Typed settings of ``driftline worker``, built once at start-up (from the command line) and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from driftline.sinks.database import display_url
+
+from driftline.stream.monitor.engine import EngineConfig
+from .topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PREFIX, prediction_topic
+
+__all__ = ["WorkerSettings"]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything ``driftline worker`` needs.
+
+    Attributes
+    ----------
+    bootstrap_servers
+        Kafka bootstrap servers, ``host:port[,host:port]``.
+    database_url
+        SQLAlchemy URL of the PostgreSQL database (migrated with ``driftline db upgrade``).
+    models
+        The models to monitor; each one's events are read from its own topic (``topic_prefix``).
+    consumer_group
+        Kafka consumer group, and the key of the checkpoints in the database.
+    metrics_port, metrics_address
+        Where ``/metrics`` is served (``None``: not served).
+    batch_max_events, batch_within_seconds
+        A batch goes to the engine when it holds ``batch_max_events`` events or
+        ``batch_within_seconds`` after its first event arrived, whichever comes first.
+    checkpoint_interval_seconds
+        How often processed events are made durable (results, engine state and offsets in one
+        transaction); only then are their offsets committed to Kafka.
+    topic_prefix
+        A model's events are read from ``<topic_prefix><model>``.
+    deadletter_topic
+        Where rejected messages go.
+    max_message_bytes
+        Larger messages are rejected as ``oversized``.
+    session_timeout_seconds
+        How long the group coordinator waits for a silent consumer before giving its partitions to
+        another: a crashed worker's replacement starts consuming only after this.
+    stop_at_end
+        Exit (cleanly) once every model topic has been processed up to the end offsets it had
+        when the worker started — for backfills, tests and benchmarks.
+    latency_record
+        If set, the produce-to-commit latency of every message (milliseconds, Kafka timestamp to
+        checkpoint commit) is written there as a NumPy ``.npy`` file at exit.
+    schemas_dir, profiles_dir
+        Contract directory (default: the bundled contracts) and an optional directory of reference
+        profiles written by ``driftline baseline``; without it the profiles come from the database.
+    engine
+        The engine's tunables.
+    """
+
+    bootstrap_servers: str
+    database_url: str = field(repr=False)
+    models: tuple[str, ...]
+    consumer_group: str = "driftline"
+    metrics_port: int | None = 9464
+    metrics_address: str = "127.0.0.1"
+    batch_max_events: int = 10_000
+    batch_within_seconds: float = 0.25
+    checkpoint_interval_seconds: float = 1.0
+    topic_prefix: str = PREDICTION_TOPIC_PREFIX
+    deadletter_topic: str = DEADLETTER_TOPIC
+    max_message_bytes: int = 1_000_000
+    session_timeout_seconds: float = 10.0
+    stop_at_end: bool = False
+    latency_record: Path | None = None
+    schemas_dir: Path | None = None
+    profiles_dir: Path | None = None
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise ValueError("bootstrap_servers must name at least one broker")
+        if not self.models:
+            raise ValueError("models must name at least one model")
+        for model in self.models:
+            prediction_topic(model, self.topic_prefix)  # validates the name
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models: a model is named twice in {list(self.models)}")
+        if self.batch_max_events < 1:
+            raise ValueError(f"batch_max_events must be at least 1, got {self.batch_max_events}")
+        if not self.batch_within_seconds > 0:
+            raise ValueError(f"batch_within_seconds must be > 0, got {self.batch_within_seconds}")
+        if not self.checkpoint_interval_seconds > 0:
+            raise ValueError(f"checkpoint_interval_seconds must be > 0, got {self.checkpoint_interval_seconds}")
+        if not 6.0 <= self.session_timeout_seconds <= 300.0:  # the broker's default group.min/max.session.timeout.ms
+            raise ValueError(f"session_timeout_seconds must be within [6, 300], got {self.session_timeout_seconds}")
+        if self.max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be at least 1, got {self.max_message_bytes}")
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Topic of each model."""
+        return {model: prediction_topic(model, self.topic_prefix) for model in self.models}
+
+    @property
+    def redacted_database_url(self) -> str:
+        return display_url(self.database_url)

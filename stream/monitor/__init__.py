@@ -1,0 +1,46 @@
+"""The monitor core: a batch of decoded events in; window aggregates, detector signals and alerts out.
+
+Pure computation — no Kafka, no database, no clock, no files — so every shell drives it unchanged and
+the same events in the same order always give the same results.
+"""
+
+from __future__ import annotations
+
+from .alerts import AlertGate, make_alert
+from .engine import EngineConfig, MonitorEngine
+from .profile import FeatureProfile, ProfileError, ReferenceProfile, build_reference_profile, monitored_fields
+from .results import (
+    Alert,
+    BatchResult,
+    DetectorSignal,
+    FeatureWindow,
+    ModelWindow,
+    SchemaChangeRecord,
+    alert_identifier,
+    iso_time,
+    to_canonical_json,
+)
+from .windows import WindowAssignment, WindowClock
+
+__all__ = [
+    "Alert",
+    "AlertGate",
+    "BatchResult",
+    "DetectorSignal",
+    "EngineConfig",
+    "FeatureProfile",
+    "FeatureWindow",
+    "ModelWindow",
+    "MonitorEngine",
+    "ProfileError",
+    "ReferenceProfile",
+    "SchemaChangeRecord",
+    "WindowAssignment",
+    "WindowClock",
+    "alert_identifier",
+    "build_reference_profile",
+    "iso_time",
+    "make_alert",
+    "monitored_fields",
+    "to_canonical_json",
+]

@@ -1,0 +1,523 @@
+"""The monitor engine: a batch of decoded events in; window aggregates, signals and alerts out.
+
+One engine serves one model. It is pure computation — no Kafka, no database, no clock — so the
+Faust worker, the embedded runner (``driftline demo`` / ``driftline run``) and ``driftline replay``
+drive it unchanged, and the same events in the same order always produce the same results, however
+the stream is cut into batches (tested byte-for-byte on :func:`~driftline.stream.results.to_canonical_json`).
+
+Per event, in arrival order, each numeric field and the prediction score feed a calibrated
+Page–Hinkley detector (and the score an ADWIN). Per event-time window, per field, sketches summarise
+the accepted values and status counts record nulls, NaN/inf, out-of-range and unseen categories of
+*every* decoded event (accepted or rejected), so a flood of bad values is visible even though those
+events went to the dead-letter topic. When a window closes it is compared with the reference profile
+(PSI, Jensen–Shannon, KS, Wasserstein) and checked against the contract's data-quality budgets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from driftline.detectors.adwin import ADWIN
+from driftline.detectors.page_hinkley import PageHinkley
+from driftline.schemas.codec import DecodedBatch, FieldStatus
+from driftline.schemas.contract import Contract, FieldContract
+
+from .alerts import AlertGate, make_alert
+from .profile import ReferenceProfile, monitored_fields
+from .results import BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
+from .window_state import WindowFeatureState, close_feature_window, new_feature_state
+from .verdicts import EngineConfig, Verdict, feature_window_verdicts, format_number, model_window_verdicts
+from .windows import WindowClock
+
+__all__ = ["EngineConfig", "MonitorEngine"]
+
+STATE_FORMAT = 1
+
+@dataclass
+class _OpenWindow:
+    version: str
+    start_ms: int
+    events: int = 0
+    accepted: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    features: dict[str, WindowFeatureState] = field(default_factory=dict)
+
+
+@dataclass
+class _Track:
+    """Streaming detectors of one model version, fed in arrival order."""
+
+    profile: ReferenceProfile
+    page_hinkley: dict[str, PageHinkley]
+    adwin: dict[str, ADWIN]
+    accepted_seen: int = 0
+
+
+class MonitorEngine:
+    """Monitor one model's stream against its reference profile(s).
+
+    Parameters
+    ----------
+    contract
+        The model's contract.
+    profiles
+        Reference profile(s), by model version. Events of a version without a profile are compared
+        with ``default_version``'s profile (and say so in their alerts).
+    config
+        Engine tunables.
+    default_version
+        Profile used for unknown versions (default: the last profile given).
+    """
+
+    def __init__(
+        self,
+        contract: Contract,
+        profiles: ReferenceProfile | Mapping[str, ReferenceProfile],
+        config: EngineConfig | None = None,
+        *,
+        default_version: str | None = None,
+    ) -> None:
+        if isinstance(profiles, ReferenceProfile):
+            profiles = {profiles.model_version: profiles}
+        if not profiles:
+            raise ValueError("profiles must hold at least one reference profile")
+        for version, profile in profiles.items():
+            if profile.model != contract.model:
+                raise ValueError(f"profiles: profile {version!r} is for model {profile.model!r}, not {contract.model!r}")
+        self.contract = contract
+        self.config = config or EngineConfig()
+        self.profiles = dict(profiles)
+        self.default_version = default_version or list(self.profiles)[-1]
+        if self.default_version not in self.profiles:
+            raise ValueError(f"default_version {self.default_version!r} has no profile")
+        self.fields: list[FieldContract] = monitored_fields(contract)
+        self._clock = WindowClock(self.config.window_length_ms, self.config.allowed_lateness_ms)
+        self._gate = AlertGate(self.config.alert_cooldown_ms)
+        self._tracks: dict[str, _Track] = {}
+        self._open: dict[tuple[int, str], _OpenWindow] = {}
+        self._last_closed_start_ms: int | None = None
+        self._schema_changes_seen: set[str] = set()
+        # Rejected events without an event time (undecodable, or of an incompatible writer schema):
+        # a gap of windows during which such events arrived is not a silent producer.
+        self._undated_pending = 0  # since the last decoded event
+        self._undated_by_window: dict[int, int] = {}  # window start of the next decoded event -> count
+
+    # ------------------------------------------------------------------ public API
+
+    def process(self, batch: DecodedBatch) -> BatchResult:
+        """Feed one decoded batch (events in arrival order); return what it produced."""
+        if batch.model != self.contract.model:
+            raise ValueError(f"batch: batch is for model {batch.model!r}, this engine monitors {self.contract.model!r}")
+        result = BatchResult()
+        for rejection in batch.rejections:
+            reason = rejection.reason.name.lower()
+            result.rejected_by_reason[reason] = result.rejected_by_reason.get(reason, 0) + 1
+        self._account_undated_rejections(batch)
+        result.accepted = int(np.count_nonzero(batch.accepted))
+        self._record_schema_changes(batch, result)
+        if len(batch.rows):
+            self._process_rows(batch, result)
+        self._close_windows(self._clock.closable_before(), result)
+        return result
+
+    def flush(self) -> BatchResult:
+        """Close every open window (end of input). The engine can keep processing afterwards."""
+        result = BatchResult()
+        if self._open:
+            self._close_windows(max(start for start, _ in self._open) + self.config.window_length_ms, result)
+        return result
+
+    @property
+    def watermark_ms(self) -> int | None:
+        return self._clock.watermark_ms
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this engine is (JSON-serialisable).
+
+        A shell stores it together with the input offsets it corresponds to; an engine restored
+        with :meth:`from_state` and fed the events after those offsets produces exactly what this
+        one would have produced.
+        """
+        return {
+            "format": STATE_FORMAT,
+            "model": self.contract.model,
+            "clock": self._clock.to_state(),
+            "gate": self._gate.to_state(),
+            "last_closed_start_ms": self._last_closed_start_ms,
+            "schema_changes_seen": sorted(self._schema_changes_seen),
+            "undated_pending": self._undated_pending,
+            "undated_by_window": [[start, count] for start, count in sorted(self._undated_by_window.items())],
+            "tracks": {
+                version: {
+                    "accepted_seen": track.accepted_seen,
+                    "page_hinkley": {name: d.to_state() for name, d in sorted(track.page_hinkley.items())},
+                    "adwin": {name: d.to_state() for name, d in sorted(track.adwin.items())},
+                }
+                for version, track in sorted(self._tracks.items())
+            },
+            "open_windows": [
+                {
+                    "version": window.version,
+                    "start_ms": window.start_ms,
+                    "events": window.events,
+                    "accepted": window.accepted,
+                    "rejected_by_reason": dict(sorted(window.rejected_by_reason.items())),
+                    "features": {name: f.to_state() for name, f in window.features.items()},
+                }
+                for _, window in sorted(self._open.items())
+            ],
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        contract: Contract,
+        profiles: ReferenceProfile | Mapping[str, ReferenceProfile],
+        config: EngineConfig | None = None,
+        *,
+        default_version: str | None = None,
+    ) -> MonitorEngine:
+        """An engine continuing from :meth:`to_state` (same contract, profiles and config)."""
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"state: unsupported engine state format {state.get('format')!r}")
+        if state.get("model") != contract.model:
+            raise ValueError(f"state: state is for model {state.get('model')!r}, not {contract.model!r}")
+        engine = cls(contract, profiles, config, default_version=default_version)
+        engine._clock.restore(state["clock"])
+        engine._gate.restore(state["gate"])
+        engine._last_closed_start_ms = state["last_closed_start_ms"]
+        engine._schema_changes_seen = set(state["schema_changes_seen"])
+        engine._undated_pending = int(state["undated_pending"])
+        engine._undated_by_window = {int(start): int(count) for start, count in state["undated_by_window"]}
+        for version, saved in state["tracks"].items():
+            track = engine._track(version)
+            track.accepted_seen = int(saved["accepted_seen"])
+            track.page_hinkley = {n: PageHinkley.from_state(d) for n, d in saved["page_hinkley"].items()}
+            track.adwin = {n: ADWIN.from_state(d) for n, d in saved["adwin"].items()}
+        for saved in state["open_windows"]:
+            window = _OpenWindow(
+                version=saved["version"],
+                start_ms=int(saved["start_ms"]),
+                events=int(saved["events"]),
+                accepted=int(saved["accepted"]),
+                rejected_by_reason=Counter(saved["rejected_by_reason"]),
+                features={n: WindowFeatureState.from_state(f) for n, f in saved["features"].items()},
+            )
+            engine._open[(window.start_ms, window.version)] = window
+        return engine
+
+    # ------------------------------------------------------------------ per batch
+
+    def _account_undated_rejections(self, batch: DecodedBatch) -> None:
+        """Remember rejected events that carry no event time, dated by the next decoded event.
+
+        They explain a later gap of empty windows (the producer did send, but nothing was usable),
+        so they are attributed to the window of the first decoded event that follows them.
+        """
+        if not batch.rejections:
+            return
+        rejected = np.fromiter((r.index for r in batch.rejections), dtype=np.int64, count=len(batch.rejections))
+        undated = rejected[~np.isin(rejected, batch.rows)]
+        if not undated.size:
+            return
+        after = np.searchsorted(batch.rows, undated)  # position of the next decoded row of each
+        dated = after < len(batch.rows)
+        length = self.config.window_length_ms
+        for position, count in zip(*np.unique(after[dated], return_counts=True)):
+            start = int(batch.event_time_ms[position] // length * length)
+            self._undated_by_window[start] = self._undated_by_window.get(start, 0) + self._undated_pending + int(count)
+            self._undated_pending = 0
+        self._undated_pending += int(np.count_nonzero(~dated))
+
+    def _record_schema_changes(self, batch: DecodedBatch, result: BatchResult) -> None:
+        # Events of an incompatible writer schema are rejected undecoded, so they carry no event
+        # time: date the change by the batch's decoded events, else by the latest event time seen.
+        first_time = int(batch.event_time_ms.min()) if len(batch.event_time_ms) else self._clock.max_event_time_ms
+        for change in batch.schema_changes:
+            writer_id = str(change.writer_id)
+            if writer_id in self._schema_changes_seen:
+                continue
+            self._schema_changes_seen.add(writer_id)
+            diff = change.diff
+            record = SchemaChangeRecord(
+                model=self.contract.model,
+                writer_id=writer_id,
+                compatible=bool(diff.compatible),
+                missing_fields=tuple(diff.missing_fields),
+                new_fields=tuple(diff.new_fields),
+                type_changes=tuple(str(t) for t in diff.type_changes),
+                description=diff.describe(),
+                first_seen_event_time_ms=first_time,
+            )
+            result.schema_changes.append(record)
+            result.alerts.append(
+                make_alert(
+                    model=self.contract.model,
+                    model_version=self.default_version,
+                    kind="schema_change",
+                    feature=None,
+                    detector="schema_diff",
+                    severity="warning" if diff.compatible else "critical",
+                    window_start_ms=None,
+                    event_time_ms=first_time if first_time is not None else 0,
+                    score=float(len(record.missing_fields) + len(record.new_fields) + len(record.type_changes)),
+                    threshold=0.0,
+                    message=f"writer schema {writer_id} differs from contract "
+                    f"{self.contract.model} v{self.contract.version}: {record.description}",
+                    subject=writer_id,
+                )
+            )
+
+    def _process_rows(self, batch: DecodedBatch, result: BatchResult) -> None:
+        assignment = self._clock.assign(batch.event_time_ms)
+        result.late_events += int(np.count_nonzero(assignment.late))
+        row_reasons = _row_rejection_reasons(batch)
+        versions = batch.model_version
+        for version in sorted(set(versions.tolist())):
+            in_version = versions == version
+            self._run_detectors(version, batch, in_version, result)
+            on_time = in_version & ~assignment.late
+            starts = assignment.window_start_ms[on_time]
+            positions = np.flatnonzero(on_time)
+            for start in np.unique(starts):
+                rows = positions[starts == start]
+                self._add_to_window(self._window(version, int(start)), batch, rows, row_reasons)
+
+    def _track(self, version: str) -> _Track:
+        track = self._tracks.get(version)
+        if track is None:
+            profile = self.profiles.get(version, self.profiles[self.default_version])
+            page_hinkley: dict[str, PageHinkley] = {}
+            adwin: dict[str, ADWIN] = {}
+            for spec in self.fields:
+                feature = profile.features.get(spec.name)
+                if feature is None or feature.kind != "numeric":
+                    continue
+                if feature.page_hinkley is not None:
+                    page_hinkley[spec.name] = PageHinkley.from_state(feature.page_hinkley)
+                if feature.adwin is not None:
+                    adwin[spec.name] = ADWIN.from_state(feature.adwin)
+            track = _Track(profile=profile, page_hinkley=page_hinkley, adwin=adwin)
+            self._tracks[version] = track
+        return track
+
+    def _run_detectors(self, version: str, batch: DecodedBatch, rows: np.ndarray, result: BatchResult) -> None:
+        track = self._track(version)
+        accepted = np.flatnonzero(rows & batch.accepted)
+        base_index = track.accepted_seen
+        track.accepted_seen += len(accepted)
+        if not len(accepted):
+            return
+        for name, detectors in (("page_hinkley", track.page_hinkley), ("adwin", track.adwin)):
+            for feature, detector in detectors.items():
+                status = batch.status[feature][accepted]
+                usable = accepted[status == FieldStatus.OK]
+                hits = detector.update_many(batch.values[feature][usable])
+                details = zip(hits.tolist(), detector.signal_statistics, detector.signal_thresholds)
+                for hit, statistic, threshold in details:
+                    row = int(usable[hit])
+                    self._signal(version, feature, name, statistic, threshold, batch, row, base_index, accepted, result)
+
+    def _signal(
+        self,
+        version: str,
+        feature: str,
+        detector_name: str,
+        statistic: float,
+        threshold: float,
+        batch: DecodedBatch,
+        row: int,
+        base_index: int,
+        accepted: np.ndarray,
+        result: BatchResult,
+    ) -> None:
+        event_time = int(batch.event_time_ms[row])
+        event_index = base_index + int(np.searchsorted(accepted, row))
+        result.signals.append(
+            DetectorSignal(
+                model=self.contract.model,
+                model_version=version,
+                feature=feature,
+                detector=detector_name,
+                event_index=event_index,
+                event_time_ms=event_time,
+                statistic=statistic,
+            )
+        )
+        kind = "score_change" if detector_name == "adwin" else "mean_shift"
+        profile = self._tracks[version].profile.features[feature]
+        what = "ADWIN found a change in the mean of" if detector_name == "adwin" else "Page-Hinkley detected a mean shift in"
+        self._gated_alert(
+            result, version, kind, feature, detector_name,
+            episode=kind,
+            window_start_ms=None,
+            event_time_ms=event_time,
+            score=statistic,
+            threshold=threshold,
+            message=f"{what} {feature} at event {event_index} "
+            f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})",
+        )
+
+    def _window(self, version: str, start_ms: int) -> _OpenWindow:
+        key = (start_ms, version)
+        window = self._open.get(key)
+        if window is None:
+            profile = self._track(version).profile
+            window = _OpenWindow(version=version, start_ms=start_ms)
+            for spec in self.fields:
+                window.features[spec.name] = new_feature_state(spec, profile.features[spec.name])
+            self._open[key] = window
+        return window
+
+    def _add_to_window(self, window: _OpenWindow, batch: DecodedBatch, rows: np.ndarray, row_reasons: np.ndarray) -> None:
+        accepted_mask = batch.accepted[rows]
+        window.events += len(rows)
+        window.accepted += int(np.count_nonzero(accepted_mask))
+        if not accepted_mask.all():
+            window.rejected_by_reason.update(row_reasons[rows[~accepted_mask]].tolist())
+        accepted_rows = rows[accepted_mask]
+        for spec in self.fields:
+            window.features[spec.name].add(
+                batch.values[spec.name][accepted_rows],
+                batch.status[spec.name][accepted_rows],
+                batch.status[spec.name][rows],
+            )
+
+    # ------------------------------------------------------------------ window close
+
+    def _close_windows(self, before_ms: int | None, result: BatchResult) -> None:
+        if before_ms is None:
+            return
+        for key in sorted(k for k in self._open if k[0] < before_ms):
+            window = self._open.pop(key)
+            self._report_gap(window, result)
+            self._close(window, result)
+
+    def _report_gap(self, window: _OpenWindow, result: BatchResult) -> None:
+        length = self.config.window_length_ms
+        last = self._last_closed_start_ms
+        explained = [start for start in self._undated_by_window if start <= window.start_ms]
+        undated = sum(self._undated_by_window.pop(start) for start in explained)
+        if last is not None and window.start_ms > last + length:
+            missing = (window.start_ms - last) // length - 1
+            rejected = (
+                f"; {undated} undecodable or incompatible events were rejected meanwhile "
+                "(see the dead-letter topic and schema-change alerts)"
+                if undated
+                else ": the producer stopped or the data is missing"
+            )
+            result.alerts.append(
+                make_alert(
+                    model=self.contract.model,
+                    model_version=window.version,
+                    kind="no_data",
+                    feature=None,
+                    detector="window_gap",
+                    severity="critical",
+                    window_start_ms=last + length,
+                    event_time_ms=window.start_ms,
+                    score=float(missing),
+                    threshold=0.0,
+                    message=f"no usable events for {missing} window(s) of {length // 1000} s before "
+                    f"{iso_time(window.start_ms)}{rejected}",
+                )
+            )
+        if last is None or window.start_ms > last:
+            self._last_closed_start_ms = window.start_ms
+
+    def _close(self, window: _OpenWindow, result: BatchResult) -> None:
+        config = self.config
+        profile = self._track(window.version).profile
+        model_window = ModelWindow(
+            model=self.contract.model,
+            model_version=window.version,
+            window_start_ms=window.start_ms,
+            window_length_ms=config.window_length_ms,
+            events=window.events,
+            accepted=window.accepted,
+            rejected=window.events - window.accepted,
+            rejected_by_reason=tuple(sorted(window.rejected_by_reason.items())),
+        )
+        result.model_windows.append(model_window)
+        for spec in self.fields:
+            feature_profile = profile.features[spec.name]
+            summary = close_feature_window(
+                window.features[spec.name],
+                feature_profile,
+                model=self.contract.model,
+                model_version=window.version,
+                window_start_ms=window.start_ms,
+                window_length_ms=config.window_length_ms,
+                false_alarm_rate=config.window_false_alarm_rate / len(self.fields),
+                min_psi=config.min_psi,
+            )
+            result.feature_windows.append(summary)
+            for verdict in feature_window_verdicts(spec, feature_profile, summary, window.events, config):
+                self._window_alert(result, window.version, window.start_ms, verdict)
+        for verdict in model_window_verdicts(model_window, config):
+            self._window_alert(result, window.version, window.start_ms, verdict)
+
+    def _window_alert(self, result: BatchResult, version: str, window_start_ms: int, verdict: Verdict) -> None:
+        self._gated_alert(
+            result, version, verdict.kind, verdict.feature, verdict.detector,
+            episode=verdict.detector,
+            window_start_ms=window_start_ms,
+            event_time_ms=window_start_ms + self.config.window_length_ms,
+            score=verdict.score,
+            threshold=verdict.threshold,
+            message=f"[{iso_time(window_start_ms)}] {verdict.message}",
+        )
+
+    def _gated_alert(
+        self,
+        result: BatchResult,
+        version: str,
+        kind: str,
+        feature: str | None,
+        detector: str,
+        *,
+        episode: str,
+        window_start_ms: int | None,
+        event_time_ms: int,
+        score: float,
+        threshold: float,
+        message: str,
+    ) -> None:
+        """Raise a warning unless it continues an open episode (see :class:`AlertGate`)."""
+        gate_time_ms = event_time_ms if window_start_ms is None else window_start_ms
+        if not self._gate.admit((version, str(feature), episode), gate_time_ms):
+            return
+        result.alerts.append(
+            make_alert(
+                model=self.contract.model,
+                model_version=version,
+                kind=kind,
+                feature=feature,
+                detector=detector,
+                severity="warning",
+                window_start_ms=window_start_ms,
+                event_time_ms=event_time_ms,
+                score=score,
+                threshold=threshold,
+                message=message,
+            )
+        )
+
+
+def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:
+    """Reason name of each decoded-but-rejected row ('' for accepted rows)."""
+    reasons = np.full(len(batch.rows), "", dtype=object)
+    if not batch.rejections:
+        return reasons
+    by_input = {r.index: r.reason.name.lower() for r in batch.rejections}
+    for position in np.flatnonzero(~batch.accepted).tolist():
+        reasons[position] = by_input.get(int(batch.rows[position]), "unknown")
+    return reasons

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from driftline.schemas.codec import Codec, encode_single_object
+from driftline.schemas.contract import Catalog, Contract
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
+from driftline.stream.demo.generator import Episode, SyntheticStream
+from driftline.stream.monitor.profile import ReferenceProfile
+from driftline.stream.monitor.results import BatchResult, to_canonical_json
+
+CONFIG = EngineConfig(window_length_ms=60_000, allowed_lateness_ms=60_000)
+
+
+def _payloads(contract: Contract, n: int, episodes: list[Episode], seed: int = 5) -> list[bytes]:
+    stream = SyntheticStream(contract, seed=seed)
+    columns = stream.columns(n)
+    stream.apply_episodes(columns, episodes)
+    times = stream.event_times(n)
+    records = stream.records(columns, times)
+    return [encode_single_object(r, contract.schema_json) for r in records]
+
+
+def _run(catalog: Catalog, contract: Contract, profile: ReferenceProfile, payloads: list[bytes], cuts: list[int]) -> BatchResult:
+    codec = Codec(catalog)
+    engine = MonitorEngine(contract, profile, CONFIG)
+    total = BatchResult()
+    for part in np.split(np.arange(len(payloads)), cuts):
+        if len(part):
+            total.extend(engine.process(codec.decode_batch([payloads[i] for i in part], model=contract.model)))
+    total.extend(engine.flush())
+    return total
+
+
+@pytest.fixture(scope="module")
+def drifting_payloads(contract: Contract) -> list[bytes]:
+    return _payloads(contract, 30_000, [Episode("mean_shift", 12_000, 30_000, "annual_income", size=1.0)])
+
+
+def test_same_events_in_same_order_give_identical_results_whatever_the_batching(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile, drifting_payloads: list[bytes]
+) -> None:
+    rng = np.random.default_rng(1)
+    one = _run(catalog, contract, profile, drifting_payloads, [])
+    other = _run(catalog, contract, profile, drifting_payloads, sorted(rng.choice(30_000, size=57, replace=False).tolist()))
+    assert one.alerts, "the drifting stream must raise alerts for the comparison to mean anything"
+    assert one.signals and one.feature_windows
+    for part in ("feature_windows", "model_windows", "signals", "alerts", "schema_changes"):
+        assert to_canonical_json(getattr(one, part)) == to_canonical_json(getattr(other, part)), part
+    assert (one.accepted, one.rejected_by_reason, one.late_events) == (other.accepted, other.rejected_by_reason, other.late_events)
+
+
+def test_mean_shift_is_detected_after_it_starts_and_not_before(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile, drifting_payloads: list[bytes]
+) -> None:
+    result = _run(catalog, contract, profile, drifting_payloads, [])
+    start_ms = SyntheticStream(contract, seed=5).event_times(30_000)[12_000]
+    income = [a for a in result.alerts if a.feature == "annual_income"]
+    assert {a.kind for a in income} >= {"mean_shift", "distribution_drift"}
+    assert all(a.event_time_ms >= start_ms - 60_000 for a in result.alerts), [a.message for a in result.alerts]
+
+
+def test_counts_reconcile_and_every_window_is_accounted_for(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile, drifting_payloads: list[bytes]
+) -> None:
+    garbage = [b"", b"\x00\x00\x00", b"\xc3\x01" + bytes(8) + b"x", b"not avro at all"]
+    payloads = drifting_payloads[:5000] + garbage
+    result = _run(catalog, contract, profile, payloads, [1000, 2500])
+    assert result.accepted + result.rejected == len(payloads)
+    assert result.rejected == len(garbage)
+    assert sum(w.events for w in result.model_windows) + result.late_events == 5000
+    assert len({w.window_start_ms for w in result.model_windows}) == len(result.model_windows)
+
+
+def test_late_events_are_counted_not_lost(catalog: Catalog, contract: Contract, profile: ReferenceProfile) -> None:
+    stream = SyntheticStream(contract, seed=8)
+    n = 6000
+    columns = stream.columns(n)
+    times = stream.event_times(n)
+    times[-10:] = times[0]  # ten events arriving ~10 minutes late: beyond the allowed lateness
+    records = stream.records(columns, times)
+    payloads = [encode_single_object(r, contract.schema_json) for r in records]
+    result = _run(catalog, contract, profile, payloads, [3000])
+    assert result.late_events == 10
+    assert result.accepted == n
+    assert sum(w.events for w in result.model_windows) == n - 10
+
+
+def test_gap_in_the_stream_raises_a_no_data_alert(catalog: Catalog, contract: Contract, profile: ReferenceProfile) -> None:
+    stream = SyntheticStream(contract, seed=9)
+    n = 4000
+    columns = stream.columns(n)
+    times = stream.event_times(n)
+    times[2000:] += 30 * 60_000  # the producer stops for half an hour
+    payloads = [encode_single_object(r, contract.schema_json) for r in stream.records(columns, times)]
+    result = _run(catalog, contract, profile, payloads, [])
+    gaps = [a for a in result.alerts if a.kind == "no_data"]
+    assert len(gaps) == 1
+    assert gaps[0].score >= 29
+
+
+def test_engine_refuses_a_batch_of_another_model(catalog: Catalog, contract: Contract, profile: ReferenceProfile) -> None:
+    engine = MonitorEngine(contract, profile, CONFIG)
+    batch = Codec(catalog).decode_batch([], model=contract.model)
+    batch = dataclasses.replace(batch, model="other_model")
+    with pytest.raises(ValueError, match="batch"):
+        engine.process(batch)
+
+
+def test_engine_config_validates_its_parameters() -> None:
+    with pytest.raises(ValueError, match="window_length_ms"):
+        EngineConfig(window_length_ms=0)
+    with pytest.raises(ValueError, match="max_unseen_fraction"):
+        EngineConfig(max_unseen_fraction=1.5)
+
+
+def test_checkpoint_and_restore_continue_exactly(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile, drifting_payloads: list[bytes]
+) -> None:
+    import json
+
+    uninterrupted = _run(catalog, contract, profile, drifting_payloads, [9_000, 17_000])
+    codec = Codec(catalog)
+    engine = MonitorEngine(contract, profile, CONFIG)
+    resumed = BatchResult()
+    resumed.extend(engine.process(codec.decode_batch(drifting_payloads[:9_000], model=contract.model)))
+    resumed.extend(engine.process(codec.decode_batch(drifting_payloads[9_000:17_000], model=contract.model)))
+    saved = json.loads(json.dumps(engine.to_state()))  # what a shell would store
+    assert saved["open_windows"], "the checkpoint must carry open windows for the test to mean anything"
+    restored = MonitorEngine.from_state(saved, contract, profile, CONFIG)
+    resumed.extend(restored.process(codec.decode_batch(drifting_payloads[17_000:], model=contract.model)))
+    resumed.extend(restored.flush())
+    for part in ("feature_windows", "model_windows", "signals", "alerts"):
+        assert to_canonical_json(getattr(resumed, part)) == to_canonical_json(getattr(uninterrupted, part)), part
+    with pytest.raises(ValueError, match="state"):
+        MonitorEngine.from_state({**saved, "format": 99}, contract, profile, CONFIG)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from driftline.detectors import PageHinkley
+from driftline.schemas.contract import Contract
+from driftline.stream.profiles.training import load_profile, profile_path
+from driftline.stream.cli.commands import main
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.profile import ProfileError, ReferenceProfile, build_reference_profile
+
+
+def _training_table(contract: Contract, rows: int = 5000) -> pa.Table:
+    columns = SyntheticStream(contract, seed=21).columns(rows)
+    arrays = {name: pa.array(values.tolist()) for name, values in columns.items()}
+    arrays["model_version"] = pa.array(["2026.11.1"] * rows)
+    return pa.table(arrays)
+
+
+def test_baseline_command_builds_and_stores_the_profile(contract: Contract, tmp_path: Path) -> None:
+    source = tmp_path / "train.parquet"
+    pq.write_table(_training_table(contract), source)
+    assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p")]) == 0
+    profile = load_profile(tmp_path / "p", "credit_risk", "2026.11.1")
+    assert profile.model_version == "2026.11.1" and profile.rows == 5000
+    income = profile.features["annual_income"]
+    table_income = pq.read_table(source).column("annual_income").to_numpy()
+    assert income.mean == pytest.approx(float(np.mean(table_income)))
+    assert sum(income.counts) == 5000
+    assert income.page_hinkley is not None
+    detector = PageHinkley.from_state(income.page_hinkley)
+    assert detector.threshold > 0
+    channel = profile.features["channel"]
+    assert channel.categories == tuple(next(f for f in contract.fields if f.name == "channel").categories)
+    assert channel.counts[-1] == 0  # the unseen bucket of the reference is empty
+    assert profile_path(tmp_path / "p", "credit_risk", "2026.11.1").name == "2026.11.1.json"
+
+
+def test_profile_json_round_trips_exactly(contract: Contract) -> None:
+    profile = build_reference_profile(contract, SyntheticStream(contract, seed=2).columns(3000), model_version="v9")
+    text = profile.to_json()
+    again = ReferenceProfile.from_json(text)
+    assert again.to_json() == text
+    assert json.loads(text)["features"]["debt_to_income"]["kind"] == "numeric"
+
+
+def test_baseline_reports_a_column_that_does_not_fit_the_contract(
+    contract: Contract, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _training_table(contract, 2000)
+    table = table.drop_columns(["credit_score"]).append_column("credit_score", pa.array(["high"] * 2000))
+    table = table.drop_columns(["region"])
+    source = tmp_path / "bad.parquet"
+    pq.write_table(table, source)
+    code = main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "credit_score" in error and "expects numbers" in error and "missing column 'region'" in error
+
+
+def test_baseline_errors_are_clear(contract: Contract, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["baseline", "--model", "credit_risk", "--input", str(tmp_path / "absent.parquet"), "--profiles", str(tmp_path)]) == 2
+    assert "cannot read Parquet file" in capsys.readouterr().err
+    assert main(["baseline", "--model", "no_such_model", "--input", str(tmp_path / "x.parquet"), "--profiles", str(tmp_path)]) == 2
+    assert "no_such_model" in capsys.readouterr().err
+    with pytest.raises(ProfileError, match="at least 1000"):
+        build_reference_profile(contract, SyntheticStream(contract).columns(500), model_version="v1")
+    with pytest.raises(ProfileError, match="no reference profile"):
+        load_profile(tmp_path, "credit_risk", "v404")
+
+
+def test_baseline_stores_the_profile_where_the_worker_reads_it(contract: Contract, tmp_path: Path) -> None:
+    from driftline.sinks.database import create_database_engine, upgrade_database
+    from driftline.stream.kafka.settings import WorkerSettings
+    from driftline.stream.kafka.worker import load_profiles
+
+    source, url = tmp_path / "train.parquet", f"sqlite:///{tmp_path / 'driftline.sqlite'}"
+    pq.write_table(_training_table(contract), source)
+    upgrade_database(url)
+    assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p"), "--database-url", url]) == 0
+    settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", database_url=url, models=("credit_risk",))
+    profiles = load_profiles(settings, create_database_engine(url), "credit_risk")
+    assert list(profiles) == ["2026.11.1"]
+    assert profiles["2026.11.1"].to_json() == load_profile(tmp_path / "p", "credit_risk", "2026.11.1").to_json()
