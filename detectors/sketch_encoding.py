@@ -114,13 +114,21 @@ def _canonical_sketch_bytes(sketch: Any) -> bytes:
     # DataSketches writes items in hash-slot order, which changes with every decode; rewriting
     # them in byte order gives exactly one encoding per state.
     raw = sketch.serialize()
-    if sketch.is_empty():
+    if sketch.total_weight == 0:
         return bytes(raw)
+    header = bytearray(raw[:8])
     rows = sketch.get_frequent_items(frequent_items_error_type.NO_FALSE_NEGATIVES, 0)
+    if rows:
+        offset = rows[0][3] - rows[0][2]  # upper bound minus lower bound, the same for every item
+    else:
+        # Every item was purged (more distinct values than the map holds): DataSketches then
+        # serialises the sketch as empty and its total weight is lost, so write the full preamble
+        # (4 longs, no flags) with no items; the upper bound of any item is then the offset.
+        offset = sketch.get_upper_bound("")
+        header[0], header[5] = 4, 0
     pairs = sorted((str(item).encode("utf-8"), lower) for item, _, lower, _ in rows)
-    offset = rows[0][3] - rows[0][2]  # upper bound minus lower bound, the same for every item
     return b"".join([
-        raw[:8],
+        bytes(header),
         struct.pack(f"<IIQQ{len(pairs)}Q", len(pairs), 0, sketch.total_weight, offset,
                     *(weight for _, weight in pairs)),
         *(struct.pack("<I", len(item)) + item for item, _ in pairs),

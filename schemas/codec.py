@@ -21,7 +21,7 @@ cannot be asked — an outage, not bad data, so the consumer should retry rather
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,8 @@ class _Plan:
     diff: SchemaDiff | None = None
     decoder: FlatDecoder | RecordDecoder | None = None
     sources: dict[str, Source] = field(default_factory=dict)
+    # Reads only the event time of events the plan rejects for a schema change (to date the change).
+    time_decoder: tuple[str, FlatDecoder | RecordDecoder] | None = None
 
 
 @dataclass
@@ -276,10 +278,12 @@ class Codec:
             gathered = models.setdefault(name, _Model(contract))
             gathered.n_input += len(rows)
             first_row[name] = min(first_row.get(name, len(payloads)), int(rows[0]))
-            self._report(plan, gathered)
+            change = self._report(plan, gathered, int(rows[0]))
             if plan.rejection is not None:
                 reason, field_name, detail = plan.rejection
                 gathered.rejections.extend(Rejection(reason, i, field_name, detail) for i in rows.tolist())
+                if change is not None:
+                    self._date(gathered, change, self._probe_event_time(plan, framing, int(rows[0])))
                 continue
             assert plan.decoder is not None
             columns, good, failures = plan.decoder.decode(framing.joined, framing.buf, framing.start[rows], framing.end[rows])
@@ -290,17 +294,30 @@ class Codec:
             block, rejected = check_block(contract, plan.sources, plan.writer_id, rows[good], columns, self.catalog.models)
             gathered.blocks.append(block)
             gathered.rejections.extend(rejected)
+            if change is not None:
+                hit = np.flatnonzero(block.rows == rows[0])
+                self._date(gathered, change, int(block.event_time_ms[hit[0]]) if hit.size else None)
         if target is None:
             # Events no model claims count against no model; with a target they are the target's.
             return models, unattributed, sorted(first_row, key=first_row.__getitem__)
         return models, unattributed, [target]
 
-    def _report(self, plan: _Plan, gathered: _Model) -> None:
+    def _report(self, plan: _Plan, gathered: _Model, first_row: int) -> int | None:
+        """Report the plan's writer schema if it differs from the contract and is new; return where to date it.
+
+        The return value is the change's position in ``gathered.schema_changes`` when its first
+        event is ``first_row`` (a new change, or one this batch saw first at a later position under
+        another id); None when there is nothing (new) to date.
+        """
         if plan.diff is None or not plan.diff.changed or plan.writer_schema is None:
-            return
+            return None
         key = (gathered.contract.model, plan.fingerprint)
         if key in self._reported:
-            return
+            for position, known in enumerate(gathered.schema_changes):
+                if known.fingerprint == plan.fingerprint and first_row < known.first_index:
+                    gathered.schema_changes[position] = replace(known, writer_id=plan.writer_id, first_index=first_row)
+                    return position
+            return None
         self._reported.add(key)
         change = SchemaChange(
             model=gathered.contract.model,
@@ -308,9 +325,32 @@ class Codec:
             fingerprint=plan.fingerprint,
             writer_schema=avro_types.plain_json(plan.writer_schema),
             diff=plan.diff,
+            first_index=first_row,
         )
-        self._history.append(change)
         gathered.schema_changes.append(change)
+        return len(gathered.schema_changes) - 1
+
+    def _date(self, gathered: _Model, position: int, event_time_ms: int | None) -> None:
+        """Record the event time of a reported change's first event (None: unknown)."""
+        change = replace(gathered.schema_changes[position], first_event_time_ms=event_time_ms)
+        gathered.schema_changes[position] = change
+        self._history = [c for c in self._history if c.fingerprint != change.fingerprint or c.model != change.model]
+        self._history.append(change)
+
+    def _probe_event_time(self, plan: _Plan, framing: Any, row: int) -> int | None:
+        """Event time of the payload at ``row`` that ``plan`` rejects, if its writer schema carries one."""
+        if plan.time_decoder is None:
+            return None
+        name, decoder = plan.time_decoder
+        start, end = framing.start[[row]], framing.end[[row]]
+        columns, good, _ = decoder.decode(framing.joined, framing.buf, start, end)
+        column = columns.get(name)
+        if not len(good) or column is None or column.values is None or (column.null is not None and column.null[0]):
+            return None
+        value = column.values[0]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            return None
+        return int(value)
 
     def _assemble(
         self,
@@ -325,7 +365,8 @@ class Codec:
         if not parts:
             empty = np.empty(0, dtype=object)
             return DecodedBatch(model, n_input, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), empty, empty.copy(),
-                                {}, {}, np.empty(0, dtype=bool), sorted(rejections, key=lambda r: r.index), list(changes))
+                                {}, {}, np.empty(0, dtype=bool), sorted(rejections, key=lambda r: r.index),
+                                sorted(changes, key=lambda c: c.first_index))
         rows = np.concatenate([b.rows for b in parts])
         order = None if len(parts) == 1 else np.argsort(rows, kind="stable")
 
@@ -344,7 +385,7 @@ class Codec:
             status={name: join([b.status[name] for b in parts]) for name in parts[0].status},
             accepted=join([b.accepted for b in parts]),
             rejections=sorted(rejections, key=lambda r: r.index),
-            schema_changes=list(changes),
+            schema_changes=sorted(changes, key=lambda c: c.first_index),
         )
 
     # -- writer schemas -------------------------------------------------------------------
@@ -414,6 +455,7 @@ class Codec:
                 hint = f" (new field {renamed!r})" if renamed else (f" (new fields: {', '.join(diff.new_fields)})" if diff.new_fields else "")
                 detail = f"writer schema {writer_id} has no field {missing!r}{hint}; contract {contract.label} requires it"
                 plan.rejection = (RejectReason.MISSING_FIELD, missing, detail)
+                plan.time_decoder = _event_time_decoder(parsed, contract)
                 return plan
             if diff.blocking_type_changes:
                 change = diff.blocking_type_changes[0]
@@ -422,6 +464,7 @@ class Codec:
                     f"{contract.label} expects {change.contract_type}, and Avro cannot promote one to the other"
                 )
                 plan.rejection = (RejectReason.TYPE_CHANGE, change.field, detail)
+                plan.time_decoder = _event_time_decoder(parsed, contract)
                 return plan
         writer_fields = {str(f["name"]): f for f in parsed["fields"]}
         for spec in contract.fields:
@@ -443,6 +486,22 @@ class Codec:
             return plan
         plan.decoder = RecordDecoder(parsed, needed)
         return plan
+
+
+def _event_time_decoder(parsed: dict[str, Any], contract: Contract) -> tuple[str, FlatDecoder | RecordDecoder] | None:
+    """A decoder of only the event-time field of a writer schema the contract cannot read, if it has one."""
+    spec = contract.role_field("event_time")
+    writer_fields = {str(f["name"]): f for f in parsed.get("fields", ())}
+    name = spec.name if spec.name in writer_fields else next((a for a in spec.aliases if a in writer_fields), None)
+    label = avro_types.type_label(writer_fields[name]["type"], avro_types.named_types(parsed)) if name is not None else ""
+    if name is None or label.split(" ")[0] not in ("int", "long"):
+        return None
+    layout = flat_layout(parsed)
+    if layout is not None:
+        return name, FlatDecoder(layout, frozenset({name}))
+    if _unbounded_field(parsed) is not None:
+        return None
+    return name, RecordDecoder(parsed, frozenset({name}))
 
 
 def _groups(fmt: np.ndarray, key: np.ndarray) -> list[tuple[int, int, np.ndarray]]:

@@ -93,6 +93,12 @@ class SchemaChange:
     ``writer_id`` names the writer schema as the wire named it: the Schema Registry id (``"7"``) or
     the single-object fingerprint (``"0x…"``). ``fingerprint`` is its CRC-64-AVRO fingerprint, the
     identity the codec reports it under (the same schema arriving under several ids is reported once).
+
+    ``first_index`` is the position, in the batch that reports the change, of the first payload
+    written with this schema — the first such payload of the whole stream, since a change is
+    reported in the first batch that holds one. ``first_event_time_ms`` is that payload's event time
+    when the codec could read it (also from an event it rejects for the schema change), else None.
+    Both depend on the payload only, never on how the stream was cut into batches.
     """
 
     model: str
@@ -100,6 +106,8 @@ class SchemaChange:
     fingerprint: int
     writer_schema: dict[str, Any]
     diff: SchemaDiff
+    first_index: int = 0
+    first_event_time_ms: int | None = None
 
     @property
     def compatible(self) -> bool:

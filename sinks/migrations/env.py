@@ -18,7 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from driftline.sinks.database import VERSION_TABLE, metadata
+from driftline.sinks.database import VERSION_TABLE
+from driftline.sinks.tables import metadata
 
 config = context.config
 

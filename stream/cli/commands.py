@@ -62,13 +62,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _store_profile(database_url: str, path: Path) -> None:
     from driftline.sinks.database import create_database_engine, display_url
-    from driftline.sinks.sql import SqlSink
+    from driftline.sinks import SqlProfileStore
 
     from driftline.stream.monitor.profile import ReferenceProfile
 
     text = path.read_text(encoding="utf-8")
     profile = ReferenceProfile.from_json(text)
-    SqlSink(create_database_engine(database_url)).save_reference_profile(profile.model, profile.model_version, text)
+    SqlProfileStore(create_database_engine(database_url)).save(profile.model, profile.model_version, text)
     print(f"reference profile stored in {display_url(database_url)}")
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,19 +26,23 @@ from tqdm import tqdm
 
 from driftline.schemas.codec import Codec, RejectReason, encode_confluent, in_memory_registry
 from driftline.schemas.contract import Catalog, Contract
-
-from driftline.stream.runner.embedded import EmbeddedRunner, RunTotals, format_alert
-from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
-from .generator import Episode, SyntheticStream
+from driftline.stream.monitor.engine import EngineConfig
 from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
-from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow
+from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, iso_time
+from driftline.stream.runner import EncodedMessage, InMemoryDeadLetters, MetricsPort, PartitionKey, PartitionRunner
 
-__all__ = ["DemoSummary", "demo_episodes", "run_demo"]
+from .generator import Episode, SyntheticStream
+
+__all__ = ["DemoSummary", "DemoTotals", "build_demo_runner", "demo_episodes", "demo_messages", "format_alert", "run_demo"]
 
 MODEL = "credit_risk"
 MODEL_VERSION = "v1"
 SUBJECT = "predictions.credit_risk-value"
 BATCH_SIZE = 2_000
+#: The demo's consumer group: the key of its checkpoint in the SQLite database.
+DEMO_GROUP = "demo"
+#: Checkpoint (commit results and engine state) after this many batches, as a worker does about once a second.
+CHECKPOINT_EVERY_BATCHES = 20
 
 
 def demo_episodes(events: int) -> list[Episode]:
@@ -51,10 +56,25 @@ def demo_episodes(events: int) -> list[Episode]:
 
 
 @dataclass
+class DemoTotals:
+    """Counts over a whole demo run; ``consumed == accepted + rejected``."""
+
+    consumed: int = 0
+    accepted: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    late_events: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+
+@dataclass
 class DemoSummary:
     """What a demo run produced (also written to ``summary.json``)."""
 
-    totals: RunTotals
+    totals: DemoTotals
     episodes: list[Episode]
     alerts: list[Alert]
     feature_windows: list[FeatureWindow] = field(default_factory=list)
@@ -77,10 +97,14 @@ def renamed_schema(contract: Contract, old: str, new: str) -> dict[str, object]:
     return schema
 
 
-def demo_payloads(
+def demo_messages(
     contract: Contract, stream: SyntheticStream, events: int, episodes: list[Episode], registry: object
-) -> Iterator[list[bytes]]:
-    """Encoded batches of the demo stream; the producer switches schema during the rename episode."""
+) -> Iterator[list[EncodedMessage]]:
+    """Encoded batches of the demo stream, offsets from 0; the producer switches schema during the rename episode.
+
+    Events are Avro with Confluent framing (``registry`` resolves their schema ids); each message's
+    timestamp is the wall-clock time it was made, as a broker would stamp it.
+    """
     from confluent_kafka.schema_registry import Schema
 
     original = contract.schema_json
@@ -93,14 +117,16 @@ def demo_payloads(
         columns = stream.columns(n, offset=offset)
         stream.apply_episodes(columns, episodes, offset=offset)
         records = stream.records(columns, demo_event_times(stream, n, offset), offset=offset, model_version=MODEL_VERSION)
-        payloads = []
+        stamp_ms = int(time.time() * 1000)
+        messages = []
         for i, record in enumerate(records):
             if rename.start <= offset + i < rename.end:
                 record[rename.new_name] = record.pop(rename.feature)
-                payloads.append(encode_confluent(record, changed, changed_id))
+                payload = encode_confluent(record, changed, changed_id)
             else:
-                payloads.append(encode_confluent(record, original, original_id))
-        yield payloads
+                payload = encode_confluent(record, original, original_id)
+            messages.append(EncodedMessage(offset + i, payload, stamp_ms))
+        yield messages
 
 
 LATE_EVERY = 997  # every 997th event arrives ten minutes late: beyond the allowed lateness
@@ -123,6 +149,46 @@ def reference_profile(contract: Contract, stream: SyntheticStream, rows: int = 5
     )
 
 
+def build_demo_runner(
+    *,
+    contract: Contract,
+    profiles: dict[str, ReferenceProfile],
+    codec: Codec,
+    database: Path,
+    config: EngineConfig | None = None,
+    metrics: MetricsPort | None = None,
+    on_result: Callable[[BatchResult], None] | None = None,
+) -> tuple[PartitionRunner, InMemoryDeadLetters]:
+    """The demo's partition runner: dead letters kept in memory, results and checkpoints in SQLite at ``database``.
+
+    The database must exist with driftline's tables (``upgrade_database``).
+    """
+    from driftline.sinks import SqlCheckpointStore, create_database_engine
+
+    deadletters = InMemoryDeadLetters()
+    runner = PartitionRunner(
+        key=PartitionKey(DEMO_GROUP, f"predictions.{contract.model}", 0),
+        contract=contract,
+        profiles=profiles,
+        codec=codec,
+        store=SqlCheckpointStore(create_database_engine(f"sqlite:///{database}")),
+        deadletters=deadletters,
+        config=config,
+        metrics=metrics,
+        on_result=on_result,
+    )
+    return runner, deadletters
+
+
+def format_alert(alert: Alert) -> str:
+    """One line for a terminal: when, what, which feature, how strong."""
+    where = alert.feature or "-"
+    return (
+        f"ALERT {alert.severity.upper():8s} {iso_time(alert.event_time_ms)} {alert.kind:18s} {where:22s} "
+        f"{alert.detector} score={alert.score:.4g} threshold={alert.threshold:.4g} :: {alert.message}"
+    )
+
+
 def run_demo(
     *,
     output: Path,
@@ -133,10 +199,7 @@ def run_demo(
     echo: bool = True,
 ) -> DemoSummary:
     """Run the demo; return its summary (alerts, windows, where the database and report are)."""
-    from sqlalchemy import create_engine
-
-    from driftline.sinks.metrics import DriftlineMetrics, serve
-    from driftline.sinks.sql import SqlSink
+    from driftline.sinks import DriftlineMetrics, SqlProfileStore, create_database_engine, serve, upgrade_database
 
     from .report import write_report
 
@@ -155,9 +218,11 @@ def run_demo(
 
     database = output / "driftline.sqlite"
     database.unlink(missing_ok=True)
-    sink = SqlSink(create_engine(f"sqlite:///{database}"))
-    sink.create_schema()
-    sink.save_reference_profile(MODEL, MODEL_VERSION, profile.to_json())
+    database_url = f"sqlite:///{database}"
+    upgrade_database(database_url)
+    profile_engine = create_database_engine(database_url)
+    SqlProfileStore(profile_engine).save(MODEL, MODEL_VERSION, profile.to_json())
+    profile_engine.dispose()
 
     registry_metrics = CollectorRegistry()
     metrics = DriftlineMetrics(
@@ -178,7 +243,6 @@ def run_demo(
 
     registry = in_memory_registry()
     codec = Codec(catalog, registry_client=registry)
-    engine = MonitorEngine(contract, profile, EngineConfig())
     collected = BatchResult()
     bar = tqdm(total=events, unit="ev", disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
@@ -187,16 +251,31 @@ def run_demo(
         for alert in result.alerts:
             bar.write(format_alert(alert), file=out)
 
-    runner = EmbeddedRunner(codec, engine, sink=sink, metrics=metrics, on_result=on_result)
-    for payloads in demo_payloads(contract, stream, events, episodes, registry):
-        runner.process(payloads)
-        bar.update(len(payloads))
+    runner, _ = build_demo_runner(
+        contract=contract,
+        profiles={profile.model_version: profile},
+        codec=codec,
+        database=database,
+        metrics=metrics,
+        on_result=on_result,
+    )
+    started = time.perf_counter()
+    for batch, messages in enumerate(demo_messages(contract, stream, events, episodes, registry), start=1):
+        runner.process(messages)
+        if batch % CHECKPOINT_EVERY_BATCHES == 0:
+            runner.checkpoint()
+        bar.update(len(messages))
     runner.finish()
     bar.close()
-    totals = runner.totals
+    totals = DemoTotals(
+        consumed=runner.counts.consumed,
+        accepted=runner.counts.accepted,
+        rejected_by_reason=dict(collected.rejected_by_reason),
+        late_events=collected.late_events,
+        seconds=time.perf_counter() - started,
+    )
 
-    summary = DemoSummary(
-        totals=totals,
+    summary = DemoSummary(        totals=totals,
         episodes=episodes,
         alerts=collected.alerts,
         feature_windows=collected.feature_windows,
@@ -212,7 +291,7 @@ def run_demo(
         "late beyond lateness (counted)": totals.late_events,
         "alerts": len(collected.alerts),
         "windows": len(collected.model_windows),
-        "engine + codec seconds": round(totals.seconds, 2),
+        "seconds (encode, decode, monitor, SQLite)": round(totals.seconds, 2),
         "episodes": [f"{e.kind} of {e.feature} at events {e.start}-{e.end}" for e in episodes],
     }
     summary.report = write_report(

@@ -1,13 +1,13 @@
-"""The Faust agents of ``driftline worker``: one per model topic, feeding partition processors in batches.
+"""The Faust agents of ``driftline worker``: one per model topic, feeding partition runners in batches.
 
 Acknowledgement protocol (the exactly-once effect, DESIGN decision 7). Faust commits a message's
 offset to Kafka once the message is acknowledged. ``Stream.take_events`` acknowledges a batch as
 soon as the agent asks for the next one — before the batch's results are durable. So the agent
 takes one extra reference on every message (``Message.incref``, the mechanism Faust uses for a
-message shared by several streams) and releases it only after :meth:`PartitionProcessor.checkpoint`
+message shared by several streams) and releases it only after :meth:`PartitionRunner.checkpoint`
 committed the batch's results, engine state and next offset to the database. Kafka's committed
 offset therefore never passes the database checkpoint; messages between the two are redelivered
-after a crash and skipped by the processor, which knows the checkpoint's offset.
+after a crash and skipped by the runner, which knows the checkpoint's offset.
 """
 
 from __future__ import annotations
@@ -24,18 +24,19 @@ from typing import Any
 import faust
 from faust.types import EventT, TP
 
-from driftline.stream.runner.processor import InboundMessage, PartitionProcessor
+from driftline.sinks import DriftlineMetrics
+from driftline.stream.runner import EncodedMessage, PartitionRunner
 from .settings import WorkerSettings
 
 __all__ = ["MonitorAgents"]
 
 log = logging.getLogger("driftline.worker")
 
-ProcessorFactory = Callable[[str, str, int], PartitionProcessor]  # (model, topic, partition)
+RunnerFactory = Callable[[str, str, int], PartitionRunner]  # (model, topic, partition)
 
 
 class MonitorAgents:
-    """Registers the agents and the checkpoint timer on a Faust app and owns the partition processors.
+    """Registers the agents and the checkpoint timer on a Faust app and owns the partition runners.
 
     Parameters
     ----------
@@ -43,10 +44,12 @@ class MonitorAgents:
         The Faust app (``stream.app.create_app``).
     settings
         The worker's settings.
-    make_processor
-        Builds (and restores from its checkpoint) the processor of a model's topic partition.
+    make_runner
+        Builds (and restores from its checkpoint) the runner of a model's topic partition.
     checkpointed_offset
         ``(topic, partition) -> next_offset`` of the database checkpoint (needed with ``end_offsets``).
+    metrics
+        Where the consumer lag is reported.
     end_offsets
         With ``settings.stop_at_end``: the end offset of every model topic's partition 0 when the
         worker started; the worker stops once the consumer group's checkpoints reached all of them
@@ -57,17 +60,19 @@ class MonitorAgents:
         self,
         app: faust.App,
         settings: WorkerSettings,
-        make_processor: ProcessorFactory,
+        make_runner: RunnerFactory,
         *,
         checkpointed_offset: Callable[[str, int], int | None] | None = None,
         end_offsets: dict[str, int] | None = None,
+        metrics: DriftlineMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.app = app
         self.settings = settings
-        self.make_processor = make_processor
+        self.make_runner = make_runner
         self.end_offsets = end_offsets or {}
         self.checkpointed_offset = checkpointed_offset
-        self.processors: dict[tuple[str, int], PartitionProcessor] = {}
+        self.runners: dict[tuple[str, int], PartitionRunner] = {}
         self._unacknowledged: dict[tuple[str, int], list[EventT]] = defaultdict(list)
         self._lock = asyncio.Lock()
         self._last_checkpoint = time.monotonic()
@@ -116,16 +121,16 @@ class MonitorAgents:
             by_partition[event.message.partition].append(event)
         for partition, partition_events in by_partition.items():
             key = (topic, partition)
-            processor = self.processors.get(key)
-            if processor is None:
-                processor = self.processors[key] = self.make_processor(model, topic, partition)
+            runner = self.runners.get(key)
+            if runner is None:
+                runner = self.runners[key] = self.make_runner(model, topic, partition)
                 log.info(
                     "%s[%d]: %s", topic, partition,
-                    f"restored from checkpoint at offset {processor.next_offset}" if processor.restored else "no checkpoint, starting fresh",
+                    f"restored from checkpoint at offset {runner.next_offset}" if runner.restored else "no checkpoint, starting fresh",
                 )
-            processor.process(
+            runner.process(
                 [
-                    InboundMessage(
+                    EncodedMessage(
                         offset=event.message.offset,
                         value=event.value,
                         timestamp_ms=int(event.message.timestamp * 1000) if event.message.timestamp else 0,
@@ -136,27 +141,27 @@ class MonitorAgents:
             self._unacknowledged[key].extend(partition_events)
 
     async def _on_partitions_revoked(self, sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        """A rebalance took partitions away: checkpoint and forget their processors.
+        """A rebalance took partitions away: checkpoint and forget their runners.
 
         Another worker continues from the database checkpoint; if the partition comes back later,
-        its processor is restored from the database again, never from stale memory.
+        its runner is restored from the database again, never from stale memory.
         """
         revoked: set[TP] = args[0] if args else kwargs.get("revoked", set())
         loop = asyncio.get_running_loop()
         async with self._lock:
             for tp in revoked:
                 key = (tp.topic, tp.partition)
-                processor = self.processors.pop(key, None)
-                if processor is None:
+                runner = self.runners.pop(key, None)
+                if runner is None:
                     continue
                 try:
-                    await loop.run_in_executor(None, processor.checkpoint)
+                    await loop.run_in_executor(None, runner.checkpoint)
                 except Exception as exc:  # the new owner redoes what was not committed
                     log.error("checkpoint of revoked %s[%d] failed: %s", *key, exc)
                     self._unacknowledged.pop(key, None)
                 else:
                     self._acknowledge(key)
-                log.info("%s[%d]: revoked at offset %s", *key, processor.next_offset)
+                log.info("%s[%d]: revoked at offset %s", *key, runner.next_offset)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -169,25 +174,25 @@ class MonitorAgents:
 
     async def _checkpoint_all(self) -> None:
         loop = asyncio.get_running_loop()
-        for key, processor in list(self.processors.items()):
+        for key, runner in list(self.runners.items()):
             try:
                 # Blocking I/O (dead-letter acknowledgements, the database) off the event loop; the
-                # lock keeps the agents from touching the processor meanwhile.
-                await loop.run_in_executor(None, processor.checkpoint)
+                # lock keeps the agents from touching the runner meanwhile.
+                await loop.run_in_executor(None, runner.checkpoint)
             except Exception as exc:
                 log.error("checkpoint of %s[%d] failed, stopping the worker: %s", *key, exc)
                 self._stopping = True
                 await self.app.crash(exc)
                 return
             self._acknowledge(key)
-            self._report_lag(key, processor)
+            self._report_lag(key, runner)
         self._last_checkpoint = time.monotonic()
         self._maybe_stop()
 
     def _checkpoint_all_blocking(self) -> None:
-        for key, processor in list(self.processors.items()):
+        for key, runner in list(self.runners.items()):
             try:
-                processor.checkpoint()
+                runner.checkpoint()
             except Exception as exc:  # the worker is stopping anyway; the next one redoes this part
                 log.error("final checkpoint of %s[%d] failed: %s", *key, exc)
                 continue
@@ -198,28 +203,28 @@ class MonitorAgents:
         for event in events:
             event.ack()
 
-    def _report_lag(self, key: tuple[str, int], processor: PartitionProcessor) -> None:
-        metrics = processor.metrics
-        if metrics is None or processor.next_offset is None:
+    def _report_lag(self, key: tuple[str, int], runner: PartitionRunner) -> None:
+        metrics = self.metrics
+        if metrics is None or runner.next_offset is None:
             return
         tp = TP(*key)
         if tp not in self.app.consumer.assignment():  # revoked meanwhile
             return
         highwater = self.app.consumer.highwater(tp)
         if highwater is not None:
-            metrics.set_consumer_lag(processor.contract.model, max(0, highwater - processor.next_offset))
+            metrics.set_consumer_lag(runner.contract.model, max(0, highwater - runner.next_offset))
 
     def _maybe_stop(self) -> None:
         if not self.settings.stop_at_end or self._stopping:
             return
         for topic, end in self.end_offsets.items():
-            processor = self.processors.get((topic, 0))
-            if processor is not None:
-                if processor.uncommitted or (processor.next_offset or 0) < end:
+            runner = self.runners.get((topic, 0))
+            if runner is not None:
+                if runner.uncommitted or (runner.next_offset or 0) < end:
                     return
             elif end > 0:
                 # Not ours (yet, or any more): ask the database how far the group has come. A
-                # processor is only ever built for an assigned partition, never from here — it
+                # runner is only ever built for an assigned partition, never from here — it
                 # would hold state that goes stale while another worker moves on.
                 done = self.checkpointed_offset(topic, 0) if self.checkpointed_offset is not None else None
                 if (done or 0) < end:

@@ -1,11 +1,18 @@
-"""``driftline worker``: checks, prepares and runs the Faust worker that monitors the model topics."""
+"""``driftline worker``: checks, prepares and runs the Faust worker that monitors the model topics.
+
+:class:`WorkerRuntime` holds what the worker opens once at start-up — contracts, reference profiles,
+the database, the dead-letter producer, the metrics — and builds the :class:`PartitionRunner` of each
+assigned partition with the worker's ports (Kafka dead letters, PostgreSQL checkpoints).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlalchemy as sa
@@ -13,14 +20,17 @@ import sqlalchemy as sa
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Catalog, Contract
 from driftline.schemas.errors import DriftlineError
+from driftline.stream.monitor.profile import ReferenceProfile
+from driftline.stream.runner import PartitionKey, PartitionRunner
 
 from .deadletter import DeadLetterProducer
-from driftline.stream.runner.processor import PartitionProcessor
-from driftline.stream.monitor.profile import ReferenceProfile
 from .settings import WorkerSettings
 from .topics import TopicSetupError, ensure_topics
 
-__all__ = ["WorkerError", "load_profiles", "prepare_topics", "run_worker"]
+if TYPE_CHECKING:
+    from driftline.sinks import DriftlineMetrics
+
+__all__ = ["WorkerError", "WorkerRuntime", "load_profiles", "prepare_topics", "run_worker"]
 
 log = logging.getLogger("driftline.worker")
 
@@ -37,9 +47,9 @@ def load_profiles(settings: WorkerSettings, engine: sa.Engine, model: str) -> di
         texts = [path.read_text(encoding="utf-8") for path in sorted(directory.glob("*.json"))]
         where = str(directory)
     else:
-        from driftline.sinks.sql import SqlSink
+        from driftline.sinks import SqlProfileStore
 
-        texts = SqlSink(engine).load_reference_profiles(model)
+        texts = SqlProfileStore(engine).load_all(model)
         where = f"the reference_profiles table of {settings.redacted_database_url}"
     if not texts:
         raise WorkerError(f"no reference profile for model {model!r} in {where}; run `driftline baseline` first")
@@ -91,61 +101,95 @@ def _check_database(settings: WorkerSettings) -> sa.Engine:
     return engine
 
 
+@dataclass
+class WorkerRuntime:
+    """What a worker opens once at start-up, and the factory of its partition runners."""
+
+    settings: WorkerSettings
+    contracts: dict[str, Contract]
+    profiles: dict[str, dict[str, ReferenceProfile]]
+    database: sa.Engine
+    codec: Codec
+    deadletters: DeadLetterProducer
+    metrics: DriftlineMetrics | None = None
+
+    @classmethod
+    def open(cls, settings: WorkerSettings, *, metrics: DriftlineMetrics | None = None) -> WorkerRuntime:
+        """Load the contracts and profiles, check the database's revision and connect the dead-letter producer.
+
+        Raises
+        ------
+        WorkerError
+            A profile is missing, or the database is not migrated.
+        DriftlineError
+            A contract or the database cannot be read.
+        """
+        catalog = Catalog.load(settings.schemas_dir) if settings.schemas_dir is not None else Catalog.load()
+        contracts = {model: catalog.contract(model) for model in settings.models}
+        database = _check_database(settings)
+        profiles = {model: load_profiles(settings, database, model) for model in settings.models}
+        return cls(
+            settings=settings,
+            contracts=contracts,
+            profiles=profiles,
+            database=database,
+            codec=Codec(catalog, max_message_bytes=settings.max_message_bytes),
+            deadletters=DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic),
+            metrics=metrics,
+        )
+
+    def make_runner(self, model: str, topic: str, partition: int) -> PartitionRunner:
+        """The runner of one partition of ``model``'s topic, restored from its checkpoint if there is one."""
+        from driftline.sinks import SqlCheckpointStore
+
+        runner = PartitionRunner(
+            key=PartitionKey(self.settings.consumer_group, topic, partition),
+            contract=self.contracts[model],
+            profiles=self.profiles[model],
+            codec=self.codec,
+            store=SqlCheckpointStore(self.database),
+            deadletters=self.deadletters,
+            config=self.settings.engine,
+            metrics=self.metrics,
+        )
+        runner.record_latencies = self.settings.latency_record is not None
+        return runner
+
+
 def run_worker(settings: WorkerSettings) -> int:
     """Run until stopped (SIGTERM/SIGINT) or, with ``stop_at_end``, until caught up; return the exit code."""
     from faust import Worker
     from prometheus_client import CollectorRegistry
 
     from driftline.schemas.results import RejectReason
-    from driftline.sinks.metrics import DriftlineMetrics, serve
-    from driftline.sinks.sql import SqlSink
+    from driftline.sinks import DriftlineMetrics, SqlCheckpointStore, serve
 
     from .agents import MonitorAgents
     from .app import create_app, use_fast_event_loop
 
     use_fast_event_loop()
     catalog = Catalog.load(settings.schemas_dir) if settings.schemas_dir is not None else Catalog.load()
-    contracts: dict[str, Contract] = {model: catalog.contract(model) for model in settings.models}
-    database = _check_database(settings)
-    profiles = {model: load_profiles(settings, database, model) for model in settings.models}
-    end_offsets = prepare_topics(settings)
-
     registry = CollectorRegistry()
     metrics = DriftlineMetrics(
         registry,
-        models={model: [f.name for f in contract.fields] for model, contract in contracts.items()},
+        models={model: [f.name for f in catalog.contract(model).fields] for model in settings.models},
         rejection_reasons=[reason.value for reason in RejectReason],
     )
+    runtime = WorkerRuntime.open(settings, metrics=metrics)
+    end_offsets = prepare_topics(settings)
     if settings.metrics_port is not None:
         port = serve(registry, settings.metrics_port, settings.metrics_address)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_address, port)
-    deadletter = DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic)
-    codec = Codec(catalog, max_message_bytes=settings.max_message_bytes)
-
-    def make_processor(model: str, topic: str, partition: int) -> PartitionProcessor:
-        processor = PartitionProcessor(
-            topic=topic,
-            partition=partition,
-            consumer_group=settings.consumer_group,
-            contract=contracts[model],
-            profiles=profiles[model],
-            codec=codec,
-            sink=SqlSink(database),
-            deadletter=deadletter,
-            config=settings.engine,
-            metrics=metrics,
-        )
-        processor.record_latencies = settings.latency_record is not None
-        return processor
 
     app = create_app(settings)
-    offsets = SqlSink(database)
+    offsets = SqlCheckpointStore(runtime.database)
     agents = MonitorAgents(
         app,
         settings,
-        make_processor,
+        runtime.make_runner,
         checkpointed_offset=lambda topic, partition: offsets.checkpointed_offset(settings.consumer_group, topic, partition),
         end_offsets=end_offsets if settings.stop_at_end else None,
+        metrics=metrics,
     )
     worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     exit_code = 0
@@ -157,11 +201,11 @@ def run_worker(settings: WorkerSettings) -> int:
         print(f"driftline: worker stopped: {exc}", file=sys.stderr)
         exit_code = 1
     if settings.latency_record is not None:
-        _write_latencies(settings.latency_record, agents.processors.values())
+        _write_latencies(settings.latency_record, agents.runners.values())
     return exit_code
 
 
-def _write_latencies(path: Path, processors: Iterable[PartitionProcessor]) -> None:
-    arrays = [array for processor in processors for array in processor.latencies_ms]
+def _write_latencies(path: Path, runners: Iterable[PartitionRunner]) -> None:
+    arrays = [array for runner in runners for array in runner.latencies_ms]
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.concatenate(arrays) if arrays else np.empty(0))

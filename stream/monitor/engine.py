@@ -15,6 +15,7 @@ events went to the dead-letter topic. When a window closes it is compared with t
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from .windows import WindowClock
 
 __all__ = ["EngineConfig", "MonitorEngine"]
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 @dataclass
 class _OpenWindow:
@@ -102,6 +103,7 @@ class MonitorEngine:
         self._open: dict[tuple[int, str], _OpenWindow] = {}
         self._last_closed_start_ms: int | None = None
         self._schema_changes_seen: set[str] = set()
+        self._schema_changes_pending: list[SchemaChangeRecord] = []  # waiting for an event time
         # Rejected events without an event time (undecodable, or of an incompatible writer schema):
         # a gap of windows during which such events arrived is not a silent producer.
         self._undated_pending = 0  # since the last decoded event
@@ -152,6 +154,7 @@ class MonitorEngine:
             "gate": self._gate.to_state(),
             "last_closed_start_ms": self._last_closed_start_ms,
             "schema_changes_seen": sorted(self._schema_changes_seen),
+            "schema_changes_pending": [dataclasses.asdict(record) for record in self._schema_changes_pending],
             "undated_pending": self._undated_pending,
             "undated_by_window": [[start, count] for start, count in sorted(self._undated_by_window.items())],
             "tracks": {
@@ -195,6 +198,10 @@ class MonitorEngine:
         engine._gate.restore(state["gate"])
         engine._last_closed_start_ms = state["last_closed_start_ms"]
         engine._schema_changes_seen = set(state["schema_changes_seen"])
+        engine._schema_changes_pending = [
+            SchemaChangeRecord(**{**saved, **{k: tuple(saved[k]) for k in ("missing_fields", "new_fields", "type_changes")}})
+            for saved in state["schema_changes_pending"]
+        ]
         engine._undated_pending = int(state["undated_pending"])
         engine._undated_by_window = {int(start): int(count) for start, count in state["undated_by_window"]}
         for version, saved in state["tracks"].items():
@@ -238,9 +245,20 @@ class MonitorEngine:
         self._undated_pending += int(np.count_nonzero(~dated))
 
     def _record_schema_changes(self, batch: DecodedBatch, result: BatchResult) -> None:
-        # Events of an incompatible writer schema are rejected undecoded, so they carry no event
-        # time: date the change by the batch's decoded events, else by the latest event time seen.
-        first_time = int(batch.event_time_ms.min()) if len(batch.event_time_ms) else self._clock.max_event_time_ms
+        """Report each new writer schema once, dated by its first event — never by the batch it came in.
+
+        The date is the first event's own event time when the codec could read it (also from an
+        event it rejected for the change), else the latest event time before that event, else the
+        event time of the first dated event after it (the change then waits for one, in the
+        checkpointed state). Each depends on the stream alone, so every batching — and every replay —
+        gives the same record and the same alert id.
+        """
+        if self._schema_changes_pending and len(batch.rows):
+            # Changes of earlier batches that waited for a dated event: the first of this batch.
+            first_time = int(batch.event_time_ms[0])
+            for record in self._schema_changes_pending:
+                self._report_schema_change(dataclasses.replace(record, first_seen_event_time_ms=first_time), result)
+            self._schema_changes_pending = []
         for change in batch.schema_changes:
             writer_id = str(change.writer_id)
             if writer_id in self._schema_changes_seen:
@@ -255,26 +273,41 @@ class MonitorEngine:
                 new_fields=tuple(diff.new_fields),
                 type_changes=tuple(str(t) for t in diff.type_changes),
                 description=diff.describe(),
-                first_seen_event_time_ms=first_time,
+                first_seen_event_time_ms=change.first_event_time_ms,
             )
-            result.schema_changes.append(record)
-            result.alerts.append(
-                make_alert(
-                    model=self.contract.model,
-                    model_version=self.default_version,
-                    kind="schema_change",
-                    feature=None,
-                    detector="schema_diff",
-                    severity="warning" if diff.compatible else "critical",
-                    window_start_ms=None,
-                    event_time_ms=first_time if first_time is not None else 0,
-                    score=float(len(record.missing_fields) + len(record.new_fields) + len(record.type_changes)),
-                    threshold=0.0,
-                    message=f"writer schema {writer_id} differs from contract "
-                    f"{self.contract.model} v{self.contract.version}: {record.description}",
-                    subject=writer_id,
-                )
+            if record.first_seen_event_time_ms is None:
+                before = batch.event_time_ms[batch.rows < change.first_index]
+                latest = [t for t in (self._clock.max_event_time_ms, int(before.max()) if before.size else None) if t is not None]
+                if latest:
+                    record = dataclasses.replace(record, first_seen_event_time_ms=max(latest))
+            if record.first_seen_event_time_ms is None:
+                after = batch.event_time_ms[batch.rows > change.first_index]
+                if not after.size:
+                    self._schema_changes_pending.append(record)  # dated by the next event that has a time
+                    continue
+                record = dataclasses.replace(record, first_seen_event_time_ms=int(after[0]))
+            self._report_schema_change(record, result)
+
+    def _report_schema_change(self, record: SchemaChangeRecord, result: BatchResult) -> None:
+        assert record.first_seen_event_time_ms is not None
+        result.schema_changes.append(record)
+        result.alerts.append(
+            make_alert(
+                model=self.contract.model,
+                model_version=self.default_version,
+                kind="schema_change",
+                feature=None,
+                detector="schema_diff",
+                severity="warning" if record.compatible else "critical",
+                window_start_ms=None,
+                event_time_ms=record.first_seen_event_time_ms,
+                score=float(len(record.missing_fields) + len(record.new_fields) + len(record.type_changes)),
+                threshold=0.0,
+                message=f"writer schema {record.writer_id} differs from contract "
+                f"{self.contract.model} v{self.contract.version}: {record.description}",
+                subject=record.writer_id,
             )
+        )
 
     def _process_rows(self, batch: DecodedBatch, result: BatchResult) -> None:
         assignment = self._clock.assign(batch.event_time_ms)

@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "Alert",
     "BatchResult",
+    "Checkpoint",
     "DetectorSignal",
     "FeatureWindow",
     "ModelWindow",
@@ -153,6 +154,72 @@ class BatchResult:
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+
+_MAX_BIGINT = 2**63 - 1
+_MAX_PARTITION = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a worker got in one partition, with the engine state that goes with that offset.
+
+    A checkpoint store (``driftline.stream.runner.CheckpointStore``) commits it in the transaction of the
+    results it accounts for, and loads it back when a runner (re)starts on the partition.
+
+    Parameters
+    ----------
+    consumer_group, topic, partition
+        The key: one checkpoint per partition of a topic per consumer group.
+    next_offset
+        Offset of the first message whose effects are not in the tables (last processed + 1).
+    engine_state
+        ``MonitorEngine.to_state()``, JSON-serialisable. Stored as zlib of its UTF-8 JSON, and read
+        back as JSON gives it: tuples return as lists, dictionary keys as strings.
+    consumed, accepted, dead_lettered
+        Cumulative message counts of the partition; ``consumed == accepted + dead_lettered``.
+
+    Raises
+    ------
+    ValueError
+        A key field is empty, a number is negative or beyond its column (partition: 32 bits,
+        offsets and counts: 64 bits), or the counts do not reconcile.
+
+    Examples
+    --------
+    >>> Checkpoint("driftline", "predictions.churn", 0, next_offset=120, engine_state={},
+    ...     consumed=120, accepted=118, dead_lettered=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: consumed must equal accepted + dead_lettered, got 120 != 118 + 3
+    """
+
+    consumer_group: str
+    topic: str
+    partition: int
+    next_offset: int
+    engine_state: dict[str, Any]
+    consumed: int
+    accepted: int
+    dead_lettered: int
+
+    def __post_init__(self) -> None:
+        for name in ("consumer_group", "topic"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if not 0 <= self.partition <= _MAX_PARTITION:
+            raise ValueError(f"partition must be in [0, 2**31 - 1], got {self.partition}")
+        for name in ("next_offset", "consumed", "accepted", "dead_lettered"):
+            if not 0 <= getattr(self, name) <= _MAX_BIGINT:
+                raise ValueError(f"{name} must be in [0, 2**63 - 1], got {getattr(self, name)}")
+        if self.consumed != self.accepted + self.dead_lettered:
+            raise ValueError(
+                f"consumed must equal accepted + dead_lettered, got {self.consumed} != "
+                f"{self.accepted} + {self.dead_lettered}"
+            )
+        if not isinstance(self.engine_state, dict):
+            raise ValueError(f"engine_state must be a dict, got {type(self.engine_state).__name__}")
+
 
 
 def iso_time(ms: int) -> str:

@@ -1,8 +1,25 @@
-"""The shells that drive the monitor engine over encoded messages."""
+"""The one partition runner and its ports: every shell drives the monitor engine through it.
+
+:class:`PartitionRunner` takes encoded messages, decodes them, sends rejections to a
+:class:`DeadLetterPort`, runs the engine and commits results with checkpoints through a
+:class:`CheckpointStore`. The worker, the demo and replay differ only in the ports they plug in.
+"""
 
 from __future__ import annotations
 
-from .embedded import EmbeddedRunner, RunTotals, format_alert
-from .processor import InboundMessage, PartitionProcessor, ProcessorCounts
+from .memory import DeadLetter, InMemoryCheckpointStore, InMemoryDeadLetters
+from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MetricsPort, PartitionKey
+from .runner import PartitionRunner, RunnerCounts
 
-__all__ = ["EmbeddedRunner", "InboundMessage", "PartitionProcessor", "ProcessorCounts", "RunTotals", "format_alert"]
+__all__ = [
+    "CheckpointStore",
+    "DeadLetter",
+    "DeadLetterPort",
+    "EncodedMessage",
+    "InMemoryCheckpointStore",
+    "InMemoryDeadLetters",
+    "MetricsPort",
+    "PartitionKey",
+    "PartitionRunner",
+    "RunnerCounts",
+]

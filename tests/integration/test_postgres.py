@@ -26,9 +26,10 @@ from worker_harness import url_in_schema
 from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Catalog
 from driftline.sinks import (
-    Checkpoint,
     SinkError,
-    SqlSink,
+    SqlCheckpointStore,
+    SqlProfileStore,
+    SqlResultsSink,
     create_database_engine,
     current_revision,
     head_revision,
@@ -37,6 +38,7 @@ from driftline.sinks import (
 )
 from driftline.sinks.database import VERSION_TABLE
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
+from driftline.stream.monitor.results import Checkpoint
 from driftline.stream.demo.generator import Episode, SyntheticStream
 from driftline.stream.monitor.profile import build_reference_profile
 from driftline.stream.monitor.results import (
@@ -93,8 +95,18 @@ def engine(schema_url: str) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture()
-def sink(engine: sa.Engine) -> SqlSink:
-    return SqlSink(engine, clock=lambda: FIXED_NOW)
+def sink(engine: sa.Engine) -> SqlResultsSink:
+    return SqlResultsSink(engine, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture()
+def store(engine: sa.Engine) -> SqlCheckpointStore:
+    return SqlCheckpointStore(engine, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture()
+def profiles(engine: sa.Engine) -> SqlProfileStore:
+    return SqlProfileStore(engine, clock=lambda: FIXED_NOW)
 
 
 def describe(engine: sa.Engine) -> dict[str, Any]:
@@ -173,12 +185,12 @@ def test_upgrade_creates_exactly_what_the_metadata_defines(new_schema: Callable[
 
 
 def test_upgrading_again_changes_nothing_and_keeps_the_rows(schema_url: str, engine: sa.Engine) -> None:
-    SqlSink(engine).save_reference_profile("credit_risk", "v1", '{"features": {}}')
+    SqlProfileStore(engine).save("credit_risk", "v1", '{"features": {}}')
     before = describe(engine)
     upgrade_database(schema_url)
     upgrade_database(schema_url, head_revision())
     assert describe(engine) == before
-    assert SqlSink(engine).load_reference_profile("credit_risk", "v1") == '{"features": {}}'
+    assert SqlProfileStore(engine).load("credit_risk", "v1") == '{"features": {}}'
     with engine.connect() as connection:
         assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
 
@@ -322,7 +334,7 @@ def full_result() -> BatchResult:
     )
 
 
-def test_results_round_trip_with_postgres_types(sink: SqlSink, engine: sa.Engine) -> None:
+def test_results_round_trip_with_postgres_types(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(full_result())
     sink.flush()
     aggregates = rows(engine, "window_aggregates")
@@ -343,12 +355,10 @@ def test_results_round_trip_with_postgres_types(sink: SqlSink, engine: sa.Engine
         )).scalar_one() == "4"
 
 
-def test_writing_the_same_results_twice_leaves_the_tables_identical(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.add(full_result())
-    sink.flush(checkpoints=[checkpoint(1_200)])
+def test_writing_the_same_results_twice_leaves_the_tables_identical(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint(1_200), [full_result()])
     first = dump(engine)
-    sink.add(full_result())
-    sink.flush(checkpoints=[checkpoint(1_200)])
+    store.commit(checkpoint(1_200), [full_result()])
     assert dump(engine) == first
     assert {name: len(table_rows) for name, table_rows in first.items()} == {
         "window_aggregates": 3, "model_windows": 2, "alerts": 2, "schema_changes": 1,
@@ -356,7 +366,7 @@ def test_writing_the_same_results_twice_leaves_the_tables_identical(sink: SqlSin
     }
 
 
-def test_upserts_replace_values_on_the_natural_key(sink: SqlSink, engine: sa.Engine) -> None:
+def test_upserts_replace_values_on_the_natural_key(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(BatchResult(feature_windows=[feature_window(psi=0.1, count=100)]))
     sink.flush()
     sink.add(BatchResult(feature_windows=[feature_window(psi=0.4, count=140)]))
@@ -371,72 +381,69 @@ def test_upserts_replace_values_on_the_natural_key(sink: SqlSink, engine: sa.Eng
     assert len(rows(engine, "window_aggregates")) == 3
 
 
-def test_reference_profiles_are_stored_byte_for_byte(sink: SqlSink, engine: sa.Engine) -> None:
+def test_reference_profiles_are_stored_byte_for_byte(profiles: SqlProfileStore, engine: sa.Engine) -> None:
     profile = '{\n  "features": {"région": {"bins": [0, 30000.5, 1e308]}},  "note": "é"\n}'
-    sink.save_reference_profile("credit_risk", "v1", profile)
-    sink.save_reference_profile("credit_risk", "v2", "{}")
-    assert sink.load_reference_profile("credit_risk", "v1") == profile
-    sink.save_reference_profile("credit_risk", "v1", '{"features": {}}')
-    assert sink.load_reference_profile("credit_risk", "v1") == '{"features": {}}'
-    assert sink.load_reference_profile("credit_risk", "v3") is None
+    profiles.save("credit_risk", "v1", profile)
+    profiles.save("credit_risk", "v2", "{}")
+    assert profiles.load("credit_risk", "v1") == profile
+    profiles.save("credit_risk", "v1", '{"features": {}}')
+    assert profiles.load("credit_risk", "v1") == '{"features": {}}'
+    assert profiles.load("credit_risk", "v3") is None
     assert len(rows(engine, "reference_profiles")) == 2
 
 
 # ------------------------------------------------------------------------------------- checkpoints
 
 
-def test_a_successful_flush_commits_rows_and_checkpoint(sink: SqlSink, engine: sa.Engine) -> None:
-    assert sink.load_checkpoint(GROUP, TOPIC, 0) is None
-    sink.add(full_result())
-    sink.flush(checkpoints=[checkpoint(1_206, dead_lettered=6)])
+def test_a_successful_flush_commits_rows_and_checkpoint(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    assert store.load_checkpoint(GROUP, TOPIC, 0) is None
+    store.commit(checkpoint(1_206, dead_lettered=6), [full_result()])
     assert len(rows(engine, "window_aggregates")) == 3
-    loaded = sink.load_checkpoint(GROUP, TOPIC, 0)
+    loaded = store.load_checkpoint(GROUP, TOPIC, 0)
     assert loaded == checkpoint(1_206, dead_lettered=6)
     (row,) = rows(engine, "checkpoints")
     assert row["updated_at"] == FIXED_NOW
 
 
-def test_a_flush_with_only_a_checkpoint_writes_it(sink: SqlSink) -> None:
-    sink.flush(checkpoints=[checkpoint(40, dead_lettered=40)])
-    loaded = sink.load_checkpoint(GROUP, TOPIC, 0)
+def test_a_flush_with_only_a_checkpoint_writes_it(store: SqlCheckpointStore) -> None:
+    store.commit(checkpoint(40, dead_lettered=40))
+    loaded = store.load_checkpoint(GROUP, TOPIC, 0)
     assert loaded is not None and (loaded.next_offset, loaded.dead_lettered) == (40, 40)
 
 
-def test_upserting_a_checkpoint_twice_keeps_one_row(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.flush(checkpoints=[checkpoint(100)])
-    sink.flush(checkpoints=[checkpoint(250, dead_lettered=5)])
-    sink.flush(checkpoints=[checkpoint(250, dead_lettered=5)])
+def test_upserting_a_checkpoint_twice_keeps_one_row(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint(100))
+    store.commit(checkpoint(250, dead_lettered=5))
+    store.commit(checkpoint(250, dead_lettered=5))
     (row,) = rows(engine, "checkpoints")
     assert (row["next_offset"], row["consumed"], row["accepted"], row["dead_lettered"]) == (250, 250, 245, 5)
-    assert sink.load_checkpoint(GROUP, TOPIC, 0) == checkpoint(250, dead_lettered=5)
+    assert store.load_checkpoint(GROUP, TOPIC, 0) == checkpoint(250, dead_lettered=5)
     # Other partitions, topics and groups are other rows.
-    sink.flush(checkpoints=[checkpoint(7, partition=1), checkpoint(8, topic="predictions.churn"), checkpoint(9, consumer_group="replay")])
+    for other in (checkpoint(7, partition=1), checkpoint(8, topic="predictions.churn"), checkpoint(9, consumer_group="replay")):
+        store.commit(other)
     assert len(rows(engine, "checkpoints")) == 4
 
 
-def test_a_row_the_database_refuses_commits_neither_rows_nor_checkpoint(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.add(full_result())
-    sink.flush(checkpoints=[checkpoint(1_200)])
+def test_a_row_the_database_refuses_commits_neither_rows_nor_checkpoint(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint(1_200), [full_result()])
     before = dump(engine)
     # A valid window (written first) and a model window whose count overflows BIGINT (refused by
     # the server), then the checkpoint: one transaction, so nothing of it may remain.
-    sink.add(BatchResult(
+    refused = BatchResult(
         feature_windows=[feature_window(window=5)],
         model_windows=[model_window(5, events=2**63, accepted=2**63)],
-    ))
+    )
     with pytest.raises(SinkError, match=r"could not write driftline results to postgresql\+psycopg://") as raised:
-        sink.flush(checkpoints=[checkpoint(2_400)])
+        store.commit(checkpoint(2_400), [refused])
     assert isinstance(raised.value.__cause__, sa.exc.DBAPIError)
     assert "out of range" in str(raised.value.__cause__)
-    assert sink.buffered == 0
     assert dump(engine) == before
-    loaded = sink.load_checkpoint(GROUP, TOPIC, 0)
+    loaded = store.load_checkpoint(GROUP, TOPIC, 0)
     assert loaded is not None and loaded.next_offset == 1_200
 
 
-def test_a_connection_killed_during_the_flush_commits_neither(database_url: str, sink: SqlSink, engine: sa.Engine) -> None:
-    sink.add(full_result())
-    sink.flush(checkpoints=[checkpoint(1_200)])
+def test_a_connection_killed_during_the_flush_commits_neither(database_url: str, store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint(1_200), [full_result()])
     before = dump(engine)
     admin = create_database_engine(database_url)
     killed: list[int] = []
@@ -449,26 +456,25 @@ def test_a_connection_killed_during_the_flush_commits_neither(database_url: str,
                 assert other.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid}).scalar_one()
             killed.append(pid)
 
-    sink.add(BatchResult(feature_windows=[feature_window(window=7)], alerts=[alert(START_MS + 7 * MINUTE_MS)]))
+    results = [BatchResult(feature_windows=[feature_window(window=7)], alerts=[alert(START_MS + 7 * MINUTE_MS)])]
     sa.event.listen(engine, "before_cursor_execute", kill_before_the_checkpoint)
     try:
         with pytest.raises(SinkError) as raised:
-            sink.flush(checkpoints=[checkpoint(2_400)])
+            store.commit(checkpoint(2_400), results)
     finally:
         sa.event.remove(engine, "before_cursor_execute", kill_before_the_checkpoint)
         admin.dispose()
     assert killed
     assert isinstance(raised.value.__cause__, sa.exc.OperationalError)
     assert dump(engine) == before
-    assert sink.load_checkpoint(GROUP, TOPIC, 0) == checkpoint(1_200)
+    assert store.load_checkpoint(GROUP, TOPIC, 0) == checkpoint(1_200)
     # The same sink recovers on a new connection: the retried flush commits both.
-    sink.add(BatchResult(feature_windows=[feature_window(window=7)]))
-    sink.flush(checkpoints=[checkpoint(2_400)])
+    store.commit(checkpoint(2_400), [BatchResult(feature_windows=[feature_window(window=7)])])
     assert len(rows(engine, "window_aggregates")) == len(before["window_aggregates"]) + 1
-    assert sink.load_checkpoint(GROUP, TOPIC, 0) == checkpoint(2_400)
+    assert store.load_checkpoint(GROUP, TOPIC, 0) == checkpoint(2_400)
 
 
-def test_real_engine_state_round_trips_and_the_restored_engine_continues_exactly(sink: SqlSink, engine: sa.Engine) -> None:
+def test_real_engine_state_round_trips_and_the_restored_engine_continues_exactly(store: SqlCheckpointStore, engine: sa.Engine) -> None:
     catalog = Catalog.load()
     contract = catalog.contract("credit_risk")
     config = EngineConfig(window_length_ms=60_000, allowed_lateness_ms=60_000)
@@ -490,12 +496,10 @@ def test_real_engine_state_round_trips_and_the_restored_engine_continues_exactly
     before_cut = first.process(codec.decode_batch(payloads[:cut], model="credit_risk"))
     state = first.to_state()
     assert state["open_windows"], "the state must carry open windows for the test to mean anything"
-    sink.add(before_cut)
-    sink.flush(checkpoints=[checkpoint(cut, state=state)])
-    sink.add(before_cut)  # at-least-once: the same results and checkpoint again
-    sink.flush(checkpoints=[checkpoint(cut, state=state)])
+    store.commit(checkpoint(cut, state=state), [before_cut])
+    store.commit(checkpoint(cut, state=state), [before_cut])  # at-least-once: the same results and checkpoint again
 
-    loaded = sink.load_checkpoint(GROUP, TOPIC, 0)
+    loaded = store.load_checkpoint(GROUP, TOPIC, 0)
     assert loaded is not None and loaded.engine_state == state and loaded.next_offset == cut
     assert len(rows(engine, "checkpoints")) == 1
     with engine.connect() as connection:
@@ -550,10 +554,11 @@ def test_the_documentation_has_the_example_queries() -> None:
 
 @pytest.mark.parametrize(("title", "query"), documented_queries(), ids=[t for t, _ in documented_queries()])
 def test_every_documented_query_runs_and_finds_the_rows(title: str, query: str, engine: sa.Engine) -> None:
-    sink = SqlSink(engine)
+    store = SqlCheckpointStore(engine)
     result, checkpoints = recent_data(datetime.now(UTC))
-    sink.add(result)
-    sink.flush(checkpoints=checkpoints)
+    store.commit(checkpoints[0], [result])
+    for other in checkpoints[1:]:
+        store.commit(other)
     with engine.connect() as connection:
         found = [dict(row._mapping) for row in connection.execute(sa.text(query))]
     assert found, f"{title}: no rows"

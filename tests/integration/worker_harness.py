@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog, Contract
 from driftline.sinks.database import create_database_engine, upgrade_database
-from driftline.sinks.sql import SqlSink
+from driftline.sinks import SqlProfileStore
 from driftline.stream.demo.demo import reference_profile
 from driftline.stream.demo.generator import Episode, SyntheticStream
 
@@ -91,7 +91,7 @@ def isolated_database(database_url: str) -> Iterator[str]:
         profile = reference_profile(contract, SyntheticStream(contract, seed=3))
         engine = create_database_engine(url)
         try:
-            SqlSink(engine).save_reference_profile(profile.model, profile.model_version, profile.to_json())
+            SqlProfileStore(engine).save(profile.model, profile.model_version, profile.to_json())
         finally:
             engine.dispose()
         yield url

@@ -1,4 +1,4 @@
-"""Fixtures of the SQL sink tests on SQLite: a temporary database and a sink with a fixed clock."""
+"""Fixtures of the SQL sink tests on SQLite: a temporary migrated database, and each store with a fixed clock."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ import pytest
 import sqlalchemy as sa
 from sqlite_sink import FIXED_NOW
 
-from driftline.sinks import SqlSink
+from driftline.sinks import SqlCheckpointStore, SqlProfileStore, SqlResultsSink, upgrade_engine
 
 
 @pytest.fixture()
 def engine(tmp_path: Path) -> Iterator[sa.Engine]:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'driftline.sqlite'}")
+    upgrade_engine(engine)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture()
-def sink(engine: sa.Engine) -> SqlSink:
-    sink = SqlSink(engine, clock=lambda: FIXED_NOW)
-    sink.create_schema()
-    return sink
+def sink(engine: sa.Engine) -> SqlResultsSink:
+    return SqlResultsSink(engine, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture()
+def store(engine: sa.Engine) -> SqlCheckpointStore:
+    return SqlCheckpointStore(engine, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture()
+def profiles(engine: sa.Engine) -> SqlProfileStore:
+    return SqlProfileStore(engine, clock=lambda: FIXED_NOW)

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from driftline.sinks.sql import metadata
+from driftline.sinks.tables import metadata
 
 FIXED_NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)  # the clock of the ``sink`` fixture
 

@@ -13,13 +13,14 @@ from alembic.runtime.migration import MigrationContext
 
 from driftline.sinks import (
     SinkError,
-    SqlSink,
+    SqlProfileStore,
     UnsupportedDialectError,
     create_database_engine,
     current_revision,
     head_revision,
     metadata,
     upgrade_database,
+    upgrade_engine,
 )
 from driftline.sinks.database import MIGRATIONS_DIRECTORY, VERSION_TABLE, _alembic_config
 
@@ -74,23 +75,23 @@ def test_upgrading_twice_changes_nothing_and_keeps_the_data(url: str) -> None:
     upgrade_database(url)
     engine = sa.create_engine(url)
     try:
-        SqlSink(engine).save_reference_profile("churn", "v1", "{}")
+        SqlProfileStore(engine).save("churn", "v1", "{}")
         before = describe(engine)
         upgrade_database(url)
         upgrade_database(url, "0001")
         assert describe(engine) == before
-        assert SqlSink(engine).load_reference_profile("churn", "v1") == "{}"
+        assert SqlProfileStore(engine).load("churn", "v1") == "{}"
         with engine.connect() as connection:
             assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
     finally:
         engine.dispose()
 
 
-def test_create_schema_runs_the_same_migrations(url: str) -> None:
+def test_upgrading_an_engine_runs_the_same_migrations(url: str) -> None:
     engine = sa.create_engine(url)
     try:
-        SqlSink(engine).create_schema()
-        SqlSink(engine).create_schema()
+        upgrade_engine(engine)
+        upgrade_engine(engine)
         assert current_revision(url) == head_revision()
     finally:
         engine.dispose()

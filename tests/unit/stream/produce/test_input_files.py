@@ -17,7 +17,7 @@ import pytest
 from decoded_events import assert_decodes_to
 
 from driftline.schemas import Catalog, Codec, Contract, DecodedBatch, RejectReason, avro_types, in_memory_registry
-from driftline.stream.demo.demo import demo_episodes, demo_payloads
+from driftline.stream.demo.demo import demo_episodes, demo_messages
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.schemas.columnar_encoder import BatchEncoder, WriterField
 from driftline.stream.cli.produce import register, run, synthetic_batches
@@ -164,7 +164,7 @@ def test_the_synthetic_drift_stream_is_the_demos_stream(catalog: Catalog, contra
     events = 10_000
     stream = SyntheticStream(contract, seed=7)
     registry = in_memory_registry()
-    demo_bodies = [p[5:] for batch in demo_payloads(contract, stream, events, demo_episodes(events), registry) for p in batch]
+    demo_bodies = [m.value[5:] for batch in demo_messages(contract, stream, events, demo_episodes(events), registry) for m in batch]
     bodies = []
     for batch in synthetic_batches(contract, events, seed=7, drift=True):
         schema = batch.writer_schema if batch.writer_schema is not None else contract.schema_json

@@ -1,4 +1,4 @@
-"""Checkpoints in the SQL sink on SQLite: validation, storage format, one transaction with the rows.
+"""The SQL checkpoint store on SQLite: validation, storage format, one transaction with the rows.
 
 The same guarantees on PostgreSQL, with real failures (constraint violations, a killed
 connection), are tested in ``tests/integration/test_postgres.py``.
@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlite_sink import FIXED_NOW, rows
 
-from driftline.sinks import Checkpoint, SinkError, SqlSink
-from driftline.stream.monitor.results import BatchResult, FeatureWindow
+from driftline.sinks import SinkError, SqlCheckpointStore
+from driftline.stream.monitor.results import BatchResult, Checkpoint, FeatureWindow
 
 START_MS = 1_700_000_040_000
 
@@ -57,88 +57,82 @@ def feature_window(**changes: Any) -> FeatureWindow:
     return FeatureWindow(**values)
 
 
-def test_checkpoint_round_trips_through_the_database(sink: SqlSink) -> None:
-    assert sink.load_checkpoint("driftline", "predictions.credit_risk", 3) is None
-    sink.flush(checkpoints=[checkpoint()])
-    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+def test_checkpoint_round_trips_through_the_database(store: SqlCheckpointStore) -> None:
+    assert store.load_checkpoint("driftline", "predictions.credit_risk", 3) is None
+    store.commit(checkpoint())
+    loaded = store.load_checkpoint("driftline", "predictions.credit_risk", 3)
     assert loaded == checkpoint()
     assert loaded is not None and loaded.engine_state == ENGINE_STATE
     assert loaded.engine_state["tracks"]["v1"]["page_hinkley"]["annual_income"]["mean"] == 0.1 + 0.2
     # The key has three parts: another partition, topic or group has no checkpoint.
-    assert sink.load_checkpoint("driftline", "predictions.credit_risk", 4) is None
-    assert sink.load_checkpoint("driftline", "predictions.churn", 3) is None
-    assert sink.load_checkpoint("replay", "predictions.credit_risk", 3) is None
+    assert store.load_checkpoint("driftline", "predictions.credit_risk", 4) is None
+    assert store.load_checkpoint("driftline", "predictions.churn", 3) is None
+    assert store.load_checkpoint("replay", "predictions.credit_risk", 3) is None
 
 
-def test_engine_state_is_stored_as_zlib_of_its_utf8_json(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.flush(checkpoints=[checkpoint()])
+def test_engine_state_is_stored_as_zlib_of_its_utf8_json(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint())
     (row,) = rows(engine, "checkpoints")
     assert json.loads(zlib.decompress(row["engine_state"]).decode("utf-8")) == ENGINE_STATE
     assert (row["next_offset"], row["consumed"], row["accepted"], row["dead_lettered"]) == (1_000, 1_000, 990, 10)
     assert row["partition"] == 3
 
 
-def test_a_flush_without_rows_still_writes_its_checkpoint(sink: SqlSink) -> None:
-    assert sink.buffered == 0
-    sink.flush(checkpoints=[checkpoint(next_offset=5, consumed=5, accepted=0, dead_lettered=5)])
-    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+def test_a_commit_without_results_still_writes_its_checkpoint(store: SqlCheckpointStore) -> None:
+    store.commit(checkpoint(next_offset=5, consumed=5, accepted=0, dead_lettered=5))
+    loaded = store.load_checkpoint("driftline", "predictions.credit_risk", 3)
     assert loaded is not None and (loaded.next_offset, loaded.dead_lettered) == (5, 5)
 
 
-def test_rows_and_checkpoint_are_written_together(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.add(BatchResult(feature_windows=[feature_window()]))
-    sink.flush(checkpoints=[checkpoint()])
+def test_rows_and_checkpoint_are_written_together(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint(), [BatchResult(feature_windows=[feature_window()])])
     assert len(rows(engine, "window_aggregates")) == 1
     assert len(rows(engine, "checkpoints")) == 1
-    assert sink.buffered == 0
 
 
 def test_upserting_a_checkpoint_keeps_one_row_with_the_latest_values(engine: sa.Engine) -> None:
     clock = iter([FIXED_NOW, FIXED_NOW + timedelta(seconds=5)])
-    sink = SqlSink(engine, clock=lambda: next(clock))
-    sink.create_schema()
-    sink.flush(checkpoints=[checkpoint()])
+    store = SqlCheckpointStore(engine, clock=lambda: next(clock))
+    store.commit(checkpoint())
     later_state = {**ENGINE_STATE, "open_windows": []}
-    sink.flush(checkpoints=[checkpoint(next_offset=2_000, engine_state=later_state, consumed=2_000, accepted=1_985, dead_lettered=15)])
+    store.commit(checkpoint(next_offset=2_000, engine_state=later_state, consumed=2_000, accepted=1_985, dead_lettered=15))
     (row,) = rows(engine, "checkpoints")
     assert row["next_offset"] == 2_000
-    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+    loaded = store.load_checkpoint("driftline", "predictions.credit_risk", 3)
     assert loaded is not None and loaded.engine_state == later_state and loaded.accepted == 1_985
     assert row["updated_at"] == FIXED_NOW + timedelta(seconds=5)
 
 
-def test_two_checkpoints_of_one_partition_in_one_flush_keep_the_later(sink: SqlSink, engine: sa.Engine) -> None:
-    other_partition = checkpoint(partition=0, next_offset=7, consumed=7, accepted=7, dead_lettered=0)
-    sink.flush(checkpoints=[checkpoint(next_offset=10, consumed=10, accepted=10, dead_lettered=0), other_partition, checkpoint()])
+def test_each_partition_keeps_its_own_checkpoint(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint(next_offset=10, consumed=10, accepted=10, dead_lettered=0))
+    store.commit(checkpoint(partition=0, next_offset=7, consumed=7, accepted=7, dead_lettered=0))
+    store.commit(checkpoint())
     assert sorted((row["partition"], row["next_offset"]) for row in rows(engine, "checkpoints")) == [(0, 7), (3, 1_000)]
 
 
-def test_a_failed_flush_commits_neither_rows_nor_checkpoint(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.flush(checkpoints=[checkpoint()])
+def test_a_failed_commit_writes_neither_rows_nor_checkpoint(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint())
     # SQLite enforces NOT NULL: a window without a kind fails the first statement of the transaction.
-    sink.add(BatchResult(feature_windows=[feature_window(window_start_ms=START_MS + 60_000, kind=None)]))
+    broken = BatchResult(feature_windows=[feature_window(window_start_ms=START_MS + 60_000, kind=None)])
     with pytest.raises(SinkError, match="could not write driftline results to sqlite:///"):
-        sink.flush(checkpoints=[checkpoint(next_offset=2_000, consumed=2_000, accepted=1_990)])
-    assert sink.buffered == 0
+        store.commit(checkpoint(next_offset=2_000, consumed=2_000, accepted=1_990), [broken])
     assert rows(engine, "window_aggregates") == []
-    loaded = sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+    loaded = store.load_checkpoint("driftline", "predictions.credit_risk", 3)
     assert loaded is not None and loaded.next_offset == 1_000
 
 
-def test_a_checkpoint_that_cannot_be_serialised_writes_nothing(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.add(BatchResult(feature_windows=[feature_window()]))
+def test_a_checkpoint_that_cannot_be_serialised_writes_nothing(store: SqlCheckpointStore, engine: sa.Engine) -> None:
     with pytest.raises(ValueError, match="engine_state is not JSON-serialisable"):
-        sink.flush(checkpoints=[checkpoint(engine_state={"sketch": object()})])
-    assert sink.buffered == 0
+        store.commit(checkpoint(engine_state={"sketch": object()}), [BatchResult(feature_windows=[feature_window()])])
     assert rows(engine, "window_aggregates") == [] and rows(engine, "checkpoints") == []
 
 
-def test_a_corrupt_engine_state_is_reported_not_returned(sink: SqlSink, engine: sa.Engine) -> None:
-    sink.flush(checkpoints=[checkpoint()])
+def test_a_corrupt_engine_state_is_reported_not_returned(store: SqlCheckpointStore, engine: sa.Engine) -> None:
+    store.commit(checkpoint())
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE checkpoints SET engine_state = :state"), {"state": b"not zlib"})
     with pytest.raises(SinkError, match=r"checkpoint of driftline predictions.credit_risk\[3\] is corrupt"):
-        sink.load_checkpoint("driftline", "predictions.credit_risk", 3)
+        store.load_checkpoint("driftline", "predictions.credit_risk", 3)
 
 
 @pytest.mark.parametrize(
@@ -160,9 +154,9 @@ def test_checkpoint_fields_are_validated(changes: dict[str, Any], message: str) 
         checkpoint(**changes)
 
 
-def test_the_database_enforces_the_checkpoint_invariants_too(sink: SqlSink, engine: sa.Engine) -> None:
+def test_the_database_enforces_the_checkpoint_invariants_too(store: SqlCheckpointStore, engine: sa.Engine) -> None:
     # Another writer (a manual fix, a future tool) cannot store counts that do not reconcile.
-    sink.flush(checkpoints=[checkpoint()])
+    store.commit(checkpoint())
     for update in ("consumed = consumed + 1", "next_offset = -1"):
         with pytest.raises(sa.exc.IntegrityError, match="CHECK constraint failed"):
             with engine.begin() as connection:

@@ -1,4 +1,4 @@
-"""SqlSink on SQLite (a temporary file): round-trips, idempotent upserts, NULL for non-finite floats."""
+"""SqlResultsSink on SQLite (a temporary file): round-trips, idempotent upserts, NULL for non-finite floats."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlite_sink import FIXED_NOW, rows
 
-from driftline.sinks import SinkError, SqlSink
+from driftline.sinks import SinkError, SqlProfileStore, SqlResultsSink
 from driftline.sinks.errors import DriftlineError, UnsupportedDialectError
-from driftline.sinks.sql import metadata
+from driftline.sinks.tables import metadata
 from driftline.stream.monitor.results import (
     Alert,
     BatchResult,
@@ -135,7 +135,7 @@ def dump(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
     return {name: rows(engine, name) for name in metadata.tables}
 
 
-def test_feature_windows_round_trip(sink: SqlSink, engine: sa.Engine) -> None:
+def test_feature_windows_round_trip(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(full_result())
     sink.flush()
     stored = rows(engine, "window_aggregates")
@@ -165,7 +165,7 @@ def test_feature_windows_round_trip(sink: SqlSink, engine: sa.Engine) -> None:
     assert plan["mean"] is None and plan["p50"] is None
 
 
-def test_model_windows_alerts_and_schema_changes_round_trip(sink: SqlSink, engine: sa.Engine) -> None:
+def test_model_windows_alerts_and_schema_changes_round_trip(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(full_result())
     sink.flush()
 
@@ -201,7 +201,7 @@ def test_model_windows_alerts_and_schema_changes_round_trip(sink: SqlSink, engin
     }
 
 
-def test_writing_the_same_results_twice_leaves_the_tables_identical(sink: SqlSink, engine: sa.Engine) -> None:
+def test_writing_the_same_results_twice_leaves_the_tables_identical(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(full_result())
     sink.flush()
     first = dump(engine)
@@ -213,8 +213,7 @@ def test_writing_the_same_results_twice_leaves_the_tables_identical(sink: SqlSin
 
 def test_rewrite_at_a_later_time_changes_only_updated_at(engine: sa.Engine) -> None:
     clock = iter([FIXED_NOW, FIXED_NOW + timedelta(hours=1)])
-    sink = SqlSink(engine, clock=lambda: next(clock))
-    sink.create_schema()
+    sink = SqlResultsSink(engine, clock=lambda: next(clock))
     sink.add(full_result())
     sink.flush()
     first = dump(engine)
@@ -230,7 +229,7 @@ def test_rewrite_at_a_later_time_changes_only_updated_at(engine: sa.Engine) -> N
     assert {row["created_at"] for row in second["alerts"]} == {FIXED_NOW}
 
 
-def test_upsert_on_the_natural_key_overwrites_changed_values(sink: SqlSink, engine: sa.Engine) -> None:
+def test_upsert_on_the_natural_key_overwrites_changed_values(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(BatchResult(feature_windows=[feature_window(psi=0.1, count=100)], model_windows=[model_window(accepted=100)]))
     sink.flush()
     # The same window re-emitted (e.g. after late events) with new values replaces the row.
@@ -246,7 +245,7 @@ def test_upsert_on_the_natural_key_overwrites_changed_values(sink: SqlSink, engi
     assert [(r["model_version"], r["psi"]) for r in rows(engine, "window_aggregates")] == [("v1", 0.4), ("v2", 0.05)]
 
 
-def test_duplicate_keys_within_one_flush_keep_the_last(sink: SqlSink, engine: sa.Engine) -> None:
+def test_duplicate_keys_within_one_flush_keep_the_last(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(BatchResult(feature_windows=[feature_window(psi=0.1)], alerts=[alert(message="first")]))
     sink.add(BatchResult(feature_windows=[feature_window(psi=0.2)], alerts=[alert(message="second")]))
     assert sink.buffered == 2
@@ -255,7 +254,7 @@ def test_duplicate_keys_within_one_flush_keep_the_last(sink: SqlSink, engine: sa
     assert [row["message"] for row in rows(engine, "alerts")] == ["second"]
 
 
-def test_non_finite_floats_are_stored_as_null(sink: SqlSink, engine: sa.Engine) -> None:
+def test_non_finite_floats_are_stored_as_null(sink: SqlResultsSink, engine: sa.Engine) -> None:
     window = feature_window(
         mean=math.nan,
         maximum=math.inf,
@@ -273,14 +272,14 @@ def test_non_finite_floats_are_stored_as_null(sink: SqlSink, engine: sa.Engine) 
     assert (stored_alert["score"], stored_alert["threshold"]) == (None, None)
 
 
-def test_quantiles_keyed_by_probability_fill_the_same_columns(sink: SqlSink, engine: sa.Engine) -> None:
+def test_quantiles_keyed_by_probability_fill_the_same_columns(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(BatchResult(feature_windows=[feature_window(quantiles={"0.5": 40.0, "0.05": 20.0, "0.3": 33.0, "p10": 1.0})]))
     sink.flush()
     (row,) = rows(engine, "window_aggregates")
     assert (row["p50"], row["p05"], row["p25"], row["p01"]) == (40.0, 20.0, None, None)
 
 
-def test_schema_change_keeps_the_earliest_first_seen_time(sink: SqlSink, engine: sa.Engine) -> None:
+def test_schema_change_keeps_the_earliest_first_seen_time(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(BatchResult(schema_changes=[schema_change(first_seen_event_time_ms=START_MS + 9_000)]))
     sink.flush()
     sink.add(BatchResult(schema_changes=[schema_change(first_seen_event_time_ms=START_MS + 2_000)]))
@@ -294,7 +293,7 @@ def test_schema_change_keeps_the_earliest_first_seen_time(sink: SqlSink, engine:
     assert row["description"] == schema_change().description
 
 
-def test_a_flush_is_one_executemany_statement_per_table(sink: SqlSink, engine: sa.Engine) -> None:
+def test_a_flush_is_one_executemany_statement_per_table(sink: SqlResultsSink, engine: sa.Engine) -> None:
     windows = [feature_window(f"feature_{i}", window) for i in range(20) for window in range(100)]
     statements: list[tuple[str, bool]] = []
 
@@ -311,7 +310,7 @@ def test_a_flush_is_one_executemany_statement_per_table(sink: SqlSink, engine: s
     assert len(rows(engine, "window_aggregates")) == 2000
 
 
-def test_failed_flush_raises_sink_error_commits_nothing_and_clears_buffers(sink: SqlSink, engine: sa.Engine) -> None:
+def test_failed_flush_raises_sink_error_commits_nothing_and_clears_buffers(sink: SqlResultsSink, engine: sa.Engine) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE schema_changes"))
     sink.add(full_result())
@@ -324,7 +323,7 @@ def test_failed_flush_raises_sink_error_commits_nothing_and_clears_buffers(sink:
     assert rows(engine, "window_aggregates") == []
 
 
-def test_window_lengths_must_be_whole_seconds(sink: SqlSink) -> None:
+def test_window_lengths_must_be_whole_seconds(sink: SqlResultsSink) -> None:
     with pytest.raises(ValueError, match="window_length_ms=1500"):
         sink.add(BatchResult(feature_windows=[feature_window()], model_windows=[model_window(window_length_ms=1500)]))
     assert sink.buffered == 0
@@ -333,25 +332,25 @@ def test_window_lengths_must_be_whole_seconds(sink: SqlSink) -> None:
 def test_unknown_dialect_is_refused_clearly() -> None:
     mysql = sa.create_mock_engine("mysql://", executor=lambda *args, **kwargs: None)
     with pytest.raises(UnsupportedDialectError, match="unsupported SQL dialect 'mysql'.*sqlite and postgresql"):
-        SqlSink(mysql)  # type: ignore[arg-type]
+        SqlResultsSink(mysql)  # type: ignore[arg-type]
     assert issubclass(UnsupportedDialectError, ValueError) and issubclass(UnsupportedDialectError, SinkError)
 
 
-def test_reference_profiles_save_load_and_replace(sink: SqlSink, engine: sa.Engine) -> None:
-    assert sink.load_reference_profile("churn", "v1") is None
+def test_reference_profiles_save_load_and_replace(profiles: SqlProfileStore, engine: sa.Engine) -> None:
+    assert profiles.load("churn", "v1") is None
     profile = json.dumps({"features": {"age": {"bins": [0, 30, 60], "fractions": [0.4, 0.6]}}}, indent=1)
-    sink.save_reference_profile("churn", "v1", profile)
-    sink.save_reference_profile("churn", "v2", "{}")
-    assert sink.load_reference_profile("churn", "v1") == profile
-    sink.save_reference_profile("churn", "v1", '{"features": {}}')
-    assert sink.load_reference_profile("churn", "v1") == '{"features": {}}'
-    assert sink.load_reference_profile("churn", "v2") == "{}"
+    profiles.save("churn", "v1", profile)
+    profiles.save("churn", "v2", "{}")
+    assert profiles.load("churn", "v1") == profile
+    profiles.save("churn", "v1", '{"features": {}}')
+    assert profiles.load("churn", "v1") == '{"features": {}}'
+    assert profiles.load("churn", "v2") == "{}"
     assert len(rows(engine, "reference_profiles")) == 2
     with pytest.raises(ValueError, match="profile_json"):
-        sink.save_reference_profile("churn", "v3", "{not json")
+        profiles.save("churn", "v3", "{not json")
 
 
-def test_schema_names_are_explicit_and_stable(sink: SqlSink, engine: sa.Engine) -> None:
+def test_schema_names_are_explicit_and_stable(sink: SqlResultsSink, engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     assert sorted(inspector.get_table_names()) == [
         "alerts", "checkpoints", "driftline_alembic_version", "model_windows", "reference_profiles",

@@ -1,0 +1,68 @@
+"""SQL statements the sinks share: the dialect check, upserts on the natural key, timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .database import SUPPORTED_DIALECTS
+from .errors import UnsupportedDialectError
+from .tables import SchemaChangeRow
+
+__all__ = ["check_dialect", "insert", "stamp", "upsert"]
+
+
+def check_dialect(engine: sa.Engine) -> None:
+    """Refuse an engine the sinks cannot write to.
+
+    Raises
+    ------
+    UnsupportedDialectError
+        The engine's dialect is neither ``sqlite`` nor ``postgresql``.
+    """
+    dialect = engine.dialect.name
+    if dialect not in SUPPORTED_DIALECTS:
+        raise UnsupportedDialectError(
+            f"engine: unsupported SQL dialect {dialect!r}; driftline's SQL sinks support "
+            f"{' and '.join(SUPPORTED_DIALECTS)} (they need INSERT ... ON CONFLICT DO UPDATE)"
+        )
+
+
+def insert(dialect: str, table: sa.Table) -> Any:
+    """The dialect's ``INSERT`` (with ``on_conflict_do_update``)."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+def upsert(dialect: str, table: sa.Table) -> Any:
+    """``INSERT … ON CONFLICT (primary key) DO UPDATE`` of every column but ``created_at``."""
+    statement = insert(dialect, table)
+    excluded = statement.excluded
+    keys = [column.name for column in table.primary_key.columns]
+    updates: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in keys or column.name == "created_at":
+            continue  # created_at records the first write
+        updates[column.name] = excluded[column.name]
+    if table.name == SchemaChangeRow.__tablename__:
+        # Keep the earliest sighting; NULL means "unknown", so either side wins over it.
+        current = table.c.first_seen_event_time
+        incoming = excluded.first_seen_event_time
+        updates["first_seen_event_time"] = sa.case(
+            (current.is_(None), incoming),
+            (incoming.is_(None), current),
+            (incoming < current, incoming),
+            else_=current,
+        )
+    return statement.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+def stamp(table: sa.Table, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """``row`` with ``updated_at`` / ``created_at`` set to ``now`` where the table has them."""
+    stamped = dict(row)
+    for column in ("updated_at", "created_at"):
+        if column in table.columns:
+            stamped[column] = now
+    return stamped

@@ -1,0 +1,60 @@
+"""In-memory ports of the partition runner: for the demo, tests and runs that need no durability."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from driftline.schemas.results import Rejection
+from driftline.stream.monitor.results import BatchResult, Checkpoint
+
+__all__ = ["DeadLetter", "InMemoryCheckpointStore", "InMemoryDeadLetters"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One rejected message as the in-memory port keeps it."""
+
+    topic: str
+    partition: int
+    offset: int
+    payload: bytes | None
+    rejection: Rejection
+
+
+class InMemoryDeadLetters:
+    """Keeps every rejected message in a list (:attr:`messages`), in the order they were rejected.
+
+    Examples
+    --------
+    >>> from driftline.schemas.results import RejectReason, Rejection
+    >>> port = InMemoryDeadLetters()
+    >>> port.send(b"x", topic="t", partition=0, offset=4, rejection=Rejection(RejectReason.CORRUPT, 0, None, "bad"))
+    >>> port.flush()
+    >>> [(m.offset, m.rejection.reason.value) for m in port.messages]
+    [(4, 'corrupt')]
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[DeadLetter] = []
+
+    def send(self, payload: bytes | None, *, topic: str, partition: int, offset: int, rejection: Rejection) -> None:
+        self.messages.append(DeadLetter(topic, partition, offset, payload, rejection))
+
+    def flush(self) -> None:
+        """Nothing to wait for: a list is as durable as this port gets."""
+
+
+@dataclass
+class InMemoryCheckpointStore:
+    """Keeps the last checkpoint of each partition and every committed result, in commit order."""
+
+    checkpoints: dict[tuple[str, str, int], Checkpoint] = field(default_factory=dict)
+    results: list[BatchResult] = field(default_factory=list)
+
+    def load_checkpoint(self, consumer_group: str, topic: str, partition: int) -> Checkpoint | None:
+        return self.checkpoints.get((consumer_group, topic, partition))
+
+    def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
+        self.results.extend(results)
+        self.checkpoints[(checkpoint.consumer_group, checkpoint.topic, checkpoint.partition)] = checkpoint

@@ -1,0 +1,147 @@
+"""PartitionRunner with in-memory and SQLite ports: redelivered messages are skipped, a restart
+continues exactly, dead letters are durable before a checkpoint, batching does not matter.
+
+The real Kafka dead-letter topic and PostgreSQL are exercised in tests/integration
+(test_bad_input.py, test_exactly_once.py, test_one_shell.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from driftline.schemas.codec import Codec, encode_single_object
+from driftline.schemas.contract import Catalog
+from driftline.schemas.errors import DriftlineError
+from driftline.sinks import SqlCheckpointStore, create_database_engine, upgrade_database
+from driftline.stream.demo.demo import reference_profile
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.results import BatchResult, to_canonical_json
+from driftline.stream.runner import (
+    CheckpointStore,
+    EncodedMessage,
+    InMemoryCheckpointStore,
+    InMemoryDeadLetters,
+    PartitionKey,
+    PartitionRunner,
+)
+
+KEY = PartitionKey("g", "predictions.credit_risk", 0)
+
+
+class RecordedDeadLetters(InMemoryDeadLetters):
+    """Counts how many dead letters were made durable by the time of each flush."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.flushed = 0
+        self.fail = fail
+
+    def flush(self) -> None:
+        if self.fail:
+            raise DriftlineError("dead-letter topic unreachable")
+        self.flushed = len(self.messages)
+
+
+@pytest.fixture(scope="module")
+def messages() -> list[EncodedMessage]:
+    contract = Catalog.load().contract("credit_risk")
+    stream = SyntheticStream(contract, seed=2, events_per_second=20)
+    records = stream.records(stream.columns(3_000), stream.event_times(3_000))
+    payloads = [encode_single_object(r, contract.schema_json) for r in records]
+    payloads[100] = b"\xff garbage"
+    return [EncodedMessage(offset, payload, 0) for offset, payload in enumerate(payloads)]
+
+
+def _runner(store: CheckpointStore, deadletters: InMemoryDeadLetters, on_result: list[BatchResult] | None = None) -> PartitionRunner:
+    catalog = Catalog.load()
+    contract = catalog.contract("credit_risk")
+    profile = reference_profile(contract, SyntheticStream(contract, seed=3), rows=5_000)
+    return PartitionRunner(
+        key=KEY, contract=contract, profiles={profile.model_version: profile}, codec=Codec(catalog),
+        store=store, deadletters=deadletters, on_result=None if on_result is None else on_result.append,
+    )
+
+
+def _sqlite_store(path: Path) -> SqlCheckpointStore:
+    url = f"sqlite:///{path}"
+    upgrade_database(url)
+    return SqlCheckpointStore(create_database_engine(url))
+
+
+def test_a_restart_skips_what_the_checkpoint_covers_and_continues_exactly(messages: list[EncodedMessage], tmp_path: Path) -> None:
+    whole = _runner(InMemoryCheckpointStore(), RecordedDeadLetters())
+    whole.process(messages)
+
+    store, deadletters = _sqlite_store(tmp_path / "restarted.sqlite"), RecordedDeadLetters()
+    first = _runner(store, deadletters)
+    first.process(messages[:1_200])
+    assert first.checkpoint() is not None and deadletters.flushed == 1  # dead letters acknowledged first
+    first.process(messages[1_200:1_500])  # processed, never checkpointed: lost with the "crash"
+
+    second = _runner(store, deadletters)
+    assert second.restored and second.next_offset == 1_200
+    assert second.process(messages[:1_200]) is None and second.skipped == 1_200  # redelivered: skipped
+    second.process(messages[1_000:])  # overlapping redelivery: only offsets >= 1200 count
+    assert second.skipped == 1_400
+    assert (second.counts.consumed, second.counts.accepted, second.counts.dead_lettered) == (3_000, 2_999, 1)
+    assert to_canonical_json(second.engine.to_state()) == to_canonical_json(whole.engine.to_state())
+    assert [m.offset for m in deadletters.messages] == [100]
+
+
+def test_offsets_must_increase(messages: list[EncodedMessage]) -> None:
+    runner = _runner(InMemoryCheckpointStore(), RecordedDeadLetters())
+    with pytest.raises(ValueError, match=r"offsets of predictions.credit_risk\[0\] are not increasing"):
+        runner.process([messages[5], messages[3]])
+
+
+def test_nothing_new_writes_no_checkpoint(messages: list[EncodedMessage]) -> None:
+    store = InMemoryCheckpointStore()
+    runner = _runner(store, RecordedDeadLetters())
+    assert runner.checkpoint() is None
+    assert store.load_checkpoint(*vars(KEY).values()) is None
+    runner.process(messages[:10])
+    written = runner.checkpoint()
+    assert written is not None and written.next_offset == 10 and runner.checkpoint() is None
+
+
+def test_a_failed_dead_letter_flush_commits_nothing(messages: list[EncodedMessage]) -> None:
+    store = InMemoryCheckpointStore()
+    runner = _runner(store, RecordedDeadLetters(fail=True))
+    runner.process(messages[:200])  # offset 100 is rejected
+    with pytest.raises(DriftlineError, match="dead-letter topic unreachable"):
+        runner.checkpoint()
+    assert store.checkpoints == {} and store.results == []
+
+
+def test_results_are_committed_with_the_checkpoint_that_covers_them(messages: list[EncodedMessage]) -> None:
+    store, produced = InMemoryCheckpointStore(), []
+    runner = _runner(store, RecordedDeadLetters(), produced)
+    for start in range(0, 2_000, 500):
+        runner.process(messages[start : start + 500])
+    assert store.results == []  # nothing durable before a checkpoint
+    runner.checkpoint()
+    assert store.results == produced and len(produced) == 4
+    closed = runner.finish()  # end of input: the open windows close and are committed too
+    assert closed.model_windows and store.results[-1] is closed
+    assert store.load_checkpoint(*vars(KEY).values()) is not None
+
+
+@pytest.mark.parametrize("sizes", [(3_000,), (1, 99, 1, 899, 2_000), (250,) * 12])
+def test_any_batching_gives_the_same_results(messages: list[EncodedMessage], sizes: tuple[int, ...]) -> None:
+    def run(cuts: tuple[int, ...]) -> str:
+        store = InMemoryCheckpointStore()
+        runner = _runner(store, RecordedDeadLetters())
+        start = 0
+        for size in cuts:
+            runner.process(messages[start : start + size])
+            start += size
+            runner.checkpoint()
+        runner.finish()
+        merged = BatchResult()
+        for result in store.results:
+            merged.extend(result)
+        return to_canonical_json(merged)
+
+    assert run(sizes) == run((3_000,))
