@@ -22,6 +22,8 @@ RUN pip install /tmp/driftline-src \
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/driftline --shell /usr/sbin/nologin driftline
 USER driftline
 WORKDIR /var/lib/driftline
+# driftline's data directory (reference profiles, the worker's Faust state); mount a volume here to keep it.
+ENV DRIFTLINE_DATA_DIR=/var/lib/driftline/data
 
 # Prometheus metrics (`driftline worker --metrics-port 9464 --metrics-address 0.0.0.0`).
 EXPOSE 9464

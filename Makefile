@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: demo test unit bench quality typecheck clean services-up services-down
+.PHONY: demo test unit lint typecheck check bench quality clean services-up services-down
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/driftline demo --output $(OUT)/demo
 
-## test: install what is missing, type-check, start the services (deploy/local), run the whole test
-## suite against them, and stop them again, whatever the tests' outcome (pytest's exit code is kept).
-test: $(STAMP)
-	$(VENV)/bin/mypy detectors/ schemas/ stream/ sinks/
+## test: install what is missing, run the checks (lint, import contracts, types), start the services
+## (deploy/local), run the whole test suite against them, and stop them again, whatever the tests'
+## outcome (pytest's exit code is kept).
+test: check
 	@exports="$$(bash deploy/local/services.sh up)" || { bash deploy/local/services.sh down; exit 1; }; \
 	eval "$$exports"; \
 	trap 'bash deploy/local/services.sh down; exit 130' INT TERM; \
@@ -62,8 +62,23 @@ bench: $(STAMP)
 quality: $(STAMP)
 	$(PY) tests/benchmarks/detector_quality.py
 
+## unit: the unit tests and doctests alone (no services needed).
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+## lint: ruff (lint and import order) and the import contracts of the layers (import-linter).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+## typecheck: mypy --strict on the four packages as installed (driftline.*), each seeing the others' types.
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy detectors/ schemas/ stream/ sinks/
+	@mkdir -p $(VENV)/typecheck/driftline
+	@for package in detectors schemas sinks stream; do ln -sfn ../../../$$package $(VENV)/typecheck/driftline/$$package; done
+	$(VENV)/bin/mypy
+
+## check: lint and typecheck.
+check: lint typecheck
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis .mypy_cache

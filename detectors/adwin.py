@@ -232,7 +232,8 @@ class ADWIN(DriftDetector):
         lowbit = positions & -positions
         latest = (self._blocks - 1) // lowbit
         newest_odd = latest - ((latest + 1) & 1)
-        return (positions > self._start) & (positions // lowbit >= newest_odd - 2 * (self.max_buckets - 1))
+        kept: np.ndarray = (positions > self._start) & (positions // lowbit >= newest_odd - 2 * (self.max_buckets - 1))
+        return kept
 
     def _check(self, first: int, row: int, stop: int, positions: np.ndarray, prefix: np.ndarray) -> int:
         """Check block completions ``row .. stop-1`` of the batch; apply the first cut (its row) or -1."""

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DriftDetector", "as_finite_array", "encode_float", "decode_float"]
+__all__ = ["DriftDetector", "as_finite_array", "decode_float", "encode_float"]
 
 _Detector = TypeVar("_Detector", bound="DriftDetector")
 

@@ -27,11 +27,11 @@ from .base import as_finite_array
 __all__ = [
     "MAD_TO_SIGMA",
     "ReferenceStandardisation",
-    "robust_center_scale",
-    "huber_clip",
     "autocovariances",
-    "long_run_variance",
     "dependence_factor",
+    "huber_clip",
+    "long_run_variance",
+    "robust_center_scale",
     "standardise_reference",
     "validate_false_alarm_rate",
 ]

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .psi import psi_of_proportions
+
 __all__ = [
     "bin_points",
     "histogram_distances",
@@ -91,8 +93,7 @@ def psi_from_counts(
 
 
 def _psi(reference: FloatArray, window: FloatArray, epsilon: float) -> float:
-    reference, window = np.maximum(reference, epsilon), np.maximum(window, epsilon)
-    return float(np.sum((window - reference) * np.log(window / reference)))
+    return psi_of_proportions(reference, window, epsilon)  # the one PSI (detectors/psi.py)
 
 
 def jensen_shannon_from_counts(

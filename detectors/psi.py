@@ -1,8 +1,16 @@
-"""Population stability index (PSI) over consecutive count windows of a stream."""
+"""Population stability index (PSI): the statistic, its calibrated window threshold, a streaming detector.
+
+The one home of PSI in driftline: :func:`population_stability_index` (the statistic, also used by
+``distances.histogram_distances`` for the engine's closed windows), :class:`WindowPSIThreshold` (the
+threshold of a window of any size against one reference, calibrated by a moving-block bootstrap of
+the reference) and :class:`PSI` (windows of a fixed size over a stream, with that threshold).
+"""
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,7 +21,7 @@ from scipy.stats import norm
 from .base import DriftDetector, as_finite_array, decode_float, encode_float
 from .calibration import MINIMUM_REFERENCE_LENGTH, validate_false_alarm_rate
 
-__all__ = ["PSI", "population_stability_index", "weighted_chi_square_isf"]
+__all__ = ["PSI", "WindowPSIThreshold", "population_stability_index", "weighted_chi_square_isf"]
 
 #: Calibrated thresholds take the null quantile at (per-window rate) / SAFETY_FACTOR.  Why: the
 #: weighted chi-square is the second-order approximation of n·PSI; PSI's higher-order terms and
@@ -33,10 +41,15 @@ def _psi_rows(counts: np.ndarray, reference: np.ndarray, window_size: int, epsil
     terms = (actual - reference) * np.log(actual / reference)
     # Column by column, so a row's sum never depends on how many rows are computed together
     # (bit-identical results for any split of the stream into batches).
-    total = terms[:, 0].copy()
+    total: np.ndarray = terms[:, 0].copy()
     for column in range(1, terms.shape[1]):
         total += terms[:, column]
     return total
+
+
+def psi_of_proportions(reference: np.ndarray, actual: np.ndarray, epsilon: float) -> float:
+    """PSI of two proportion vectors, unchecked (the engine's hot path; see :func:`population_stability_index`)."""
+    return float(_psi_rows(actual[None, :], np.maximum(reference, epsilon), 1, epsilon)[0])
 
 
 def population_stability_index(
@@ -65,7 +78,81 @@ def population_stability_index(
         )
     if (reference < 0).any() or (actual < 0).any():
         raise ValueError("proportions must be non-negative")
-    return float(_psi_rows(actual[None, :], np.maximum(reference, epsilon), 1, epsilon)[0])
+    return psi_of_proportions(reference, actual, epsilon)
+
+
+@functools.lru_cache(maxsize=4096)
+def _null_quantile(probability: float, weights: tuple[float, ...]) -> float:
+    # The saddlepoint inversion costs ~1 ms; windows close by the thousand with the same arguments.
+    return weighted_chi_square_isf(probability, weights)
+
+
+@dataclass(frozen=True)
+class WindowPSIThreshold:
+    """The calibrated PSI threshold of a window of ``n`` values against one reference's bins.
+
+    Under no change, ``n · PSI`` of a window is close to ``(1 + n / N) · sum_j weights_j · chi2(1)``
+    (``N`` reference values): the weights come from a moving-block bootstrap of the reference (all
+    about 1 for independent values, Pearson's chi-square; unequal and larger for autocorrelated
+    ones), ``1 + n / N`` adds the sampling error of the reference proportions themselves. The
+    threshold takes the null quantile at ``false_alarm_rate / SAFETY_FACTOR``, the margin measured
+    for :class:`PSI` (whose ``calibrate`` uses this class).
+
+    Parameters
+    ----------
+    weights
+        ``weights_j`` (non-negative; at least one positive for a testable reference).
+    reference_size
+        ``N``, the number of reference values the bins were counted from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(3)
+    >>> bins = np.searchsorted([-1.0, 0.0, 1.0], rng.normal(size=20_000), side="right")
+    >>> calibrated = WindowPSIThreshold.calibrate(bins, n_bins=4)
+    >>> [round(w, 1) for w in calibrated.weights]  # independent values: about 1 per degree of freedom
+    [0.0, 0.9, 1.0, 1.1]
+    >>> round(calibrated.threshold(1_000, 1e-4), 4)  # chi2(3).isf(1e-4 / 3) / 1000 * 1.05 = 0.0246
+    0.0253
+    """
+
+    weights: tuple[float, ...]
+    reference_size: int
+
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(w) and w >= 0.0 for w in self.weights):
+            raise ValueError(f"weights must be finite and non-negative, got {self.weights!r}")
+        if self.reference_size < 1:
+            raise ValueError(f"reference_size must be positive, got {self.reference_size}")
+
+    @classmethod
+    def calibrate(cls, bins: npt.ArrayLike, n_bins: int, *, window_size: int = 1000, seed: int = 0) -> WindowPSIThreshold:
+        """Weights from the reference's bin index of each value (in time order if it is autocorrelated).
+
+        ``window_size`` is the length of the bootstrap's pseudo-windows (at most half the
+        reference): long enough to carry the reference's short-range dependence.
+        """
+        index = np.asarray(bins, dtype=np.int64)
+        if index.ndim != 1 or index.size < MINIMUM_REFERENCE_LENGTH:
+            raise ValueError(f"bins must be 1-D with at least {MINIMUM_REFERENCE_LENGTH} values, got shape {index.shape}")
+        if index.min() < 0 or index.max() >= n_bins:
+            raise ValueError(f"bins must lie in [0, {n_bins}), got {index.min()}..{index.max()}")
+        proportions = np.bincount(index, minlength=n_bins) / index.size
+        size = max(1, min(window_size, index.size // 2))
+        weights = _bootstrap_weights(index, proportions, size, 1e-4, seed)
+        return cls(tuple(float(w) for w in weights), int(index.size))
+
+    def threshold(self, window_count: int, false_alarm_rate: float) -> float:
+        """PSI above which a window of ``window_count`` values is improbable at ``false_alarm_rate``.
+
+        ``inf`` for an empty window or a reference with a single occupied bin (nothing to test).
+        """
+        rate = validate_false_alarm_rate(false_alarm_rate)
+        if window_count <= 0 or not any(w > 0.0 for w in self.weights):
+            return math.inf
+        quantile = _null_quantile(rate / SAFETY_FACTOR, self.weights)
+        return quantile * (1.0 + window_count / self.reference_size) / window_count
 
 
 class PSI(DriftDetector):
@@ -199,14 +286,12 @@ class PSI(DriftDetector):
         bins = np.searchsorted(inner, reference, side="right")
         k = inner.size + 1
         proportions = np.bincount(bins, minlength=k) / reference.size
-        # The window's proportions and the reference's both carry sampling error: 1 + n / N.
-        weights = _bootstrap_weights(bins, proportions, window_size, 1e-4, seed) * (1.0 + window_size / reference.size)
-        quantile = weighted_chi_square_isf(per_window / SAFETY_FACTOR, weights)
+        threshold = WindowPSIThreshold.calibrate(bins, k, window_size=window_size, seed=seed).threshold(window_size, per_window)
         return cls(
             np.concatenate(([-np.inf], inner, [np.inf])),
             proportions,
             window_size=window_size,
-            threshold=quantile / window_size,
+            threshold=threshold,
         )
 
     def _process(self, values: np.ndarray) -> np.ndarray:

@@ -27,8 +27,8 @@ from .results import (
     DecodedBatches,
     DecodedEvent,
     FieldStatus,
-    RejectReason,
     Rejection,
+    RejectReason,
     SchemaChange,
 )
 from .wire import encode_confluent, encode_single_object

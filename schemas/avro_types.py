@@ -184,7 +184,10 @@ def _branch_resolves(writer: Any, reader: Any, writer_named: Mapping[str, Any], 
         return writer == reader or reader in PROMOTIONS.get(writer, frozenset())
     if isinstance(writer, dict) and isinstance(reader, dict) and writer.get("type") == reader.get("type"):
         kind = writer["type"]
-        short = lambda name: str(name).rsplit(".", 1)[-1]  # noqa: E731 - Avro matches unqualified names
+
+        def short(name: object) -> str:
+            return str(name).rsplit(".", 1)[-1]  # Avro matches unqualified names
+
         if kind == "enum":
             # Symbols the reader lacks are a value-level matter: the codec reports them as
             # unseen categories under the field's policy instead of failing the whole event.

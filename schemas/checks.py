@@ -15,6 +15,7 @@ order names the reason, later ones are listed in the detail.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from .columnar import RawColumn
 from .contract import Contract, FieldContract
-from .results import FieldStatus, RejectReason, Rejection
+from .results import FieldStatus, Rejection, RejectReason
 
 __all__ = ["Block", "Source", "check_block", "empty_block"]
 
@@ -119,10 +120,8 @@ def _resolve_objects(spec: FieldContract, raw: np.ndarray, textual: bool, integr
             if isinstance(v, str):
                 out[i], ok[i] = v, True
             elif isinstance(v, bytes):
-                try:
+                with contextlib.suppress(UnicodeDecodeError):
                     out[i], ok[i] = v.decode(), True
-                except UnicodeDecodeError:
-                    pass
         return _Resolved(out, null, ~null & ~ok, raw)
     allowed: tuple[type, ...] = (int, float) if spec.avro_type != "boolean" else (bool,)
     ok = np.fromiter(

@@ -37,8 +37,8 @@ from .results import (
     DecodedBatches,
     DecodedEvent,
     FieldStatus,
-    RejectReason,
     Rejection,
+    RejectReason,
     SchemaChange,
 )
 from .wire import CONFLUENT, SINGLE_OBJECT, encode_confluent, encode_single_object, frame_batch

@@ -109,7 +109,7 @@ def _read_varint(buf: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarr
     terminated = stops.any(axis=1)
     sizes = np.where(terminated, stops.argmax(axis=1) + 1, 10)
     parts = (chunk & 0x7F).astype(np.uint64) << _SHIFTS
-    parts[_ARANGE10 >= sizes[:, None]] = 0
+    parts[sizes[:, None] <= _ARANGE10] = 0
     raw[long_rows] = np.bitwise_or.reduce(parts, axis=1)
     length[long_rows] = sizes
     too_long = np.zeros(len(pos), dtype=bool)
@@ -197,7 +197,7 @@ class FlatDecoder:
                 full[rows] = values
                 values = full
             if spec.kind == "enum" and values is not None:
-                symbols = np.asarray(spec.symbols + ("",), dtype=object)
+                symbols = np.asarray((*spec.symbols, ""), dtype=object)
                 values = symbols[np.clip(values, 0, len(spec.symbols))]  # failed rows are dropped below
                 if null is not None:
                     values[null] = None
@@ -349,7 +349,7 @@ class RecordDecoder:
             except EOFError as exc:
                 failures.append(Failure(i, True, f"the {e - s}-byte record ends early: {exc}"))
                 continue
-            except Exception as exc:  # fastavro signals corrupt input with assorted exception types
+            except Exception as exc:  # noqa: BLE001 - fastavro signals corrupt input with assorted exception types
                 failures.append(Failure(i, False, f"{type(exc).__name__}: {exc}"))
                 continue
             left = e - s - stream.tell()

@@ -35,18 +35,20 @@ from . import avro_types
 from .errors import CatalogError, ContractError, UnknownModelError, WriterSchemaError
 
 __all__ = [
+    "IDENTITY_ROLES",
+    "MONITORED_ROLES",
+    "PREDICTION_ROLES",
     "Catalog",
     "Contract",
     "FieldContract",
     "KnownSchema",
-    "IDENTITY_ROLES",
-    "MONITORED_ROLES",
     "load_contract",
     "parse_contract",
 ]
 
 IDENTITY_ROLES = ("id", "event_time", "model_name", "model_version")
-MONITORED_ROLES = ("feature", "prediction_score", "prediction_class")
+PREDICTION_ROLES = ("prediction_score", "prediction_class")
+MONITORED_ROLES = ("feature", *PREDICTION_ROLES)
 _FIELD_KEYS = frozenset({"role", "range", "categories", "max_null_fraction", "allow_nan", "on_violation"})
 _RECORD_KEYS = frozenset({"model", "contract_version", "description"})
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -105,6 +107,11 @@ class FieldContract:
         return self.role in MONITORED_ROLES
 
     @property
+    def prediction(self) -> bool:
+        """Whether the field is an output of the model (its score or class)."""
+        return self.role in PREDICTION_ROLES
+
+    @property
     def rejects(self) -> bool:
         return self.on_violation == "reject"
 
@@ -136,8 +143,13 @@ class Contract:
 
     @property
     def monitored_fields(self) -> tuple[FieldContract, ...]:
-        """Features and predictions, in contract order."""
+        """Features and predictions, in contract order: what the engine watches, the one definition of it."""
         return tuple(f for f in self.fields if f.monitored)
+
+    @property
+    def prediction_fields(self) -> tuple[FieldContract, ...]:
+        """The model's outputs (score, class), in contract order."""
+        return tuple(f for f in self.fields if f.prediction)
 
     def field(self, name: str) -> FieldContract:
         """The contract of field ``name``; ``KeyError`` if the contract has no such field."""
@@ -329,7 +341,7 @@ def parse_contract(schema: Mapping[str, Any] | str, source: str = "<memory>") ->
         raise _fail(source, f"driftline.contract_version must be a positive integer, got {version!r}")
     named = avro_types.named_types(parsed)
     fields = tuple(_parse_field(f, named, source) for f in parsed["fields"])
-    for role in IDENTITY_ROLES + ("prediction_score", "prediction_class"):
+    for role in (*IDENTITY_ROLES, "prediction_score", "prediction_class"):
         holders = [f.name for f in fields if f.role == role]
         if len(holders) > 1:
             raise _fail(source, f"role {role} is held by several fields: {holders}")

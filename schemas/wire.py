@@ -34,6 +34,7 @@ __all__ = [
     "SINGLE_OBJECT",
     "SINGLE_OBJECT_HEADER_BYTES",
     "SINGLE_OBJECT_MARKER",
+    "WIRE_FORMATS",
     "Framing",
     "encode_confluent",
     "encode_single_object",
@@ -45,6 +46,8 @@ SINGLE_OBJECT = 2
 CONFLUENT_HEADER_BYTES = 5
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 SINGLE_OBJECT_HEADER_BYTES = 10
+#: The wire formats producers choose from, by name (the codec reads both).
+WIRE_FORMATS = ("single-object", "confluent")
 
 # Encoders are called per event by producers; parsing and fingerprinting the schema each time would
 # dominate. The cache is keyed by the schema object's identity and keeps the object alive, so an id

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from .checkpoint_store import SqlCheckpointStore
 from .database import create_database_engine, current_revision, display_url, head_revision, upgrade_database, upgrade_engine
-from .errors import SinkError, UnsupportedDialectError
+from .errors import DatabaseUrlError, SinkError, UnsupportedDialectError
 from .metrics import DriftlineMetrics, serve
 from .profile_store import SqlProfileStore
 from .results_sink import SqlResultsSink
 from .tables import metadata
 
 __all__ = [
+    "DatabaseUrlError",
     "DriftlineMetrics",
     "SinkError",
     "SqlCheckpointStore",

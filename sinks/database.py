@@ -28,7 +28,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import SinkError, UnsupportedDialectError
+from .errors import DatabaseUrlError, SinkError, UnsupportedDialectError
 from .tables import metadata
 
 __all__ = [
@@ -90,7 +90,7 @@ def create_database_engine(database_url: str, **engine_options: Any) -> sa.Engin
 
     Raises
     ------
-    ValueError
+    DatabaseUrlError
         ``database_url`` is not an SQLAlchemy URL (the message leaves the URL out: it may hold a password).
     UnsupportedDialectError
         The URL names a database other than SQLite or PostgreSQL.
@@ -101,7 +101,7 @@ def create_database_engine(database_url: str, **engine_options: Any) -> sa.Engin
         url = sa.make_url(database_url)
     except (SQLAlchemyError, ValueError):
         # ``from None``: the parser's message or traceback could carry the password.
-        raise ValueError(
+        raise DatabaseUrlError(
             "database_url: not an SQLAlchemy URL (dialect+driver://user:password@host:port/database)"
         ) from None
     if url.drivername in ("postgresql", "postgres"):

@@ -8,6 +8,7 @@ Writes are ``INSERT … ON CONFLICT DO UPDATE`` on the natural keys, so writing 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -59,10 +60,8 @@ def _quantile_columns(quantiles: Mapping[str, float]) -> dict[str, float | None]
     for key, value in quantiles.items():
         name: str | None = key if key in QUANTILE_COLUMNS else None
         if name is None:
-            try:
+            with contextlib.suppress(ValueError):
                 name = by_probability.get(round(float(key), 6))
-            except ValueError:
-                pass
         if name is not None:
             columns[name] = _finite(value)
     return columns
@@ -139,11 +138,9 @@ def _schema_change_row(change: SchemaChangeRecord) -> dict[str, Any]:
 
 
 
-_TABLES: tuple[sa.Table, ...] = (
-    WindowAggregateRow.__table__,  # type: ignore[assignment]
-    ModelWindowRow.__table__,  # type: ignore[assignment]
-    AlertRow.__table__,  # type: ignore[assignment]
-    SchemaChangeRow.__table__,  # type: ignore[assignment]
+# The mapped classes' tables, in write order (metadata holds them as sa.Table).
+_TABLES: tuple[sa.Table, ...] = tuple(
+    metadata.tables[row.__tablename__] for row in (WindowAggregateRow, ModelWindowRow, AlertRow, SchemaChangeRow)
 )
 
 

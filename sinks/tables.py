@@ -26,12 +26,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "NAMING_CONVENTION",
+    "QUANTILE_COLUMNS",
     "AlertRow",
     "Base",
     "CheckpointRow",
     "ModelWindowRow",
-    "NAMING_CONVENTION",
-    "QUANTILE_COLUMNS",
     "ReferenceProfileRow",
     "SchemaChangeRow",
     "UtcDateTime",

@@ -1,15 +1,43 @@
-"""Argument types and defaults shared by the ``driftline`` sub-commands."""
+"""What the ``driftline`` sub-commands share: argument types, defaults read from the environment, usage errors.
+
+Nothing here imports Kafka, SQLAlchemy or pyarrow: the parser of every command is built from these.
+Environment variables are read when a command runs, never at import time.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["DEFAULT_BOOTSTRAP", "at_least", "kafka_bootstrap", "positive_float", "positive_int"]
+from driftline.schemas.errors import DriftlineError
+
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "DEFAULT_METRICS_PORT",
+    "UsageError",
+    "add_data_dir",
+    "add_database_url",
+    "add_metrics",
+    "at_least",
+    "data_dir",
+    "database_url",
+    "kafka_bootstrap",
+    "metrics_port",
+    "port_number",
+    "positive_float",
+    "positive_int",
+]
 
 #: Kafka's usual address, when neither ``--bootstrap`` nor ``$DRIFTLINE_KAFKA_BOOTSTRAP`` names one.
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+#: Where ``/metrics`` is served when neither ``--metrics-port`` nor ``$DRIFTLINE_METRICS_PORT`` says.
+DEFAULT_METRICS_PORT = 9464
+
+
+class UsageError(DriftlineError):
+    """A command was given arguments (or environment) it cannot work with."""
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -49,6 +77,100 @@ def positive_float(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535.
+
+    >>> port_number("19464")
+    19464
+    """
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from exc
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0 to 65535; 0 = any free port)")
+    return value
+
+
 def kafka_bootstrap(given: str | None) -> str:
-    """``--bootstrap`` if given, else ``$DRIFTLINE_KAFKA_BOOTSTRAP``, else :data:`DEFAULT_BOOTSTRAP` (read when called)."""
+    """``--bootstrap`` if given, else ``$DRIFTLINE_KAFKA_BOOTSTRAP``, else :data:`DEFAULT_BOOTSTRAP`."""
     return given or os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP", "").strip() or DEFAULT_BOOTSTRAP
+
+
+def add_database_url(parser: argparse.ArgumentParser, what: str = "the PostgreSQL database") -> None:
+    parser.add_argument(
+        "--database-url",
+        help=f"SQLAlchemy URL of {what} (default: $DRIFTLINE_DATABASE_URL), "
+        "e.g. postgresql+psycopg://driftline@127.0.0.1:5432/driftline",
+    )
+
+
+def database_url(args: argparse.Namespace) -> str:
+    """``--database-url``, else ``$DRIFTLINE_DATABASE_URL``.
+
+    Raises
+    ------
+    UsageError
+        Neither names a database.
+    """
+    url = args.database_url or os.environ.get("DRIFTLINE_DATABASE_URL", "").strip()
+    if not url:
+        raise UsageError("no database: pass --database-url or set DRIFTLINE_DATABASE_URL")
+    return str(url)
+
+
+def add_metrics(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` and ``--no-metrics``, the same for every command that serves metrics."""
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        help=f"port of Prometheus' /metrics (default: $DRIFTLINE_METRICS_PORT or {DEFAULT_METRICS_PORT}; 0 = any free port)",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="serve no metrics")
+
+
+def metrics_port(args: argparse.Namespace) -> int | None:
+    """The port to serve metrics on (``None``: ``--no-metrics``).
+
+    Raises
+    ------
+    UsageError
+        ``$DRIFTLINE_METRICS_PORT`` is not a port number.
+    """
+    if args.no_metrics:
+        if args.metrics_port is not None:
+            raise UsageError("--metrics-port and --no-metrics contradict each other")
+        return None
+    if args.metrics_port is not None:
+        return int(args.metrics_port)
+    text = os.environ.get("DRIFTLINE_METRICS_PORT", "").strip()
+    if not text:
+        return DEFAULT_METRICS_PORT
+    try:
+        return port_number(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"DRIFTLINE_METRICS_PORT: {exc}") from None
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="driftline's data directory: reference profiles, worker state, demo output "
+        "(default: $DRIFTLINE_DATA_DIR, else $XDG_DATA_HOME/driftline, else ~/.local/share/driftline)",
+    )
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    """``--data-dir``, else ``$DRIFTLINE_DATA_DIR``, else ``$XDG_DATA_HOME/driftline`` (``~/.local/share/driftline``).
+
+    >>> data_dir(argparse.Namespace(data_dir=Path("/srv/driftline")))
+    PosixPath('/srv/driftline')
+    """
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    given = os.environ.get("DRIFTLINE_DATA_DIR", "").strip()
+    if given:
+        return Path(given).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "driftline"

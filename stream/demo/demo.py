@@ -12,13 +12,14 @@ same codec the Kafka worker uses, monitored, and written to SQLite with the tabl
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -47,7 +48,10 @@ CHECKPOINT_EVERY_BATCHES = 20
 
 def demo_episodes(events: int) -> list[Episode]:
     """The three episodes, placed at fixed fractions of the stream."""
-    at = lambda fraction: int(events * fraction)  # noqa: E731 - a tiny local helper reads best inline
+
+    def at(fraction: float) -> int:
+        return int(events * fraction)
+
     return [
         Episode("mean_shift", at(0.20), at(0.36), "annual_income", size=1.0),
         Episode("rename", at(0.50), at(0.58), "debt_to_income", new_name="dti_ratio"),
@@ -90,7 +94,7 @@ class DemoSummary:
 
 def renamed_schema(contract: Contract, old: str, new: str) -> dict[str, object]:
     """The contract's Avro schema with one field renamed — what a careless producer ships."""
-    schema = json.loads(json.dumps(contract.schema_json))
+    schema: dict[str, Any] = json.loads(json.dumps(contract.schema_json))
     for avro_field in schema["fields"]:
         if avro_field["name"] == old:
             avro_field["name"] = new
@@ -194,11 +198,14 @@ def run_demo(
     output: Path,
     events: int = 200_000,
     seed: int = 7,
-    metrics_port: int = 9464,
+    metrics_port: int | None = 9464,
     progress: bool = True,
     echo: bool = True,
 ) -> DemoSummary:
-    """Run the demo; return its summary (alerts, windows, where the database and report are)."""
+    """Run the demo; return its summary (alerts, windows, where the database and report are).
+
+    ``metrics_port``: where Prometheus metrics are served while it runs (0: any free port, None: not served).
+    """
     from driftline.sinks import DriftlineMetrics, SqlProfileStore, create_database_engine, serve, upgrade_database
 
     from .report import write_report
@@ -206,7 +213,7 @@ def run_demo(
     if events < 10_000:
         raise ValueError(f"events must be >= 10000 for the episodes to fit, got {events}")
     output.mkdir(parents=True, exist_ok=True)
-    out = sys.stdout if echo else open(os.devnull, "w")  # noqa: SIM115 - closed below
+    out: TextIO = sys.stdout if echo else io.StringIO()
     catalog = Catalog.load()
     contract = catalog.contract(MODEL)
     stream = SyntheticStream(contract, seed=seed)
@@ -231,7 +238,7 @@ def run_demo(
         rejection_reasons=[reason.name.lower() for reason in RejectReason],
     )
     port: int | None = None
-    if metrics_port >= 0:
+    if metrics_port is not None:
         try:
             port = serve(registry_metrics, metrics_port)
         except OSError as exc:
@@ -301,7 +308,7 @@ def run_demo(
         alerts=collected.alerts,
         model_windows=collected.model_windows,
         summary=facts,
-        prediction_features=[f.name for f in contract.fields if f.role in ("prediction_score", "prediction_class")],
+        prediction_features=[f.name for f in contract.prediction_fields],
     )
     (output / "summary.json").write_text(json.dumps(facts, indent=1, default=str), encoding="utf-8")
     print(
@@ -312,6 +319,4 @@ def run_demo(
     )
     print(f"window aggregates and alerts: {database}", file=out)
     print(f"report: {summary.report}", file=out)
-    if out is not sys.stdout:
-        out.close()
     return summary

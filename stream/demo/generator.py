@@ -14,8 +14,6 @@ import numpy as np
 
 from driftline.schemas.contract import Contract, FieldContract
 
-from driftline.stream.monitor.profile import monitored_fields
-
 __all__ = ["Episode", "SyntheticStream", "records_from_columns"]
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -63,7 +61,7 @@ class SyntheticStream:
         self.contract = contract
         self.seed = seed
         self.events_per_second = events_per_second
-        self.fields = monitored_fields(contract)
+        self.fields = contract.monitored_fields
         self._by_name = {f.name: f for f in contract.fields}
 
     def columns(self, n: int, *, offset: int = 0, seed_offset: int = 0) -> dict[str, np.ndarray]:
@@ -72,7 +70,7 @@ class SyntheticStream:
         z = rng.standard_normal(n)
         columns: dict[str, np.ndarray] = {}
         for spec in self.fields:
-            if spec.role in ("prediction_score", "prediction_class"):
+            if spec.prediction:  # the outputs are computed from the features below
                 continue
             columns[spec.name] = self._sample(spec, n, z, rng)
         self._predict(columns, z, rng)
@@ -164,7 +162,9 @@ class SyntheticStream:
             elif episode.kind != "rename":
                 raise ValueError(f"unknown episode kind {episode.kind!r}")
 
-    def records(self, columns: dict[str, np.ndarray], event_times: np.ndarray, *, offset: int = 0, model_version: str = "v1") -> list[dict[str, object]]:
+    def records(
+        self, columns: dict[str, np.ndarray], event_times: np.ndarray, *, offset: int = 0, model_version: str = "v1"
+    ) -> list[dict[str, object]]:
         """Avro-ready records (``None`` for nulls, ints for int fields)."""
         return records_from_columns(self.contract, columns, event_times, offset=offset, model_version=model_version)
 
@@ -180,7 +180,7 @@ def records_from_columns(
     """Turn generated columns into records of ``contract`` (ids, times and version included)."""
     n = len(event_times)
     converted: dict[str, list[object]] = {}
-    for spec in monitored_fields(contract):
+    for spec in contract.monitored_fields:
         column = columns[spec.name]
         if spec.kind == "categorical":
             converted[spec.name] = list(column)

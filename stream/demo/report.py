@@ -211,15 +211,16 @@ def _date_numbers(milliseconds: Iterable[int]) -> np.ndarray:
     from matplotlib import dates
 
     # Matplotlib's date numbers are days since its epoch (1970-01-01 unless reconfigured).
-    return np.asarray(dates.date2num(np.asarray(list(milliseconds), dtype="datetime64[ms]")), dtype=float)
+    # matplotlib.dates is not annotated (matplotlib's own stubs leave these functions untyped).
+    return np.asarray(dates.date2num(np.asarray(list(milliseconds), dtype="datetime64[ms]")), dtype=float)  # type: ignore[no-untyped-call]
 
 
 def _date_axis(axes: Axes) -> None:
     from matplotlib import dates
 
-    locator = dates.AutoDateLocator(minticks=3, maxticks=6, tz=UTC)
+    locator = dates.AutoDateLocator(minticks=3, maxticks=6, tz=UTC)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, tz=UTC))
+    axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
 
 
 def _severity_colour(severity: str) -> str:

@@ -1,30 +1,37 @@
-"""``driftline worker`` on Kafka: the Faust app, its agents, topics, the dead-letter producer and settings."""
+"""``driftline worker`` on Kafka: the Faust app and agents, topics, the dead-letter producer and settings.
+
+This face re-exports the light parts (topic names, settings, errors); the worker itself —
+:func:`driftline.stream.kafka.worker.run_worker`, which loads Faust, confluent-kafka and SQLAlchemy —
+is imported from its module when it is run.
+"""
 
 from __future__ import annotations
 
-from .deadletter import DeadLetterError, DeadLetterProducer, source_key
+from .errors import DeadLetterError, KafkaUnavailableError, TopicSetupError, WorkerError
 from .settings import WorkerSettings
 from .topics import (
     DEADLETTER_TOPIC,
+    HEADER_DETAIL,
+    HEADER_FIELD,
+    HEADER_REASON,
+    HEADER_SOURCE,
     PREDICTION_TOPIC_PREFIX,
-    KafkaUnavailableError,
-    TopicSetupError,
     ensure_topics,
     prediction_topic,
 )
-from .worker import WorkerError, run_worker
 
 __all__ = [
     "DEADLETTER_TOPIC",
+    "HEADER_DETAIL",
+    "HEADER_FIELD",
+    "HEADER_REASON",
+    "HEADER_SOURCE",
     "PREDICTION_TOPIC_PREFIX",
     "DeadLetterError",
-    "DeadLetterProducer",
     "KafkaUnavailableError",
     "TopicSetupError",
     "WorkerError",
     "WorkerSettings",
     "ensure_topics",
     "prediction_topic",
-    "run_worker",
-    "source_key",
 ]

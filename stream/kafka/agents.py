@@ -22,10 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import faust
-from faust.types import EventT, TP
+from faust.types import TP, EventT
 
 from driftline.sinks import DriftlineMetrics
 from driftline.stream.runner import EncodedMessage, PartitionRunner
+
 from .settings import WorkerSettings
 
 __all__ = ["MonitorAgents"]
@@ -73,7 +74,7 @@ class MonitorAgents:
         self.end_offsets = end_offsets or {}
         self.checkpointed_offset = checkpointed_offset
         self.runners: dict[tuple[str, int], PartitionRunner] = {}
-        self._unacknowledged: dict[tuple[str, int], list[EventT]] = defaultdict(list)
+        self._unacknowledged: dict[tuple[str, int], list[EventT[Any]]] = defaultdict(list)
         self._lock = asyncio.Lock()
         self._last_checkpoint = time.monotonic()
         self._stopping = False
@@ -113,8 +114,8 @@ class MonitorAgents:
         monitor.__name__ = f"monitor_{model}"
         return monitor
 
-    def _process(self, model: str, topic: str, events: list[EventT]) -> None:
-        by_partition: dict[int, list[EventT]] = defaultdict(list)
+    def _process(self, model: str, topic: str, events: list[EventT[Any]]) -> None:
+        by_partition: dict[int, list[EventT[Any]]] = defaultdict(list)
         for event in events:
             # Held until the checkpoint that covers it committed (see the module docstring).
             event.message.incref()
@@ -156,7 +157,7 @@ class MonitorAgents:
                     continue
                 try:
                     await loop.run_in_executor(None, runner.checkpoint)
-                except Exception as exc:  # the new owner redoes what was not committed
+                except Exception as exc:  # noqa: BLE001 - the new owner redoes what was not committed
                     log.error("checkpoint of revoked %s[%d] failed: %s", *key, exc)
                     self._unacknowledged.pop(key, None)
                 else:
@@ -179,7 +180,7 @@ class MonitorAgents:
                 # Blocking I/O (dead-letter acknowledgements, the database) off the event loop; the
                 # lock keeps the agents from touching the runner meanwhile.
                 await loop.run_in_executor(None, runner.checkpoint)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: nothing of it was committed, stop
                 log.error("checkpoint of %s[%d] failed, stopping the worker: %s", *key, exc)
                 self._stopping = True
                 await self.app.crash(exc)
@@ -193,7 +194,7 @@ class MonitorAgents:
         for key, runner in list(self.runners.items()):
             try:
                 runner.checkpoint()
-            except Exception as exc:  # the worker is stopping anyway; the next one redoes this part
+            except Exception as exc:  # noqa: BLE001 - the worker is stopping anyway; the next one redoes this part
                 log.error("final checkpoint of %s[%d] failed: %s", *key, exc)
                 continue
             self._acknowledge(key)

@@ -1,6 +1,9 @@
-"""Creates the Faust app of ``driftline worker`` — and nothing else (agents live in ``stream/agents.py``)."""
+"""Creates the Faust app of ``driftline worker`` — and nothing else (agents live in ``stream/kafka/agents.py``)."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import faust
 
@@ -21,6 +24,15 @@ def use_fast_event_loop() -> None:
     mode.loop.use("uvloop")
 
 
+def _state_directory(settings: WorkerSettings) -> Path:
+    """Faust's state directory (it makes only the last level itself): ``<data dir>/worker``, or a temporary one."""
+    if settings.data_dir is None:
+        return Path(tempfile.mkdtemp(prefix="driftline-worker-"))
+    directory = settings.data_dir / "worker"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def create_app(settings: WorkerSettings) -> faust.App:
     """The Faust app: raw bytes in (the codec decodes), no tables, no web server (metrics are ours)."""
     servers = ";".join(f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(","))
@@ -30,6 +42,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
+        # Faust keeps its own state (no tables here, but it makes the directory) in driftline's data directory.
+        datadir=str(_state_directory(settings)),
         # A new consumer group starts at the beginning of the topic: nothing produced is skipped.
         consumer_auto_offset_reset="earliest",
         # Offsets are committed as soon as they are acknowledged — and the agents acknowledge a

@@ -12,20 +12,16 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from driftline.schemas.errors import DriftlineError
 from driftline.schemas.results import Rejection
 
-from .topics import DEADLETTER_TOPIC, HEADER_DETAIL, HEADER_FIELD, HEADER_REASON, HEADER_SOURCE
+from .errors import DeadLetterError
+from .topics import CLIENT_LOGGER, DEADLETTER_TOPIC, HEADER_DETAIL, HEADER_FIELD, HEADER_REASON, HEADER_SOURCE
 
 __all__ = ["DeadLetterError", "DeadLetterProducer", "source_key"]
 
 #: Header values are cut to this many bytes: a reason's detail quotes the offending value, which
 #: must not turn a dead-letter message into an oversized one.
 MAX_DETAIL_BYTES = 1_000
-
-
-class DeadLetterError(DriftlineError):
-    """The dead-letter topic did not acknowledge every rejected message."""
 
 
 def source_key(topic: str, partition: int, offset: int) -> str:
@@ -64,6 +60,7 @@ class DeadLetterProducer:
             "linger.ms": 20,
             # The original bytes may be up to the source topic's limit; the headers add little.
             "message.max.bytes": 2_000_000,
+            "logger": CLIENT_LOGGER,
         }
         config.update(producer_config or {})
         self.topic = topic
@@ -74,7 +71,7 @@ class DeadLetterProducer:
     def send(self, payload: bytes | None, *, topic: str, partition: int, offset: int, rejection: Rejection) -> None:
         """Queue one rejected message (non-blocking; :meth:`flush` waits for the acknowledgements)."""
         key = source_key(topic, partition, offset).encode()
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             (HEADER_REASON, rejection.reason.value.encode()),
             (HEADER_DETAIL, rejection.detail.encode("utf-8", "replace")[:MAX_DETAIL_BYTES]),
             (HEADER_SOURCE, key),

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from driftline.sinks.database import display_url
-
 from driftline.stream.monitor.engine import EngineConfig
+
 from .topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PREFIX, prediction_topic
 
 __all__ = ["WorkerSettings"]
@@ -53,6 +52,9 @@ class WorkerSettings:
     schemas_dir, profiles_dir
         Contract directory (default: the bundled contracts) and an optional directory of reference
         profiles written by ``driftline baseline``; without it the profiles come from the database.
+    data_dir
+        driftline's data directory; the worker keeps its Faust state under ``<data_dir>/worker``
+        (``None``: in a temporary directory — the worker keeps no state there that must survive it).
     engine
         The engine's tunables.
     """
@@ -74,6 +76,7 @@ class WorkerSettings:
     latency_record: Path | None = None
     schemas_dir: Path | None = None
     profiles_dir: Path | None = None
+    data_dir: Path | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
 
     def __post_init__(self) -> None:
@@ -103,4 +106,6 @@ class WorkerSettings:
 
     @property
     def redacted_database_url(self) -> str:
+        from driftline.sinks.database import display_url  # SQLAlchemy only when the worker runs
+
         return display_url(self.database_url)

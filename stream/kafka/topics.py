@@ -9,19 +9,24 @@ merged by window, which driftline does not do yet.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Sequence
+from typing import Any
+
+from .errors import KafkaUnavailableError, TopicSetupError
 
 __all__ = [
-    "KafkaUnavailableError",
-    "TopicSetupError",
+    "CLIENT_LOGGER",
     "DEADLETTER_TOPIC",
     "HEADER_DETAIL",
     "HEADER_FIELD",
     "HEADER_REASON",
     "HEADER_SOURCE",
     "PREDICTION_TOPIC_PREFIX",
+    "KafkaUnavailableError",
+    "TopicSetupError",
     "ensure_topics",
     "prediction_topic",
 ]
@@ -37,6 +42,12 @@ HEADER_FIELD = "driftline.field"
 HEADER_DETAIL = "driftline.detail"
 HEADER_SOURCE = "driftline.source"
 
+#: Where librdkafka's own log lines go (every Kafka client of driftline is given it), instead of
+#: straight to stderr: a command run against an absent broker would print hundreds of
+#: connection-refused lines before its one useful error. ``driftline`` commands silence it; the
+#: worker logs its errors.
+CLIENT_LOGGER = logging.getLogger("driftline.kafka.client")
+
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -49,14 +60,6 @@ def prediction_topic(model: str, prefix: str = PREDICTION_TOPIC_PREFIX) -> str:
     if not _MODEL_NAME.match(model):
         raise ValueError(f"model: {model!r} is not a valid model name (an Avro record name)")
     return prefix + model
-
-
-class TopicSetupError(Exception):
-    """A topic could not be created (e.g. the client may not create topics)."""
-
-
-class KafkaUnavailableError(TopicSetupError):
-    """Kafka did not answer."""
 
 
 def ensure_topics(bootstrap: str, names: Sequence[str], timeout: float, *, answer_timeout: float | None = None) -> dict[str, int]:
@@ -74,9 +77,11 @@ def ensure_topics(bootstrap: str, names: Sequence[str], timeout: float, *, answe
         Kafka refused to create a topic.
     """
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": CLIENT_LOGGER}
+    admin = AdminClient(config)
     try:
         metadata = admin.list_topics(timeout=timeout if answer_timeout is None else answer_timeout)
     except KafkaException as exc:

@@ -19,13 +19,13 @@ import sqlalchemy as sa
 
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Catalog, Contract
-from driftline.schemas.errors import DriftlineError
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.runner import PartitionKey, PartitionRunner
 
 from .deadletter import DeadLetterProducer
+from .errors import TopicSetupError, WorkerError
 from .settings import WorkerSettings
-from .topics import TopicSetupError, ensure_topics
+from .topics import CLIENT_LOGGER, ensure_topics
 
 if TYPE_CHECKING:
     from driftline.sinks import DriftlineMetrics
@@ -35,17 +35,20 @@ __all__ = ["WorkerError", "WorkerRuntime", "load_profiles", "prepare_topics", "r
 log = logging.getLogger("driftline.worker")
 
 
-class WorkerError(DriftlineError):
-    """The worker cannot start: a missing profile, an unmigrated database, a misconfigured topic."""
-
-
 def load_profiles(settings: WorkerSettings, engine: sa.Engine, model: str) -> dict[str, ReferenceProfile]:
-    """Every reference profile of ``model``, by version: from ``settings.profiles_dir`` or the database."""
+    """Every reference profile of ``model``, by version: from ``settings.profiles_dir`` or the database.
+
+    Raises
+    ------
+    WorkerError
+        There is none.
+    """
     texts: list[str]
     if settings.profiles_dir is not None:
-        directory = settings.profiles_dir / model
-        texts = [path.read_text(encoding="utf-8") for path in sorted(directory.glob("*.json"))]
-        where = str(directory)
+        from driftline.stream.profiles import ProfileDirectory
+
+        texts = ProfileDirectory(settings.profiles_dir).load_all(model)
+        where = str(settings.profiles_dir / model)
     else:
         from driftline.sinks import SqlProfileStore
 
@@ -54,6 +57,8 @@ def load_profiles(settings: WorkerSettings, engine: sa.Engine, model: str) -> di
     if not texts:
         raise WorkerError(f"no reference profile for model {model!r} in {where}; run `driftline baseline` first")
     profiles = [ReferenceProfile.from_json(text) for text in texts]
+    for profile in profiles:
+        log.info("%s %s: reference profile of %d rows from %s", model, profile.model_version, profile.rows, profile.source or "an unnamed source")
     return {profile.model_version: profile for profile in profiles}
 
 
@@ -77,7 +82,9 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> dict[s
                 f"topic {topic} has {partitions[topic]} partitions; driftline needs one partition per model topic "
                 "(its detectors need the model's events in one order)"
             )
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.consumer_group}.probe"})
+    consumer = Consumer(
+        {"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.consumer_group}.probe", "logger": CLIENT_LOGGER}
+    )
     try:
         return {
             topic: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)[1]
@@ -192,12 +199,14 @@ def run_worker(settings: WorkerSettings) -> int:
         metrics=metrics,
     )
     worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    if not sys.stdout.isatty():
+        worker.spinner = None  # Faust's spinner writes cursor escape codes even into log files
     exit_code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
         exit_code = stop.code if isinstance(stop.code, int) else 1
-    except Exception as exc:  # Faust re-raises the reason it crashed for
+    except Exception as exc:  # noqa: BLE001 - Faust re-raises the reason it crashed for
         print(f"driftline: worker stopped: {exc}", file=sys.stderr)
         exit_code = 1
     if settings.latency_record is not None:

@@ -7,11 +7,13 @@ the same events in the same order always give the same results.
 from __future__ import annotations
 
 from .alerts import AlertGate, make_alert
-from .engine import EngineConfig, MonitorEngine
-from .profile import FeatureProfile, ProfileError, ReferenceProfile, build_reference_profile, monitored_fields
+from .config import EngineConfig
+from .engine import MonitorEngine
+from .profile import FeatureProfile, ProfileError, ReferenceProfile, build_reference_profile
 from .results import (
     Alert,
     BatchResult,
+    Checkpoint,
     DetectorSignal,
     FeatureWindow,
     ModelWindow,
@@ -26,6 +28,7 @@ __all__ = [
     "Alert",
     "AlertGate",
     "BatchResult",
+    "Checkpoint",
     "DetectorSignal",
     "EngineConfig",
     "FeatureProfile",
@@ -41,6 +44,5 @@ __all__ = [
     "build_reference_profile",
     "iso_time",
     "make_alert",
-    "monitored_fields",
     "to_canonical_json",
 ]

@@ -23,21 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from driftline.detectors.adwin import ADWIN
-from driftline.detectors.page_hinkley import PageHinkley
-from driftline.schemas.codec import DecodedBatch, FieldStatus
 from driftline.schemas.contract import Contract, FieldContract
+from driftline.schemas.results import DecodedBatch
 
 from .alerts import AlertGate, make_alert
-from .profile import ReferenceProfile, monitored_fields
+from .config import EngineConfig
+from .profile import ReferenceProfile
 from .results import BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
-from .window_state import WindowFeatureState, close_feature_window, new_feature_state
-from .verdicts import EngineConfig, Verdict, feature_window_verdicts, format_number, model_window_verdicts
+from .tracks import DetectorHit, DetectorTracks
+from .verdicts import Verdict, feature_window_verdicts, format_number, model_window_verdicts
+from .window_state import FieldWindow, WindowPlace, field_window_from_state, new_field_window
 from .windows import WindowClock
 
 __all__ = ["EngineConfig", "MonitorEngine"]
 
+#: Format 2: typed field windows per kind, schema changes waiting for an event time.
 STATE_FORMAT = 2
+
 
 @dataclass
 class _OpenWindow:
@@ -46,17 +48,7 @@ class _OpenWindow:
     events: int = 0
     accepted: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
-    features: dict[str, WindowFeatureState] = field(default_factory=dict)
-
-
-@dataclass
-class _Track:
-    """Streaming detectors of one model version, fed in arrival order."""
-
-    profile: ReferenceProfile
-    page_hinkley: dict[str, PageHinkley]
-    adwin: dict[str, ADWIN]
-    accepted_seen: int = 0
+    features: dict[str, FieldWindow] = field(default_factory=dict)
 
 
 class MonitorEngine:
@@ -90,16 +82,17 @@ class MonitorEngine:
         for version, profile in profiles.items():
             if profile.model != contract.model:
                 raise ValueError(f"profiles: profile {version!r} is for model {profile.model!r}, not {contract.model!r}")
+            profile.check_covers(contract)
         self.contract = contract
         self.config = config or EngineConfig()
         self.profiles = dict(profiles)
         self.default_version = default_version or list(self.profiles)[-1]
         if self.default_version not in self.profiles:
             raise ValueError(f"default_version {self.default_version!r} has no profile")
-        self.fields: list[FieldContract] = monitored_fields(contract)
+        self.fields: tuple[FieldContract, ...] = contract.monitored_fields
         self._clock = WindowClock(self.config.window_length_ms, self.config.allowed_lateness_ms)
         self._gate = AlertGate(self.config.alert_cooldown_ms)
-        self._tracks: dict[str, _Track] = {}
+        self._tracks = DetectorTracks(self._profile, self.fields)
         self._open: dict[tuple[int, str], _OpenWindow] = {}
         self._last_closed_start_ms: int | None = None
         self._schema_changes_seen: set[str] = set()
@@ -157,14 +150,7 @@ class MonitorEngine:
             "schema_changes_pending": [dataclasses.asdict(record) for record in self._schema_changes_pending],
             "undated_pending": self._undated_pending,
             "undated_by_window": [[start, count] for start, count in sorted(self._undated_by_window.items())],
-            "tracks": {
-                version: {
-                    "accepted_seen": track.accepted_seen,
-                    "page_hinkley": {name: d.to_state() for name, d in sorted(track.page_hinkley.items())},
-                    "adwin": {name: d.to_state() for name, d in sorted(track.adwin.items())},
-                }
-                for version, track in sorted(self._tracks.items())
-            },
+            "tracks": self._tracks.to_state(),
             "open_windows": [
                 {
                     "version": window.version,
@@ -204,11 +190,7 @@ class MonitorEngine:
         ]
         engine._undated_pending = int(state["undated_pending"])
         engine._undated_by_window = {int(start): int(count) for start, count in state["undated_by_window"]}
-        for version, saved in state["tracks"].items():
-            track = engine._track(version)
-            track.accepted_seen = int(saved["accepted_seen"])
-            track.page_hinkley = {n: PageHinkley.from_state(d) for n, d in saved["page_hinkley"].items()}
-            track.adwin = {n: ADWIN.from_state(d) for n, d in saved["adwin"].items()}
+        engine._tracks.restore(state["tracks"])
         for saved in state["open_windows"]:
             window = _OpenWindow(
                 version=saved["version"],
@@ -216,7 +198,7 @@ class MonitorEngine:
                 events=int(saved["events"]),
                 accepted=int(saved["accepted"]),
                 rejected_by_reason=Counter(saved["rejected_by_reason"]),
-                features={n: WindowFeatureState.from_state(f) for n, f in saved["features"].items()},
+                features={n: field_window_from_state(f) for n, f in saved["features"].items()},
             )
             engine._open[(window.start_ms, window.version)] = window
         return engine
@@ -324,78 +306,38 @@ class MonitorEngine:
                 rows = positions[starts == start]
                 self._add_to_window(self._window(version, int(start)), batch, rows, row_reasons)
 
-    def _track(self, version: str) -> _Track:
-        track = self._tracks.get(version)
-        if track is None:
-            profile = self.profiles.get(version, self.profiles[self.default_version])
-            page_hinkley: dict[str, PageHinkley] = {}
-            adwin: dict[str, ADWIN] = {}
-            for spec in self.fields:
-                feature = profile.features.get(spec.name)
-                if feature is None or feature.kind != "numeric":
-                    continue
-                if feature.page_hinkley is not None:
-                    page_hinkley[spec.name] = PageHinkley.from_state(feature.page_hinkley)
-                if feature.adwin is not None:
-                    adwin[spec.name] = ADWIN.from_state(feature.adwin)
-            track = _Track(profile=profile, page_hinkley=page_hinkley, adwin=adwin)
-            self._tracks[version] = track
-        return track
+    def _profile(self, version: str) -> ReferenceProfile:
+        """The reference of a model version: its own profile, else the default version's."""
+        return self.profiles.get(version, self.profiles[self.default_version])
 
     def _run_detectors(self, version: str, batch: DecodedBatch, rows: np.ndarray, result: BatchResult) -> None:
-        track = self._track(version)
-        accepted = np.flatnonzero(rows & batch.accepted)
-        base_index = track.accepted_seen
-        track.accepted_seen += len(accepted)
-        if not len(accepted):
-            return
-        for name, detectors in (("page_hinkley", track.page_hinkley), ("adwin", track.adwin)):
-            for feature, detector in detectors.items():
-                status = batch.status[feature][accepted]
-                usable = accepted[status == FieldStatus.OK]
-                hits = detector.update_many(batch.values[feature][usable])
-                details = zip(hits.tolist(), detector.signal_statistics, detector.signal_thresholds)
-                for hit, statistic, threshold in details:
-                    row = int(usable[hit])
-                    self._signal(version, feature, name, statistic, threshold, batch, row, base_index, accepted, result)
+        for hit in self._tracks.run(version, batch, rows):
+            self._signal(hit, batch, result)
 
-    def _signal(
-        self,
-        version: str,
-        feature: str,
-        detector_name: str,
-        statistic: float,
-        threshold: float,
-        batch: DecodedBatch,
-        row: int,
-        base_index: int,
-        accepted: np.ndarray,
-        result: BatchResult,
-    ) -> None:
-        event_time = int(batch.event_time_ms[row])
-        event_index = base_index + int(np.searchsorted(accepted, row))
+    def _signal(self, hit: DetectorHit, batch: DecodedBatch, result: BatchResult) -> None:
+        event_time = int(batch.event_time_ms[hit.row])
         result.signals.append(
             DetectorSignal(
                 model=self.contract.model,
-                model_version=version,
-                feature=feature,
-                detector=detector_name,
-                event_index=event_index,
+                model_version=hit.model_version,
+                feature=hit.feature,
+                detector=hit.detector,
+                event_index=hit.event_index,
                 event_time_ms=event_time,
-                statistic=statistic,
+                statistic=hit.statistic,
             )
         )
-        kind = "score_change" if detector_name == "adwin" else "mean_shift"
-        profile = self._tracks[version].profile.features[feature]
-        what = "ADWIN found a change in the mean of" if detector_name == "adwin" else "Page-Hinkley detected a mean shift in"
+        kind = "score_change" if hit.detector == "adwin" else "mean_shift"
+        profile = self._profile(hit.model_version).features[hit.feature]
+        what = "ADWIN found a change in the mean of" if hit.detector == "adwin" else "Page-Hinkley detected a mean shift in"
         self._gated_alert(
-            result, version, kind, feature, detector_name,
+            result, hit.model_version, kind, hit.feature, hit.detector,
             episode=kind,
             window_start_ms=None,
             event_time_ms=event_time,
-            score=statistic,
-            threshold=threshold,
-            message=f"{what} {feature} at event {event_index} "
+            score=hit.statistic,
+            threshold=hit.threshold,
+            message=f"{what} {hit.feature} at event {hit.event_index} "
             f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})",
         )
 
@@ -403,10 +345,10 @@ class MonitorEngine:
         key = (start_ms, version)
         window = self._open.get(key)
         if window is None:
-            profile = self._track(version).profile
+            profile = self._profile(version)
             window = _OpenWindow(version=version, start_ms=start_ms)
             for spec in self.fields:
-                window.features[spec.name] = new_feature_state(spec, profile.features[spec.name])
+                window.features[spec.name] = new_field_window(profile.features[spec.name])
             self._open[key] = window
         return window
 
@@ -468,7 +410,7 @@ class MonitorEngine:
 
     def _close(self, window: _OpenWindow, result: BatchResult) -> None:
         config = self.config
-        profile = self._track(window.version).profile
+        profile = self._profile(window.version)
         model_window = ModelWindow(
             model=self.contract.model,
             model_version=window.version,
@@ -480,16 +422,13 @@ class MonitorEngine:
             rejected_by_reason=tuple(sorted(window.rejected_by_reason.items())),
         )
         result.model_windows.append(model_window)
+        place = WindowPlace(self.contract.model, window.version, window.start_ms, config.window_length_ms)
         for spec in self.fields:
             feature_profile = profile.features[spec.name]
-            summary = close_feature_window(
-                window.features[spec.name],
+            summary = window.features[spec.name].close(
                 feature_profile,
-                model=self.contract.model,
-                model_version=window.version,
-                window_start_ms=window.start_ms,
-                window_length_ms=config.window_length_ms,
-                false_alarm_rate=config.window_false_alarm_rate / len(self.fields),
+                place,
+                false_alarm_rate=config.false_alarm_rate_per_window / len(self.fields),
                 min_psi=config.min_psi,
             )
             result.feature_windows.append(summary)

@@ -2,8 +2,10 @@
 
 A profile is built once per model version from reference data (``driftline baseline`` reads it from
 Parquet) and stored with that version. It holds, per contract field, everything the engine compares
-live windows with — quantile bin edges and reference counts, categories and their counts — and the
-calibrated streaming detectors' initial states, so a worker never re-calibrates on the hot path.
+live windows with — quantile bin edges and reference counts, categories and their counts, the
+calibrated weights of the windows' PSI threshold — and the calibrated streaming detectors' initial
+states, so a worker never re-calibrates on the hot path. Every stored field is read by the engine
+(or, ``source`` and ``contract_version``, by the shells that load profiles).
 
 Calibration note: the detectors' thresholds account for heavy tails and autocorrelation *as seen in
 the reference data*. Training sets are usually shuffled, which hides the autocorrelation of the live
@@ -14,25 +16,29 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from driftline.detectors.adwin import ADWIN
-from driftline.detectors.calibration import dependence_factor
 from driftline.detectors import distances, sketches
+from driftline.detectors.adwin import ADWIN
+from driftline.detectors.calibration import MINIMUM_REFERENCE_LENGTH
 from driftline.detectors.distances import quantile_bin_edges
 from driftline.detectors.page_hinkley import PageHinkley
+from driftline.detectors.psi import WindowPSIThreshold
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.errors import DriftlineError
 
-__all__ = ["FeatureProfile", "ProfileError", "ReferenceProfile", "build_reference_profile", "monitored_fields"]
+__all__ = ["FeatureProfile", "ProfileError", "ReferenceProfile", "build_reference_profile"]
 
-PROFILE_FORMAT = 1
-QUANTILE_LEVELS = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+#: Format 2: PSI weights from the reference (the calibrated window threshold) replace format 1's
+#: dependence factor; reference quantiles and the false-alarm rate, which nothing read, are gone.
+PROFILE_FORMAT = 2
+
+#: Pseudo-window length of the bootstrap that calibrates the windows' PSI threshold (capped at half
+#: the reference): windows of a thousand events carry the short-range dependence of the stream.
+PSI_CALIBRATION_WINDOW = 1000
 
 
 class ProfileError(DriftlineError):
@@ -54,8 +60,7 @@ class FeatureProfile:
     std: float | None = None
     minimum: float | None = None
     maximum: float | None = None
-    quantiles: dict[str, float] = field(default_factory=dict)
-    dependence: float = 1.0  # long-run / marginal variance ratio of the reference series
+    psi_weights: tuple[float, ...] = ()  # n·PSI ≈ (1 + n/rows) · Σ w_j χ²(1) under the reference (detectors/psi.py)
     page_hinkley: dict[str, Any] | None = None
     adwin: dict[str, Any] | None = None
 
@@ -67,30 +72,26 @@ class FeatureProfile:
     @functools.cached_property
     def bin_points(self) -> np.ndarray:
         """Where each bin's mass sits for the Wasserstein distance; the outer bins at the reference's extremes."""
-        return distances.bin_points(self.full_bin_edges, len(self.counts), (self.minimum, self.maximum))
+        extremes = None if self.minimum is None or self.maximum is None else (self.minimum, self.maximum)
+        return distances.bin_points(self.full_bin_edges, len(self.counts), extremes)
 
     @functools.cached_property
     def counts_array(self) -> np.ndarray:
         return np.asarray(self.counts, dtype=np.int64)
 
+    @functools.cached_property
+    def window_psi(self) -> WindowPSIThreshold:
+        return WindowPSIThreshold(self.psi_weights, max(self.rows, 1))
+
     def psi_threshold(self, window_count: int, false_alarm_rate: float) -> float:
         """PSI above which a window of ``window_count`` values is improbable under the reference.
 
-        Under the null, ``n * PSI`` is asymptotically chi-square with ``k - 1`` degrees of freedom
-        (PSI is the symmetrised Kullback–Leibler divergence). The reference sample's own noise adds
-        a factor ``1 + n / N`` and autocorrelation inflates the variance by ``dependence``.
+        The calibrated, statistically tested threshold of ``detectors/psi.py``
+        (:class:`~driftline.detectors.psi.WindowPSIThreshold`), with the weights the reference's
+        own bootstrap gave: it accounts for the bins' sampling error, the reference's size and the
+        stream's autocorrelation.
         """
-        if window_count <= 0:
-            return float("inf")
-        degrees = max(1, sum(1 for c in self.counts if c > 0) - 1 + (1 if self.kind == "categorical" else 0))
-        quantile = _chi_square_isf(false_alarm_rate, degrees)
-        return self.dependence * quantile / window_count * (1.0 + window_count / max(self.rows, 1))
-
-
-@functools.lru_cache(maxsize=256)
-def _chi_square_isf(probability: float, degrees: int) -> float:
-    # scipy's isf costs ~0.2 ms a call; windows close by the thousand with the same few arguments.
-    return float(stats.chi2.isf(probability, degrees))
+        return self.window_psi.threshold(window_count, false_alarm_rate)
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,18 @@ class ReferenceProfile:
     contract_version: int
     rows: int
     features: dict[str, FeatureProfile]
-    false_alarm_rate: float
-    source: str = ""
+    source: str = ""  # where the reference data came from (logged when a worker loads the profile)
+
+    def check_covers(self, contract: Contract) -> None:
+        """Raise :class:`ProfileError` unless every field ``contract`` monitors has a summary here."""
+        missing = [f.name for f in contract.monitored_fields if f.name not in self.features]
+        if self.model != contract.model or missing:
+            raise ProfileError(
+                f"the reference profile of {self.model} {self.model_version} (built for contract version "
+                f"{self.contract_version}) does not cover contract {contract.label}"
+                + (f": no summary of {', '.join(missing)}" if missing else "")
+                + "; run `driftline baseline` for it"
+            )
 
     def to_json(self) -> str:
         data = {
@@ -112,7 +123,6 @@ class ReferenceProfile:
             "model_version": self.model_version,
             "contract_version": self.contract_version,
             "rows": self.rows,
-            "false_alarm_rate": self.false_alarm_rate,
             "source": self.source,
             "features": {name: _feature_to_dict(f) for name, f in sorted(self.features.items())},
         }
@@ -123,7 +133,10 @@ class ReferenceProfile:
         try:
             data = json.loads(text)
             if data.get("format") != PROFILE_FORMAT:
-                raise ProfileError(f"unsupported profile format {data.get('format')!r}, expected {PROFILE_FORMAT}")
+                raise ProfileError(
+                    f"reference profile format {data.get('format')!r} is not this driftline's ({PROFILE_FORMAT}); "
+                    "run `driftline baseline` again to rebuild it"
+                )
             features = {name: _feature_from_dict(name, f) for name, f in data["features"].items()}
             return cls(
                 model=str(data["model"]),
@@ -131,7 +144,6 @@ class ReferenceProfile:
                 contract_version=int(data["contract_version"]),
                 rows=int(data["rows"]),
                 features=features,
-                false_alarm_rate=float(data["false_alarm_rate"]),
                 source=str(data.get("source", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -150,8 +162,7 @@ def _feature_to_dict(profile: FeatureProfile) -> dict[str, Any]:
         "std": profile.std,
         "minimum": profile.minimum,
         "maximum": profile.maximum,
-        "quantiles": dict(profile.quantiles),
-        "dependence": profile.dependence,
+        "psi_weights": list(profile.psi_weights),
         "page_hinkley": profile.page_hinkley,
         "adwin": profile.adwin,
     }
@@ -170,16 +181,10 @@ def _feature_from_dict(name: str, data: dict[str, Any]) -> FeatureProfile:
         std=data.get("std"),
         minimum=data.get("minimum"),
         maximum=data.get("maximum"),
-        quantiles={str(k): float(v) for k, v in data.get("quantiles", {}).items()},
-        dependence=float(data.get("dependence", 1.0)),
+        psi_weights=tuple(float(w) for w in data["psi_weights"]),
         page_hinkley=data.get("page_hinkley"),
         adwin=data.get("adwin"),
     )
-
-
-def monitored_fields(contract: Contract) -> list[FieldContract]:
-    """Contract fields the engine watches: features and prediction outputs, in contract order."""
-    return [f for f in contract.fields if f.role in ("feature", "prediction_score", "prediction_class")]
 
 
 def build_reference_profile(
@@ -213,7 +218,7 @@ def build_reference_profile(
         raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
     if n_bins < 2:
         raise ValueError(f"n_bins must be >= 2, got {n_bins}")
-    fields = monitored_fields(contract)
+    fields = contract.monitored_fields
     missing = [f.name for f in fields if f.name not in columns]
     if missing:
         raise ProfileError(f"reference data lacks contract fields: {', '.join(missing)}")
@@ -238,7 +243,6 @@ def build_reference_profile(
         contract_version=contract.version,
         rows=total,
         features=features,
-        false_alarm_rate=false_alarm_rate,
         source=source,
     )
 
@@ -251,7 +255,8 @@ def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: flo
     edges = quantile_bin_edges(finite, n_bins)
     # Binned by the window sketch itself, so reference and window counts share one definition of a bin.
     counts = sketches.numeric_add(sketches.numeric_initialize(edges), finite).histogram
-    quantiles = np.quantile(finite, QUANTILE_LEVELS)
+    # Bin of each value in time order (the sketch's own rule: bin i holds edges[i] <= v < edges[i + 1]).
+    bins = np.searchsorted(edges[1:-1], finite, side="right")
     detector = PageHinkley.calibrate(finite, false_alarm_rate=false_alarm_rate)
     adwin = ADWIN.calibrate(finite, false_alarm_rate=false_alarm_rate) if spec.role == "prediction_score" else None
     return FeatureProfile(
@@ -265,8 +270,7 @@ def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: flo
         std=float(finite.std(ddof=1)),
         minimum=float(finite.min()),
         maximum=float(finite.max()),
-        quantiles={f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILE_LEVELS, quantiles)},
-        dependence=float(dependence_factor(finite)),
+        psi_weights=_psi_weights(bins, len(counts)),
         page_hinkley=detector.to_state(),
         adwin=None if adwin is None else adwin.to_state(),
     )
@@ -277,9 +281,9 @@ def _categorical_profile(spec: FieldContract, raw: np.ndarray) -> FeatureProfile
     present = values[np.array([v is not None for v in values], dtype=bool)]
     categories = tuple(spec.categories) if spec.categories else tuple(sorted({str(v) for v in present}))
     index = {c: i for i, c in enumerate(categories)}
-    counts = np.zeros(len(categories) + 1, dtype=np.int64)
-    for value, count in Counter(str(v) for v in present).items():
-        counts[index.get(value, len(categories))] += count
+    # Bucket of each value in time order; the last bucket holds values outside the categories.
+    bins = np.fromiter((index.get(str(v), len(categories)) for v in present), dtype=np.int64, count=present.size)
+    counts = np.bincount(bins, minlength=len(categories) + 1)
     return FeatureProfile(
         name=spec.name,
         kind="categorical",
@@ -287,4 +291,12 @@ def _categorical_profile(spec: FieldContract, raw: np.ndarray) -> FeatureProfile
         null_fraction=float(1.0 - present.size / max(values.size, 1)),
         counts=tuple(int(c) for c in counts),
         categories=categories,
+        psi_weights=_psi_weights(bins, len(counts)),
     )
+
+
+def _psi_weights(bins: np.ndarray, n_bins: int) -> tuple[float, ...]:
+    """Calibrated weights of the windows' PSI threshold; none (never tested) for a reference too small to tell."""
+    if bins.size < MINIMUM_REFERENCE_LENGTH:
+        return ()
+    return WindowPSIThreshold.calibrate(bins, n_bins, window_size=PSI_CALIBRATION_WINDOW).weights

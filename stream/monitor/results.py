@@ -224,7 +224,7 @@ class Checkpoint:
 
 def iso_time(ms: int) -> str:
     """UTC ISO-8601 time of a millisecond timestamp, to the second."""
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def alert_identifier(*parts: object) -> str:

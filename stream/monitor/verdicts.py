@@ -11,58 +11,11 @@ from dataclasses import dataclass
 
 from driftline.schemas.contract import FieldContract
 
+from .config import EngineConfig
 from .profile import FeatureProfile
 from .results import FeatureWindow, ModelWindow
 
-__all__ = ["EngineConfig", "Verdict", "feature_window_verdicts", "format_number", "model_window_verdicts"]
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Tunables of the engine (all times are event time, in milliseconds).
-
-    Parameters
-    ----------
-    window_length_ms
-        Length of the tumbling event-time windows.
-    allowed_lateness_ms
-        How long after the largest event time seen a window stays open for late events.
-    window_false_alarm_rate
-        Per window, the probability that any field's PSI test fires on a stationary stream (each
-        field gets an equal share).
-    min_psi
-        Smallest PSI worth an alert, however significant (an effect-size floor: 0.1 is the usual
-        "some shift" mark in credit-risk practice).
-    min_window_count
-        Windows with fewer values than this are summarised but not tested.
-    max_unseen_fraction, max_invalid_fraction, max_rejected_fraction
-        Data-quality budgets per window (unseen categories; NaN/inf or out-of-range values;
-        rejected events). Null budgets come from each field's ``max_null_fraction`` in the contract.
-    alert_cooldown_ms
-        Signals of the same kind on the same field closer than this belong to one alert episode.
-    """
-
-    window_length_ms: int = 60_000
-    allowed_lateness_ms: int = 120_000
-    window_false_alarm_rate: float = 1e-4
-    min_psi: float = 0.1
-    min_window_count: int = 100
-    max_unseen_fraction: float = 0.02
-    max_invalid_fraction: float = 0.01
-    max_rejected_fraction: float = 0.02
-    alert_cooldown_ms: int = 15 * 60_000
-
-    def __post_init__(self) -> None:
-        for name in ("window_length_ms", "min_window_count"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("allowed_lateness_ms", "alert_cooldown_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("window_false_alarm_rate", "max_unseen_fraction", "max_invalid_fraction", "max_rejected_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {value}")
+__all__ = ["Verdict", "feature_window_verdicts", "format_number", "model_window_verdicts"]
 
 
 @dataclass(frozen=True)
@@ -88,20 +41,20 @@ def feature_window_verdicts(
     """Rules one field's closed window breaks; ``events`` counts the window's decoded events."""
     verdicts: list[Verdict] = []
     name = spec.name
-    if summary.count >= config.min_window_count and summary.psi is not None and summary.psi_threshold is not None:
-        if summary.psi > summary.psi_threshold:
-            if summary.kind == "categorical":
-                evidence = "most frequent: " + ", ".join(f"{value} ({count})" for value, count in summary.top_items[:3])
-            else:
-                evidence = (
-                    f"KS {format_number(summary.ks)}; window mean {format_number(summary.mean)} "
-                    f"vs reference {format_number(profile.mean)}"
-                )
-            verdicts.append(Verdict(
-                "distribution_drift", name, "psi", summary.psi, summary.psi_threshold,
-                f"{name}: PSI {summary.psi:.3f} > {summary.psi_threshold:.3f} against the reference "
-                f"(Jensen-Shannon {format_number(summary.jensen_shannon)}; {evidence})",
-            ))
+    psi, threshold = summary.psi, summary.psi_threshold
+    if summary.count >= config.min_window_count and psi is not None and threshold is not None and psi > threshold:
+        if summary.kind == "categorical":
+            evidence = "most frequent: " + ", ".join(f"{value} ({count})" for value, count in summary.top_items[:3])
+        else:
+            evidence = (
+                f"KS {format_number(summary.ks)}; window mean {format_number(summary.mean)} "
+                f"vs reference {format_number(profile.mean)}"
+            )
+        verdicts.append(Verdict(
+            "distribution_drift", name, "psi", psi, threshold,
+            f"{name}: PSI {psi:.3f} > {threshold:.3f} against the reference "
+            f"(Jensen-Shannon {format_number(summary.jensen_shannon)}; {evidence})",
+        ))
     if events < config.min_window_count:
         return verdicts
     unseen_fraction = summary.unseen / events
@@ -125,7 +78,8 @@ def feature_window_verdicts(
     if summary.nulls / events > null_limit:
         verdicts.append(Verdict(
             "data_quality", name, "null_fraction", summary.nulls / events, null_limit,
-            f"{name}: {summary.nulls} of {events} values missing, budget {budget:.1%}",
+            f"{name}: {summary.nulls} of {events} values missing, budget {budget:.1%} "
+            f"(the reference had {profile.null_fraction:.1%})",
         ))
     return verdicts
 

@@ -1,7 +1,7 @@
-"""One field's state inside one open window, and its summary when the window closes.
+"""One field's state inside one open window — a class per field kind — and its summary when the window closes.
 
-The sketches (``driftline.detectors.sketches``) summarise accepted values; on top of them this
-module counts the status of *every* decoded event (accepted or rejected) so that nulls, NaN/inf,
+The sketches (``driftline.detectors.sketches``) summarise accepted values; on top of them each field
+window counts the status of *every* decoded event (accepted or rejected) so that nulls, NaN/inf,
 out-of-range values and unseen categories are visible even when the contract sent those events to
 the dead-letter topic.
 """
@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import base64
 import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from driftline.detectors import distances, sketch_encoding, sketches
-from driftline.schemas.codec import FieldStatus
-from driftline.schemas.contract import FieldContract
+from driftline.detectors.sketches import CategoricalWindowState, NumericWindowState
+from driftline.schemas.results import FieldStatus
 
 from .profile import FeatureProfile
 from .results import FeatureWindow
 
-__all__ = ["WindowFeatureState", "close_feature_window", "new_feature_state"]
+__all__ = ["CategoricalFieldWindow", "FieldWindow", "NumericFieldWindow", "WindowPlace", "field_window_from_state", "new_field_window"]
 
 _STATUS_CODES = max(int(s) for s in FieldStatus) + 1
 
@@ -31,39 +34,89 @@ _STATUS_CODES = max(int(s) for s in FieldStatus) + 1
 SKETCH_CHUNK = 4096
 
 
-class WindowFeatureState:
-    """Sketch of the accepted values plus status counts of all decoded events."""
+@dataclass(frozen=True, slots=True)
+class WindowPlace:
+    """Where a closing window sits: its model, version, start and length (the summary's identity)."""
 
-    __slots__ = ("kind", "sketch", "status_counts", "_pending", "_pending_count")
+    model: str
+    model_version: str
+    window_start_ms: int
+    window_length_ms: int
 
-    def __init__(self, kind: str, sketch: object) -> None:
-        self.kind = kind
-        self.sketch = sketch
+
+class FieldWindow(ABC):
+    """Status counts of all decoded events of one field in one window, and the sketch of its accepted values."""
+
+    kind: str
+
+    def __init__(self) -> None:
         self.status_counts = np.zeros(_STATUS_CODES, dtype=np.int64)
-        self._pending: list[np.ndarray] = []
-        self._pending_count = 0
 
     def add(self, accepted_values: np.ndarray, accepted_status: np.ndarray, all_status: np.ndarray) -> None:
-        """Add one window's slice of a batch."""
+        """Add one window's slice of a batch: the accepted events' values and statuses, every event's status."""
         if all_status.size:
             self.status_counts += np.bincount(all_status.astype(np.int64), minlength=_STATUS_CODES)
-        if self.kind == "numeric":
-            usable = accepted_values[accepted_status == FieldStatus.OK]
-            if usable.size:
-                self._pending.append(usable)
-                self._pending_count += usable.size
-                if self._pending_count >= SKETCH_CHUNK:
-                    self._drain(whole_chunks_only=True)
-        else:
-            # Unseen values of an open ("count") category set are accepted: keep them in the
-            # frequent-items sketch so the alert can name the value that floods the feature.
-            keep = (accepted_status == FieldStatus.OK) | (accepted_status == FieldStatus.UNSEEN_CATEGORY)
-            usable = accepted_values[keep]
-            if usable.size:
-                self.sketch = sketches.categorical_add(self.sketch, usable)  # type: ignore[arg-type]
+        self._add_values(accepted_values, accepted_status)
 
     def count(self, status: FieldStatus) -> int:
         return int(self.status_counts[int(status)])
+
+    def close(self, profile: FeatureProfile, place: WindowPlace, *, false_alarm_rate: float, min_psi: float) -> FeatureWindow:
+        """Summarise the closed window and compare it with the reference profile.
+
+        The PSI threshold is the reference's calibrated one (``FeatureProfile.psi_threshold``) at
+        ``false_alarm_rate`` per window, never below ``min_psi``.
+        """
+        summary = self._summarise(profile)
+        count = int(summary["count"])
+        return FeatureWindow(
+            model=place.model,
+            model_version=place.model_version,
+            feature=profile.name,
+            kind=self.kind,
+            window_start_ms=place.window_start_ms,
+            window_length_ms=place.window_length_ms,
+            count=count,
+            nulls=self.count(FieldStatus.NULL) + self.count(FieldStatus.NULL_NOT_ALLOWED),
+            non_finite=self.count(FieldStatus.NOT_FINITE),
+            out_of_range=self.count(FieldStatus.OUT_OF_RANGE),
+            unseen=self.count(FieldStatus.UNSEEN_CATEGORY),
+            psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if count else None,
+            **summary["fields"],
+        )
+
+    def to_state(self) -> dict[str, object]:
+        """Plain, JSON-serialisable state (sketch bytes base64-encoded)."""
+        return {"kind": self.kind, "status_counts": self.status_counts.tolist(), **self._state()}
+
+    @abstractmethod
+    def _add_values(self, accepted_values: np.ndarray, accepted_status: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _summarise(self, profile: FeatureProfile) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _state(self) -> dict[str, object]: ...
+
+
+class NumericFieldWindow(FieldWindow):
+    """A numeric field: histogram on the reference's bins, moments, KLL quantiles of its usable values."""
+
+    kind = "numeric"
+
+    def __init__(self, sketch: NumericWindowState) -> None:
+        super().__init__()
+        self.sketch = sketch
+        self._pending: list[np.ndarray] = []
+        self._pending_count = 0
+
+    def _add_values(self, accepted_values: np.ndarray, accepted_status: np.ndarray) -> None:
+        usable = accepted_values[accepted_status == FieldStatus.OK]
+        if usable.size:
+            self._pending.append(usable)
+            self._pending_count += usable.size
+            if self._pending_count >= SKETCH_CHUNK:
+                self._drain(whole_chunks_only=True)
 
     def _drain(self, *, whole_chunks_only: bool) -> None:
         if not self._pending_count:
@@ -71,114 +124,108 @@ class WindowFeatureState:
         values = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         take = (values.size // SKETCH_CHUNK) * SKETCH_CHUNK if whole_chunks_only else values.size
         for start in range(0, take, SKETCH_CHUNK):
-            self.sketch = sketches.numeric_add(self.sketch, values[start : min(take, start + SKETCH_CHUNK)])  # type: ignore[arg-type]
+            self.sketch = sketches.numeric_add(self.sketch, values[start : min(take, start + SKETCH_CHUNK)])
         rest = values[take:]
         self._pending = [rest] if rest.size else []
         self._pending_count = int(rest.size)
 
-    def to_state(self) -> dict[str, object]:
-        """Plain, JSON-serialisable state (sketch bytes and pending values base64-encoded)."""
-        if self.kind == "numeric":
-            sketch_bytes = sketch_encoding.numeric_to_bytes(self.sketch)  # type: ignore[arg-type]
-            pending = np.concatenate(self._pending) if self._pending else np.zeros(0)
-        else:
-            sketch_bytes = sketch_encoding.categorical_to_bytes(self.sketch)  # type: ignore[arg-type]
-            pending = np.zeros(0)
+    def _summarise(self, profile: FeatureProfile) -> dict[str, Any]:
+        self._drain(whole_chunks_only=False)
+        result = sketches.numeric_result(self.sketch)
+        scores = distances.histogram_distances(profile.counts_array, result["histogram"], profile.bin_points)
         return {
-            "kind": self.kind,
-            "status_counts": self.status_counts.tolist(),
-            "sketch": base64.b64encode(sketch_bytes).decode("ascii"),
+            "count": int(result["count"]),
+            "fields": {
+                "minimum": _finite(result["min"]),
+                "maximum": _finite(result["max"]),
+                "mean": _finite(result["mean"]),
+                "variance": _finite(result["variance"]),
+                "psi": _finite(scores["psi"]),
+                "jensen_shannon": _finite(scores["jensen_shannon"]),
+                "ks": _finite(scores["ks"]),
+                "wasserstein": _finite(scores["wasserstein"]),
+                "quantiles": {k: float(v) for k, v in (result.get("quantiles") or {}).items() if _finite(v) is not None},
+            },
+        }
+
+    def _state(self) -> dict[str, object]:
+        pending = np.concatenate(self._pending) if self._pending else np.zeros(0)
+        return {
+            "sketch": base64.b64encode(sketch_encoding.numeric_to_bytes(self.sketch)).decode("ascii"),
             "pending": base64.b64encode(pending.astype("<f8").tobytes()).decode("ascii"),
         }
 
-    @classmethod
-    def from_state(cls, state: dict[str, object]) -> WindowFeatureState:
-        kind = str(state["kind"])
-        sketch = sketch_encoding.window_state_from_bytes(base64.b64decode(str(state["sketch"])))
-        restored = cls(kind, sketch)
-        restored.status_counts = np.asarray(state["status_counts"], dtype=np.int64)
+
+class CategoricalFieldWindow(FieldWindow):
+    """A categorical field: counts of the known categories, frequent items of every value (unseen ones too)."""
+
+    kind = "categorical"
+
+    def __init__(self, sketch: CategoricalWindowState) -> None:
+        super().__init__()
+        self.sketch = sketch
+
+    def _add_values(self, accepted_values: np.ndarray, accepted_status: np.ndarray) -> None:
+        # Unseen values of an open ("count") category set are accepted: keep them in the
+        # frequent-items sketch so the alert can name the value that floods the feature.
+        keep = (accepted_status == FieldStatus.OK) | (accepted_status == FieldStatus.UNSEEN_CATEGORY)
+        usable = accepted_values[keep]
+        if usable.size:
+            self.sketch = sketches.categorical_add(self.sketch, usable)
+
+    def _summarise(self, profile: FeatureProfile) -> dict[str, Any]:
+        result = sketches.categorical_result(self.sketch)
+        known = [int(result["category_counts"][c]) for c in profile.categories]
+        window_counts = np.asarray([*known, int(result["unseen"])], dtype=np.int64)
+        scores = distances.histogram_distances(profile.counts_array, window_counts)
+        return {
+            "count": int(window_counts.sum()),
+            "fields": {
+                "minimum": None,
+                "maximum": None,
+                "mean": None,
+                "variance": None,
+                "psi": _finite(scores["psi"]),
+                "jensen_shannon": _finite(scores["jensen_shannon"]),
+                "ks": None,
+                "wasserstein": None,
+                "top_items": tuple((str(value), int(estimate)) for value, estimate in result["top_items"][:10]),
+            },
+        }
+
+    def _state(self) -> dict[str, object]:
+        return {"sketch": base64.b64encode(sketch_encoding.categorical_to_bytes(self.sketch)).decode("ascii")}
+
+
+def new_field_window(profile: FeatureProfile) -> FieldWindow:
+    """An empty window of the field ``profile`` describes, binned like the reference."""
+    if profile.kind == "categorical":
+        return CategoricalFieldWindow(sketches.categorical_initialize(list(profile.categories)))
+    return NumericFieldWindow(sketches.numeric_initialize(profile.full_bin_edges))
+
+
+def field_window_from_state(state: dict[str, Any]) -> FieldWindow:
+    """The field window :meth:`FieldWindow.to_state` describes.
+
+    Raises
+    ------
+    ValueError
+        The state is not one of a field window (unknown kind, or a sketch of the other kind).
+    """
+    sketch = sketch_encoding.window_state_from_bytes(base64.b64decode(str(state["sketch"])))
+    window: FieldWindow
+    if state["kind"] == "numeric" and isinstance(sketch, NumericWindowState):
+        numeric = NumericFieldWindow(sketch)
         pending = np.frombuffer(base64.b64decode(str(state["pending"])), dtype="<f8").astype(np.float64)
         if pending.size:
-            restored._pending, restored._pending_count = [pending], int(pending.size)
-        return restored
-
-    def finished_sketch(self) -> object:
-        """The sketch with every pending value added (call once the window has closed)."""
-        if self.kind == "numeric":
-            self._drain(whole_chunks_only=False)
-        return self.sketch
-
-
-def new_feature_state(spec: FieldContract, profile: FeatureProfile) -> WindowFeatureState:
-    """Empty window state of ``spec``, binned like its reference profile."""
-    if profile.kind == "categorical":
-        return WindowFeatureState("categorical", sketches.categorical_initialize(list(profile.categories)))
-    return WindowFeatureState("numeric", sketches.numeric_initialize(profile.full_bin_edges))
-
-
-def close_feature_window(
-    state: WindowFeatureState,
-    profile: FeatureProfile,
-    *,
-    model: str,
-    model_version: str,
-    window_start_ms: int,
-    window_length_ms: int,
-    false_alarm_rate: float,
-    min_psi: float,
-) -> FeatureWindow:
-    """Summarise a closed window and compare it with the reference profile."""
-    reference_counts = profile.counts_array
-    nulls = state.count(FieldStatus.NULL) + state.count(FieldStatus.NULL_NOT_ALLOWED)
-    common = dict(
-        model=model,
-        model_version=model_version,
-        feature=profile.name,
-        kind=profile.kind,
-        window_start_ms=window_start_ms,
-        window_length_ms=window_length_ms,
-        nulls=nulls,
-        non_finite=state.count(FieldStatus.NOT_FINITE),
-        out_of_range=state.count(FieldStatus.OUT_OF_RANGE),
-        unseen=state.count(FieldStatus.UNSEEN_CATEGORY),
-    )
-    if state.kind == "numeric":
-        result = sketches.numeric_result(state.finished_sketch())  # type: ignore[arg-type]
-        count = int(result["count"])
-        scores = distances.histogram_distances(reference_counts, result["histogram"], profile.bin_points)
-        return FeatureWindow(
-            **common,  # type: ignore[arg-type]
-            count=count,
-            minimum=_finite(result["min"]),
-            maximum=_finite(result["max"]),
-            mean=_finite(result["mean"]),
-            variance=_finite(result["variance"]),
-            psi=_finite(scores["psi"]),
-            jensen_shannon=_finite(scores["jensen_shannon"]),
-            ks=_finite(scores["ks"]),
-            wasserstein=_finite(scores["wasserstein"]),
-            psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if count else None,
-            quantiles={k: float(v) for k, v in (result.get("quantiles") or {}).items() if _finite(v) is not None},
-        )
-    result = sketches.categorical_result(state.sketch)  # type: ignore[arg-type]
-    known = [int(result["category_counts"][c]) for c in profile.categories]
-    window_counts = np.asarray(known + [int(result["unseen"])], dtype=np.int64)
-    count = int(window_counts.sum())
-    scores = distances.histogram_distances(reference_counts, window_counts)
-    return FeatureWindow(
-        **common,  # type: ignore[arg-type]
-        count=count,
-        minimum=None,
-        maximum=None,
-        mean=None,
-        variance=None,
-        psi=_finite(scores["psi"]),
-        jensen_shannon=_finite(scores["jensen_shannon"]),
-        ks=None,
-        wasserstein=None,
-        psi_threshold=max(profile.psi_threshold(count, false_alarm_rate), min_psi) if count else None,
-        top_items=tuple((str(value), int(estimate)) for value, estimate in result["top_items"][:10]),
-    )
+            numeric._pending, numeric._pending_count = [pending], int(pending.size)
+        window = numeric
+    elif state["kind"] == "categorical" and isinstance(sketch, CategoricalWindowState):
+        window = CategoricalFieldWindow(sketch)
+    else:
+        raise ValueError(f"state: not a field window of kind {state.get('kind')!r} holding its own kind of sketch")
+    window.status_counts = np.asarray(state["status_counts"], dtype=np.int64)
+    return window
 
 
 def _finite(value: object) -> float | None:

@@ -21,10 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from driftline.schemas.columnar_encoder import INTEGER_RANGES, WriterField, does_not_fit, is_whole_number, writer_fields
 from driftline.schemas.contract import Contract
 from driftline.schemas.errors import DriftlineError
-
-from driftline.schemas.columnar_encoder import INTEGER_RANGES, WriterField, does_not_fit, is_whole_number, writer_fields
 
 __all__ = [
     "InputError",

@@ -25,6 +25,7 @@ this module adds the wire prefix, the keys and the Kafka client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,12 +37,11 @@ import pyarrow as pa
 from confluent_kafka import KafkaException, Producer
 
 from driftline.schemas import avro_types
+from driftline.schemas.columnar_encoder import INTEGER_RANGES, BatchEncoder, does_not_fit, is_whole_number
 from driftline.schemas.contract import Catalog, Contract
 from driftline.schemas.errors import DriftlineError, EncodeError, RegistryError
-from driftline.schemas.wire import SINGLE_OBJECT_MARKER, encode_confluent, encode_single_object
-
-from driftline.schemas.columnar_encoder import INTEGER_RANGES, BatchEncoder, does_not_fit, is_whole_number
-from driftline.stream.kafka.topics import prediction_topic
+from driftline.schemas.wire import SINGLE_OBJECT_MARKER, WIRE_FORMATS, encode_confluent, encode_single_object
+from driftline.stream.kafka.topics import CLIENT_LOGGER, prediction_topic
 
 __all__ = [
     "DEFAULT_PRODUCER_CONFIG",
@@ -51,7 +51,6 @@ __all__ = [
     "EventProducer",
 ]
 
-WIRE_FORMATS = ("single-object", "confluent")
 
 #: librdkafka settings of every :class:`EventProducer`; ``producer_config`` overrides any of them.
 #: Batches fill for up to 10 ms (throughput at a small latency cost), up to 1 MiB or 10,000 messages,
@@ -185,6 +184,7 @@ class EventProducer:
         config["delivery.report.only.error"] = True  # a Python callback per delivered message costs throughput
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
+        config.setdefault("logger", CLIENT_LOGGER)
         try:
             self._producer: Any = Producer(config)
         except (KafkaException, ValueError, TypeError) as exc:
@@ -339,10 +339,8 @@ class EventProducer:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if kind is not None:
-            try:
+            with contextlib.suppress(DeliveryError):
                 self.close(5.0)  # deliver what can be, without masking the error in flight
-            except DeliveryError:
-                pass
             return
         remaining = self.close()
         if remaining:

@@ -22,6 +22,7 @@ The protocol of the exactly-once *effect* (DESIGN decision 7):
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -132,7 +133,7 @@ class PartitionRunner:
         if not fresh:
             return None
         offsets = [m.offset for m in fresh]
-        if any(b <= a for a, b in zip(offsets, offsets[1:])):
+        if any(b <= a for a, b in itertools.pairwise(offsets)):
             raise ValueError(f"messages: offsets of {self.key} are not increasing")
         started = time.perf_counter()
         payloads = [m.value if m.value is not None else b"" for m in fresh]

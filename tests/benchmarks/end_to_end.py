@@ -55,12 +55,12 @@ REPO = Path(__file__).resolve().parents[2]
 # The integration tests' helpers: isolated database schemas, topic creation, worker processes.
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from worker_harness import MODEL, Worker, create_topic, isolated_database, read_checkpoint, unique  # noqa: E402
+from worker_harness import MODEL, Worker, create_topic, isolated_database, read_checkpoint, unique
 
-from driftline.sinks.database import create_database_engine  # noqa: E402
+from driftline.sinks.database import create_database_engine
 
 FAUST_AGENT_COMMAND = "_faust-count-agent"  # the hidden sub-command run in the Faust subprocess
-DRIFTLINE = [sys.executable, "-m", "driftline.stream.cli.commands"]
+DRIFTLINE = [sys.executable, "-m", "driftline.stream.cli"]
 WORKER_TARGET = 0.80  # full worker / counting Faust agent
 LATENCY_TARGET_MS = 2_000.0  # p99 produce-to-commit
 
@@ -349,10 +349,7 @@ def latency_run(bootstrap: str, database_url: str, run: str, events: int, rate: 
                                          f"{events:,} events:\n{worker.log_tail()}")
                 time.sleep(0.1)
         finally:
-            if worker.running:
-                code = worker.stop()
-            else:
-                code = worker.wait(10)
+            code = worker.stop() if worker.running else worker.wait(10)
         if code != 0:
             raise BenchmarkError(f"latency worker exited {code}:\n{worker.log_tail()}")
         if not record.exists():
@@ -376,7 +373,8 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == FAUST_AGENT_COMMAND:
         return faust_count_agent(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000, help="events of the pre-filled topic (default 1,000,000; below ~100,000 the worker's figure is "
+    parser.add_argument("--events", type=int, default=1_000_000,
+                        help="events of the pre-filled topic (default 1,000,000; below ~100,000 the worker's figure is "
                         "dominated by its 1-s checkpoint cadence and start-up)")
     parser.add_argument("--event-time-rate", type=float, default=1000.0,
                         help="events per second of event time in the pre-filled topic (default 1,000, as engine_throughput.py: "

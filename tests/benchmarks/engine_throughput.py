@@ -18,21 +18,21 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
+import argparse
+import io
+import resource
+import sys
+import time
+from collections import Counter
 
-import fastavro  # noqa: E402
-from river import drift  # noqa: E402
+import fastavro
+from river import drift
 
-from driftline.schemas.codec import Codec, encode_single_object  # noqa: E402
-from driftline.schemas.contract import Catalog  # noqa: E402
-from driftline.stream.monitor.engine import EngineConfig, MonitorEngine  # noqa: E402
-from driftline.stream.demo.generator import SyntheticStream  # noqa: E402
-from driftline.stream.monitor.profile import build_reference_profile, monitored_fields  # noqa: E402
+from driftline.schemas.codec import Codec, encode_single_object
+from driftline.schemas.contract import Catalog
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
+from driftline.stream.monitor.profile import build_reference_profile
 
 BATCH = 10_000
 
@@ -59,7 +59,7 @@ def main() -> int:
     contract = catalog.contract("credit_risk")
     stream = SyntheticStream(contract, seed=11, events_per_second=args.events_per_second)
     profile = build_reference_profile(contract, stream.columns(50_000, seed_offset=1), model_version="v1")
-    fields = monitored_fields(contract)
+    fields = contract.monitored_fields
     print(f"model credit_risk: {len(contract.fields)} contract fields, {len(fields)} monitored")
 
     payloads: list[bytes] = []

@@ -14,13 +14,12 @@ import shutil
 from pathlib import Path
 
 import sqlalchemy as sa
+from worker_harness import MODEL, Worker, checkpoint, isolated_database, produce, read_topic, unique
 
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog
 from driftline.sinks.database import create_database_engine
 from driftline.stream.demo.generator import SyntheticStream
-
-from worker_harness import MODEL, Worker, checkpoint, isolated_database, produce, read_topic, unique
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 MAX_MESSAGE_BYTES = 20_000
@@ -99,6 +98,7 @@ def test_every_class_of_bad_input_is_dead_lettered_with_its_reason(kafka_bootstr
                         log=tmp_path / "worker.log", stop_at_end=True,
                         extra=["--schemas", str(schemas), "--max-message-bytes", str(MAX_MESSAGE_BYTES)])
         assert worker.wait(300) == 0, worker.log_tail()
+        assert "\x1b" not in worker.log_path.read_text(errors="replace"), "a log file must carry no terminal escape codes"
 
         counts = checkpoint(url, "bad", topic)
         assert counts is not None

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_harness import MODEL, Worker, checkpoint, isolated_database, produce, read_topic, synthetic_payloads, table, unique
 
 from driftline.stream.demo.generator import Episode
-
-from worker_harness import MODEL, Worker, checkpoint, isolated_database, produce, read_topic, synthetic_payloads, table, unique
 
 N = 200_000
 CORRUPT_EVERY = 1_000

@@ -21,9 +21,9 @@ from worker_harness import MODEL, create_topic, isolated_database, read_topic, u
 from driftline.schemas import Catalog, Codec, avro_types, in_memory_registry
 from driftline.schemas.columnar_encoder import BatchEncoder
 from driftline.sinks import create_database_engine, metadata, upgrade_database
-from driftline.stream.cli.produce import synthetic_batches
 from driftline.stream.demo.demo import build_demo_runner, reference_profile
 from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.demo.sources import synthetic_batches
 from driftline.stream.kafka.settings import WorkerSettings
 from driftline.stream.kafka.worker import WorkerRuntime
 from driftline.stream.monitor.results import BatchResult, to_canonical_json

@@ -37,13 +37,13 @@ from driftline.sinks import (
     upgrade_database,
 )
 from driftline.sinks.database import VERSION_TABLE
-from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
-from driftline.stream.monitor.results import Checkpoint
 from driftline.stream.demo.generator import Episode, SyntheticStream
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import build_reference_profile
 from driftline.stream.monitor.results import (
     Alert,
     BatchResult,
+    Checkpoint,
     FeatureWindow,
     ModelWindow,
     SchemaChangeRecord,

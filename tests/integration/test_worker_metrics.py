@@ -14,12 +14,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from worker_harness import MODEL, Worker, eventually, get_json, isolated_database, produce, unique
+
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog
 from driftline.stream.demo.generator import SyntheticStream
-from driftline.stream.monitor.profile import monitored_fields
 
-from worker_harness import MODEL, Worker, eventually, get_json, isolated_database, produce, unique
 
 def _query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
     body = get_json(f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}")
@@ -53,7 +53,10 @@ def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
 
     prefix = unique("metrics") + "."
     topic = prefix + MODEL
-    encode = lambda rs: [encode_single_object(r, contract.schema_json) for r in rs]  # noqa: E731
+
+    def encode(records: list[dict[str, Any]]) -> list[bytes]:
+        return [encode_single_object(r, contract.schema_json) for r in records]
+
     with isolated_database(database_url) as url:
         produce(kafka_bootstrap, topic, encode(first) + encode(out_of_range))
         worker = Worker(bootstrap=kafka_bootstrap, database_url=url, prefix=prefix, deadletter=prefix + "dlq", group="metrics",
@@ -64,7 +67,8 @@ def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
             rejected = _scalar(prometheus_url, f'driftline_events_rejected_total{{job="driftline", model="{MODEL}", reason="out_of_range"}}')
             assert rejected == 40
             # 6,000 events at 20/s are five minutes of event time: windows have closed and scored.
-            assert _scalar(prometheus_url, f'count(driftline_drift_score{{job="driftline", model="{MODEL}", statistic="psi"}})') == len(monitored_fields(contract))
+            psi_series = f'count(driftline_drift_score{{job="driftline", model="{MODEL}", statistic="psi"}})'
+            assert _scalar(prometheus_url, psi_series) == len(contract.monitored_fields)
             before = _series(prometheus_url)
 
             produce(kafka_bootstrap, topic, encode(flood))

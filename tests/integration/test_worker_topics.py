@@ -7,9 +7,10 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from worker_harness import MODEL, unique
 
+from driftline.stream.kafka.errors import WorkerError
 from driftline.stream.kafka.settings import WorkerSettings
 from driftline.stream.kafka.topics import KafkaUnavailableError, ensure_topics
-from driftline.stream.kafka.worker import WorkerError, prepare_topics
+from driftline.stream.kafka.worker import prepare_topics
 
 
 def _settings(bootstrap: str, prefix: str) -> WorkerSettings:

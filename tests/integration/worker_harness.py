@@ -27,8 +27,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract import Catalog, Contract
-from driftline.sinks.database import create_database_engine, upgrade_database
 from driftline.sinks import SqlProfileStore
+from driftline.sinks.database import create_database_engine, upgrade_database
 from driftline.stream.demo.demo import reference_profile
 from driftline.stream.demo.generator import Episode, SyntheticStream
 
@@ -177,7 +177,7 @@ class Worker:
     def __init__(self, *, bootstrap: str, database_url: str, prefix: str, deadletter: str, group: str,
                  log: Path, extra: Sequence[str] = (), stop_at_end: bool = False) -> None:
         command = [
-            sys.executable, "-m", "driftline.stream.cli.commands", "worker",
+            sys.executable, "-m", "driftline.stream.cli", "worker",
             "--model", MODEL, "--bootstrap", bootstrap, "--database-url", database_url,
             "--topic-prefix", prefix, "--deadletter-topic", deadletter, "--group", group,
             "--metrics-port", "0", "--checkpoint-seconds", "0.5", *extra,

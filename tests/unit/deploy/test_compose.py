@@ -182,7 +182,7 @@ def test_compose_kafka_is_kraft_and_consistent(services: dict[str, dict[str, Any
 def _build_cli_parser() -> Any:
     import driftline.stream.cli.commands as cli
 
-    build = getattr(cli, "build_parser", None) or getattr(cli, "_build_parser")
+    build = getattr(cli, "build_parser", None) or cli._build_parser
     return build()
 
 

@@ -8,16 +8,13 @@ import math
 
 import numpy as np
 import pytest
+from detector_streams import assert_batching_invariant, piecewise_stream
+from detector_streams import stationary_stream as _stream
 from river import drift
 from scipy.stats import norm
 
 import driftline.detectors.adwin as adwin_module
-from detector_streams import assert_batching_invariant, piecewise_stream
-from detector_streams import stationary_stream as _stream
-
 from driftline.detectors.adwin import ADWIN
-
-
 
 
 def _drifting_stream(seed: int) -> np.ndarray:

@@ -7,15 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from detector_streams import assert_batching_invariant, piecewise_stream
+from detector_streams import stationary_stream as _stream
 from river import drift
 
 import driftline.detectors.page_hinkley as page_hinkley_module
-from detector_streams import assert_batching_invariant, piecewise_stream
-from detector_streams import stationary_stream as _stream
-
 from driftline.detectors.page_hinkley import PageHinkley, cusum_average_run_length
-
-
 
 
 def _drifting_stream(seed: int) -> np.ndarray:

@@ -202,16 +202,16 @@ def test_numeric_bytes_round_trip_after_compaction() -> None:
 # -------------------------------------------------------------------------------- categorical
 
 category_values = st.lists(
-    st.one_of(st.none(), st.sampled_from(CATEGORIES + ("", "é", "purple", "null"))), max_size=200)
+    st.one_of(st.none(), st.sampled_from((*CATEGORIES, "", "é", "purple", "null"))), max_size=200)
 
 
 def test_categorical_result_matches_numpy_unique() -> None:
     rng = np.random.default_rng(9)
-    pool = np.array(list(CATEGORIES) + ["teal", "ochre", None], dtype=object)
+    pool = np.array([*list(CATEGORIES), "teal", "ochre", None], dtype=object)
     batches = [pool[rng.integers(0, pool.size, size=size)] for size in (10_000, 1, 0, 3_000)]
     result = categorical_result(categorical_state(batches), max_top_items=4)
     values = np.concatenate(batches)
-    present = values[values != None]  # noqa: E711 - elementwise comparison on an object array
+    present = values[values != None]  # noqa: E711 - numpy's element-wise comparison
     names, counts = np.unique(present.astype(str), return_counts=True)
     expected = dict(zip(names.tolist(), counts.tolist()))
     assert result["count"] == present.size and result["nulls"] == values.size - present.size

@@ -158,6 +158,5 @@ def test_the_database_enforces_the_checkpoint_invariants_too(store: SqlCheckpoin
     # Another writer (a manual fix, a future tool) cannot store counts that do not reconcile.
     store.commit(checkpoint())
     for update in ("consumed = consumed + 1", "next_offset = -1"):
-        with pytest.raises(sa.exc.IntegrityError, match="CHECK constraint failed"):
-            with engine.begin() as connection:
-                connection.execute(sa.text(f"UPDATE checkpoints SET {update}"))
+        with pytest.raises(sa.exc.IntegrityError, match="CHECK constraint failed"), engine.begin() as connection:
+            connection.execute(sa.text(f"UPDATE checkpoints SET {update}"))

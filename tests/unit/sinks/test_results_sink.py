@@ -331,7 +331,7 @@ def test_window_lengths_must_be_whole_seconds(sink: SqlResultsSink) -> None:
 
 def test_unknown_dialect_is_refused_clearly() -> None:
     mysql = sa.create_mock_engine("mysql://", executor=lambda *args, **kwargs: None)
-    with pytest.raises(UnsupportedDialectError, match="unsupported SQL dialect 'mysql'.*sqlite and postgresql"):
+    with pytest.raises(UnsupportedDialectError, match=r"unsupported SQL dialect 'mysql'.*sqlite and postgresql"):
         SqlResultsSink(mysql)  # type: ignore[arg-type]
     assert issubclass(UnsupportedDialectError, ValueError) and issubclass(UnsupportedDialectError, SinkError)
 

@@ -121,7 +121,7 @@ def test_tables_created_without_migrations_are_not_migrated_over(url: str) -> No
 
 
 def test_unknown_revision_is_a_value_error(url: str) -> None:
-    with pytest.raises(ValueError, match="revision: cannot upgrade sqlite:///.* to 'nonexistent'"):
+    with pytest.raises(ValueError, match=r"revision: cannot upgrade sqlite:///.* to 'nonexistent'"):
         upgrade_database(url, "nonexistent")
     assert current_revision(url) is None
 

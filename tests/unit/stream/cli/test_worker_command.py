@@ -17,7 +17,7 @@ UNREACHABLE = "127.0.0.1:1"
 
 
 def _worker(database_url: str, *extra: str) -> list[str]:
-    return ["worker", "--model", "credit_risk", "--bootstrap", UNREACHABLE, "--database-url", database_url, "--metrics-port", "-1", *extra]
+    return ["worker", "--model", "credit_risk", "--bootstrap", UNREACHABLE, "--database-url", database_url, "--no-metrics", *extra]
 
 
 def test_an_unmigrated_database_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

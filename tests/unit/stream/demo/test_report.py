@@ -6,7 +6,7 @@ import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from driftline.stream.demo.report import MAX_DRIFT_PANELS, _select_drift_panels, write_report
 from driftline.stream.monitor.results import Alert, FeatureWindow, ModelWindow, alert_identifier
@@ -62,7 +62,7 @@ def run_inputs() -> dict[str, Any]:
 class _Balance(HTMLParser):
     """Checks that every opened element is closed, in order (void elements excepted)."""
 
-    VOID = {"meta", "img", "br", "hr", "link", "input"}
+    VOID: ClassVar[frozenset[str]] = frozenset({"meta", "img", "br", "hr", "link", "input"})
 
     def __init__(self) -> None:
         super().__init__()

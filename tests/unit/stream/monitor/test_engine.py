@@ -7,8 +7,8 @@ import pytest
 
 from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Catalog, Contract
-from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.demo.generator import Episode, SyntheticStream
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, to_canonical_json
 

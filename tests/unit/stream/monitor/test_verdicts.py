@@ -22,7 +22,7 @@ def _window(feature: str, kind: str = "numeric", **changes: object) -> FeatureWi
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def _spec(contract: Contract, name: str):  # noqa: ANN202 - a FieldContract
+def _spec(contract: Contract, name: str):
     return next(f for f in contract.fields if f.name == name)
 
 

@@ -17,10 +17,12 @@ import pytest
 from decoded_events import assert_decodes_to
 
 from driftline.schemas import Catalog, Codec, Contract, DecodedBatch, RejectReason, avro_types, in_memory_registry
+from driftline.schemas.columnar_encoder import BatchEncoder, WriterField
+from driftline.stream.cli import main
+from driftline.stream.cli.produce import register, run
 from driftline.stream.demo.demo import demo_episodes, demo_messages
 from driftline.stream.demo.generator import SyntheticStream
-from driftline.schemas.columnar_encoder import BatchEncoder, WriterField
-from driftline.stream.cli.produce import register, run, synthetic_batches
+from driftline.stream.demo.sources import synthetic_batches
 from driftline.stream.produce.input_files import InputError, RowMapper, convert_column, read_file
 
 ROWS = 120
@@ -171,7 +173,7 @@ def test_the_synthetic_drift_stream_is_the_demos_stream(catalog: Catalog, contra
         bodies.extend(BatchEncoder(schema).encode(batch.columns))
     assert bodies == demo_bodies
     header = b"\xc3\x01" + avro_types.fingerprint_bytes(contract.fingerprint)
-    renamed = [b.writer_schema for b in synthetic_batches(contract, events, drift=True) if b.writer_schema is not None][0]
+    renamed = next(b.writer_schema for b in synthetic_batches(contract, events, drift=True) if b.writer_schema is not None)
     renamed_header = b"\xc3\x01" + avro_types.fingerprint_bytes(avro_types.fingerprint(avro_types.canonical_form(renamed)))
     payloads = [
         (renamed_header if 5_000 <= i < 5_800 else header) + body for i, body in enumerate(bodies)
@@ -187,6 +189,11 @@ def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="driftline")
     register(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["produce", *argv])
+
+
+def _run(argv: tuple[str, ...]) -> int:
+    """``driftline produce ARGV``'s exit code, through the command line's own error handling."""
+    return main(["produce", *argv])
 
 
 def _closed_bootstrap() -> str:
@@ -215,7 +222,7 @@ def test_register_wires_run_as_the_handler(events_file: Path) -> None:
     ],
 )
 def test_bad_arguments_exit_with_2(events_file: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
-    assert run(_args(*argv, "--input", str(events_file), "--bootstrap", _closed_bootstrap())) == 2
+    assert _run((*argv, "--input", str(events_file), "--bootstrap", _closed_bootstrap())) == 2
     assert message in capsys.readouterr().err
 
 
@@ -230,7 +237,7 @@ def test_unreadable_files_exit_with_2(tmp_path: Path, capsys: pytest.CaptureFixt
         "latin.jsonl": "latin.jsonl: cannot read it as jsonl",
     }
     for name, message in cases.items():
-        assert run(_args("--model", "credit_risk", "--input", str(tmp_path / name), "--bootstrap", _closed_bootstrap())) == 2, name
+        assert _run(("--model", "credit_risk", "--input", str(tmp_path / name), "--bootstrap", _closed_bootstrap())) == 2, name
         assert message in capsys.readouterr().err
 
 
@@ -239,7 +246,7 @@ def test_a_bad_row_aborts_before_anything_is_sent(contract: Contract, tmp_path: 
     records[17]["region"] = None
     path = _write(tmp_path / "events.parquet", contract, records)
     # The bootstrap answers nothing: the file is checked before Kafka is contacted at all.
-    assert run(_args("--model", "credit_risk", "--input", str(path), "--bootstrap", _closed_bootstrap())) == 2
+    assert _run(("--model", "credit_risk", "--input", str(path), "--bootstrap", _closed_bootstrap())) == 2
     err = capsys.readouterr().err
     assert "row 18, column 'region': missing or null, and the field is not nullable (nothing was sent" in err
 
@@ -247,13 +254,13 @@ def test_a_bad_row_aborts_before_anything_is_sent(contract: Contract, tmp_path: 
 def test_a_file_without_a_required_column_exits_with_2(contract: Contract, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = _arrow_table(contract, _records(contract, rows=5)).drop_columns(["event_id"])
     pacsv.write_csv(table, tmp_path / "anonymous.csv")
-    assert run(_args("--model", "credit_risk", "--input", str(tmp_path / "anonymous.csv"), "--bootstrap", _closed_bootstrap())) == 2
+    assert _run(("--model", "credit_risk", "--input", str(tmp_path / "anonymous.csv"), "--bootstrap", _closed_bootstrap())) == 2
     assert "no column 'event_id'" in capsys.readouterr().err
 
 
 def test_an_unreachable_broker_is_a_delivery_failure(events_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--model", "credit_risk", "--input", str(events_file), "--bootstrap", _closed_bootstrap(), "--delivery-timeout", "2"]
-    assert run(_args(*argv)) == 1
+    assert _run(tuple(argv)) == 1
     assert "does not answer" in capsys.readouterr().err
 
 

@@ -16,11 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftline.schemas import Catalog, Codec, Contract, EncodeError, FieldStatus, UnknownModelError, in_memory_registry
-from driftline.schemas import avro_types
+from driftline.schemas import Catalog, Codec, Contract, EncodeError, FieldStatus, UnknownModelError, avro_types, in_memory_registry
+from driftline.schemas.columnar_encoder import BatchEncoder
 from driftline.schemas.wire import encode_single_object
 from driftline.stream.demo.generator import SyntheticStream
-from driftline.schemas.columnar_encoder import BatchEncoder
 from driftline.stream.produce.producer import DeliveryError, EventProducer
 
 # Every type a contract can hold, nullable both ways round, and a timestamp.
@@ -201,9 +200,9 @@ def test_undeliverable_messages_are_reported_by_flush_not_lost(record: dict[str,
 
 
 def test_the_context_manager_raises_on_failed_delivery(record: dict[str, Any]) -> None:
-    with pytest.raises(DeliveryError):
-        with EventProducer(_closed_port(), model="credit_risk", producer_config={"message.timeout.ms": 500}) as producer:
-            producer.send(record)
+    closed = EventProducer(_closed_port(), model="credit_risk", producer_config={"message.timeout.ms": 500})
+    with pytest.raises(DeliveryError), closed as producer:
+        producer.send(record)
 
 
 def test_bad_producer_arguments_name_the_parameter() -> None:

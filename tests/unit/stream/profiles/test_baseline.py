@@ -10,10 +10,10 @@ import pytest
 
 from driftline.detectors import PageHinkley
 from driftline.schemas.contract import Contract
-from driftline.stream.profiles.training import load_profile, profile_path
 from driftline.stream.cli.commands import main
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.profile import ProfileError, ReferenceProfile, build_reference_profile
+from driftline.stream.profiles import ProfileDirectory
 
 
 def _training_table(contract: Contract, rows: int = 5000) -> pa.Table:
@@ -27,7 +27,7 @@ def test_baseline_command_builds_and_stores_the_profile(contract: Contract, tmp_
     source = tmp_path / "train.parquet"
     pq.write_table(_training_table(contract), source)
     assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p")]) == 0
-    profile = load_profile(tmp_path / "p", "credit_risk", "2026.11.1")
+    profile = ProfileDirectory(tmp_path / "p").load("credit_risk", "2026.11.1")
     assert profile.model_version == "2026.11.1" and profile.rows == 5000
     income = profile.features["annual_income"]
     table_income = pq.read_table(source).column("annual_income").to_numpy()
@@ -39,7 +39,7 @@ def test_baseline_command_builds_and_stores_the_profile(contract: Contract, tmp_
     channel = profile.features["channel"]
     assert channel.categories == tuple(next(f for f in contract.fields if f.name == "channel").categories)
     assert channel.counts[-1] == 0  # the unseen bucket of the reference is empty
-    assert profile_path(tmp_path / "p", "credit_risk", "2026.11.1").name == "2026.11.1.json"
+    assert (tmp_path / "p" / "credit_risk" / "2026.11.1.json").is_file()
 
 
 def test_profile_json_round_trips_exactly(contract: Contract) -> None:
@@ -66,13 +66,16 @@ def test_baseline_reports_a_column_that_does_not_fit_the_contract(
 
 def test_baseline_errors_are_clear(contract: Contract, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["baseline", "--model", "credit_risk", "--input", str(tmp_path / "absent.parquet"), "--profiles", str(tmp_path)]) == 2
-    assert "cannot read Parquet file" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"driftline baseline: error: no such file: {tmp_path / 'absent.parquet'}\n"
+    (tmp_path / "text.parquet").write_text("not parquet")
+    assert main(["baseline", "--model", "credit_risk", "--input", str(tmp_path / "text.parquet"), "--profiles", str(tmp_path)]) == 2
+    assert "text.parquet is not a readable Parquet file" in capsys.readouterr().err
     assert main(["baseline", "--model", "no_such_model", "--input", str(tmp_path / "x.parquet"), "--profiles", str(tmp_path)]) == 2
     assert "no_such_model" in capsys.readouterr().err
     with pytest.raises(ProfileError, match="at least 1000"):
         build_reference_profile(contract, SyntheticStream(contract).columns(500), model_version="v1")
     with pytest.raises(ProfileError, match="no reference profile"):
-        load_profile(tmp_path, "credit_risk", "v404")
+        ProfileDirectory(tmp_path).load("credit_risk", "v404")
 
 
 def test_baseline_stores_the_profile_where_the_worker_reads_it(contract: Contract, tmp_path: Path) -> None:
@@ -87,4 +90,52 @@ def test_baseline_stores_the_profile_where_the_worker_reads_it(contract: Contrac
     settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", database_url=url, models=("credit_risk",))
     profiles = load_profiles(settings, create_database_engine(url), "credit_risk")
     assert list(profiles) == ["2026.11.1"]
-    assert profiles["2026.11.1"].to_json() == load_profile(tmp_path / "p", "credit_risk", "2026.11.1").to_json()
+    assert profiles["2026.11.1"].to_json() == ProfileDirectory(tmp_path / "p").load("credit_risk", "2026.11.1").to_json()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "database_url: not an SQLAlchemy URL"),
+        ("mysql://db/driftline", "unsupported database 'mysql'"),
+        ("sqlite:///{tmp}/empty.sqlite", "is at revision none, not 0001; run `driftline db upgrade` first"),
+    ],
+)
+def test_a_bad_database_writes_nothing_and_says_so_in_one_line(
+    contract: Contract, tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, message: str
+) -> None:
+    source = tmp_path / "train.parquet"
+    pq.write_table(_training_table(contract, 2000), source)
+    argv = ["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p"),
+            "--database-url", url.format(tmp=tmp_path)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1 and "Traceback" not in error
+    assert not (tmp_path / "p").exists()
+
+
+def test_profiles_go_to_the_data_directory_by_default(contract: Contract, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "train.parquet"
+    pq.write_table(_training_table(contract, 2000), source)
+    monkeypatch.setenv("DRIFTLINE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["baseline", "--model", "credit_risk", "--input", str(source)]) == 0
+    assert (tmp_path / "data" / "profiles" / "credit_risk" / "2026.11.1.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "train.parquet"]  # nothing in the working directory
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
+def test_generate_writes_training_data_that_baseline_reads(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / f"train{suffix}"
+    assert main(["generate", "--model", "credit_risk", "--events", "3000", "--output", str(output)]) == 0
+    assert capsys.readouterr().out == f"wrote 3,000 credit_risk events to {output}\n"
+    if suffix == ".parquet":
+        assert main(["baseline", "--model", "credit_risk", "--input", str(output), "--profiles", str(tmp_path / "p")]) == 0
+        assert ProfileDirectory(tmp_path / "p").load("credit_risk", "v1").rows == 3000
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_generate_refuses_an_unknown_extension(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--model", "credit_risk", "--output", str(tmp_path / "train.xlsx")]) == 2
+    assert "the extension must be one of .parquet, .jsonl, .csv" in capsys.readouterr().err
+    assert not (tmp_path / "train.xlsx").exists()

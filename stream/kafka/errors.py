@@ -1,0 +1,23 @@
+"""Errors of the Kafka shell; each descends from ``DriftlineError``."""
+
+from __future__ import annotations
+
+from driftline.schemas.errors import DriftlineError
+
+__all__ = ["DeadLetterError", "KafkaUnavailableError", "TopicSetupError", "WorkerError"]
+
+
+class WorkerError(DriftlineError):
+    """The worker cannot start: a missing profile, an unmigrated database, a misconfigured topic."""
+
+
+class DeadLetterError(DriftlineError):
+    """The dead-letter topic did not acknowledge every rejected message."""
+
+
+class TopicSetupError(DriftlineError):
+    """A topic could not be created or prepared (e.g. the client may not create topics)."""
+
+
+class KafkaUnavailableError(TopicSetupError):
+    """Kafka did not answer."""

@@ -1,0 +1,55 @@
+"""The engine's tunables, all in event time: windows, lateness, per-window budgets, alert episodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EngineConfig"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Tunables of the engine (all times are event time, in milliseconds).
+
+    Parameters
+    ----------
+    window_length_ms
+        Length of the tumbling event-time windows.
+    allowed_lateness_ms
+        How long after the largest event time seen a window stays open for late events.
+    false_alarm_rate_per_window
+        Per window, the probability that any field's PSI test fires on a stationary stream (each
+        field gets an equal share).
+    min_psi
+        Smallest PSI worth an alert, however significant (an effect-size floor: 0.1 is the usual
+        "some shift" mark in credit-risk practice).
+    min_window_count
+        Windows with fewer values than this are summarised but not tested.
+    max_unseen_fraction, max_invalid_fraction, max_rejected_fraction
+        Data-quality budgets per window (unseen categories; NaN/inf or out-of-range values;
+        rejected events). Null budgets come from each field's ``max_null_fraction`` in the contract.
+    alert_cooldown_ms
+        Signals of the same kind on the same field closer than this belong to one alert episode.
+    """
+
+    window_length_ms: int = 60_000
+    allowed_lateness_ms: int = 120_000
+    false_alarm_rate_per_window: float = 1e-4
+    min_psi: float = 0.1
+    min_window_count: int = 100
+    max_unseen_fraction: float = 0.02
+    max_invalid_fraction: float = 0.01
+    max_rejected_fraction: float = 0.02
+    alert_cooldown_ms: int = 15 * 60_000
+
+    def __post_init__(self) -> None:
+        for name in ("window_length_ms", "min_window_count"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("allowed_lateness_ms", "alert_cooldown_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("false_alarm_rate_per_window", "max_unseen_fraction", "max_invalid_fraction", "max_rejected_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")

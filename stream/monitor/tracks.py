@@ -1,0 +1,125 @@
+"""The per-event detectors of each model version: Page–Hinkley on every numeric field, ADWIN on the score.
+
+A version's detectors (its *track*) start from the calibrated states stored in its reference profile
+and are fed the accepted events of that version in arrival order; what they report are
+:class:`DetectorHit` values, which the engine turns into signals and (de-duplicated) alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from driftline.detectors.adwin import ADWIN
+from driftline.detectors.page_hinkley import PageHinkley
+from driftline.schemas.contract import FieldContract
+from driftline.schemas.results import DecodedBatch, FieldStatus
+
+from .profile import ReferenceProfile
+
+__all__ = ["DetectorHit", "DetectorTracks", "Track"]
+
+
+@dataclass(frozen=True)
+class DetectorHit:
+    """A detector fired on one event of a batch."""
+
+    model_version: str
+    feature: str
+    detector: str  # page_hinkley | adwin
+    statistic: float
+    threshold: float
+    row: int  # position of the event in the batch's decoded rows
+    event_index: int  # position of the event in the version's accepted stream (0-based)
+
+
+@dataclass
+class Track:
+    """Streaming detectors of one model version, fed in arrival order."""
+
+    profile: ReferenceProfile
+    page_hinkley: dict[str, PageHinkley]
+    adwin: dict[str, ADWIN]
+    accepted_seen: int = 0
+
+    @classmethod
+    def start(cls, profile: ReferenceProfile, fields: Sequence[FieldContract]) -> Track:
+        """Fresh detectors, in the calibrated states of ``profile``, for the numeric ``fields``."""
+        page_hinkley: dict[str, PageHinkley] = {}
+        adwin: dict[str, ADWIN] = {}
+        for spec in fields:
+            feature = profile.features[spec.name]
+            if feature.kind != "numeric":
+                continue
+            if feature.page_hinkley is not None:
+                page_hinkley[spec.name] = PageHinkley.from_state(feature.page_hinkley)
+            if feature.adwin is not None:
+                adwin[spec.name] = ADWIN.from_state(feature.adwin)
+        return cls(profile, page_hinkley, adwin)
+
+    def run(self, version: str, batch: DecodedBatch, rows: np.ndarray) -> list[DetectorHit]:
+        """Feed the accepted events among ``rows`` (a mask of the batch's decoded rows) to every detector."""
+        accepted = np.flatnonzero(rows & batch.accepted)
+        base_index = self.accepted_seen
+        self.accepted_seen += len(accepted)
+        hits: list[DetectorHit] = []
+        if not len(accepted):
+            return hits
+        for name, detectors in (("page_hinkley", self.page_hinkley), ("adwin", self.adwin)):
+            for feature, detector in detectors.items():
+                status = batch.status[feature][accepted]
+                usable = accepted[status == FieldStatus.OK]
+                fired = detector.update_many(batch.values[feature][usable])
+                for hit, statistic, threshold in zip(fired.tolist(), detector.signal_statistics, detector.signal_thresholds):
+                    row = int(usable[hit])
+                    event_index = base_index + int(np.searchsorted(accepted, row))
+                    hits.append(DetectorHit(version, feature, name, statistic, threshold, row, event_index))
+        return hits
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "accepted_seen": self.accepted_seen,
+            "page_hinkley": {name: d.to_state() for name, d in sorted(self.page_hinkley.items())},
+            "adwin": {name: d.to_state() for name, d in sorted(self.adwin.items())},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.accepted_seen = int(state["accepted_seen"])
+        self.page_hinkley = {n: PageHinkley.from_state(d) for n, d in state["page_hinkley"].items()}
+        self.adwin = {n: ADWIN.from_state(d) for n, d in state["adwin"].items()}
+
+
+class DetectorTracks:
+    """The track of every model version seen, started on first sight from the version's profile.
+
+    Parameters
+    ----------
+    profile_for
+        The reference profile of a model version (the engine's fallback for unknown versions).
+    fields
+        The contract's monitored fields.
+    """
+
+    def __init__(self, profile_for: Callable[[str], ReferenceProfile], fields: Sequence[FieldContract]) -> None:
+        self._profile_for = profile_for
+        self._fields = tuple(fields)
+        self._tracks: dict[str, Track] = {}
+
+    def track(self, version: str) -> Track:
+        track = self._tracks.get(version)
+        if track is None:
+            track = self._tracks[version] = Track.start(self._profile_for(version), self._fields)
+        return track
+
+    def run(self, version: str, batch: DecodedBatch, rows: np.ndarray) -> list[DetectorHit]:
+        return self.track(version).run(version, batch, rows)
+
+    def to_state(self) -> dict[str, Any]:
+        return {version: track.to_state() for version, track in sorted(self._tracks.items())}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for version, saved in state.items():
+            self.track(version).restore(saved)
