@@ -11,7 +11,8 @@ engine, diffs writer schemas against the contract, and turns every bad input int
 from __future__ import annotations
 
 from .codec import Codec, in_memory_registry
-from .contract import Catalog, Contract, FieldContract, KnownSchema, load_contract, parse_contract
+from .contract import Contract, FieldContract, load_contract, parse_contract
+from .contract_catalog import Catalog, KnownSchema
 from .diff import SchemaDiff, TypeChange, diff_schemas
 from .errors import (
     CatalogError,

@@ -29,7 +29,8 @@ import numpy as np
 from . import avro_types
 from .checks import Block, Source, check_block, empty_block
 from .columnar import FlatDecoder, RecordDecoder, flat_layout
-from .contract import Catalog, Contract
+from .contract import Contract
+from .contract_catalog import Catalog
 from .diff import SchemaDiff, diff_schemas
 from .errors import RegistryError, WriterSchemaError
 from .results import (

@@ -8,8 +8,8 @@ the value) and the segments are interleaved row by row at the end.
 
 :data:`INTEGER_RANGES`, :func:`is_whole_number` and :func:`does_not_fit` are the rules every path
 of ``driftline produce`` applies to Avro ``int`` and ``long`` values (the columnar encoder here,
-the per-record :meth:`~driftline.stream.producer.EventProducer.send`, and the input conversion of
-:mod:`~driftline.stream.produce.input_files`), so that all of them refuse the same values with the same words.
+the per-record :meth:`~driftline.stream.produce.producer.EventProducer.send`, and the input conversion of
+:mod:`~driftline.stream.produce.coercion`), so that all of them refuse the same values with the same words.
 """
 
 from __future__ import annotations

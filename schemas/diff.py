@@ -116,7 +116,7 @@ class SchemaDiff:
     def describe(self) -> str:
         """One human-readable line, e.g. for an alert or a log.
 
-        >>> from driftline.schemas.contract import Catalog
+        >>> from driftline.schemas.contract_catalog import Catalog
         >>> contract = Catalog.load().contract("credit_risk")
         >>> writer = {"type": "record", "name": contract.full_name, "fields": [
         ...     dict(f, name="dti_ratio") if f["name"] == "debt_to_income" else f

@@ -112,7 +112,7 @@ def encode_single_object(record: Any, schema: Any) -> bytes:
     decode the result only if its catalog knows the schema (its own contracts and ``catalog/``, or
     :meth:`Catalog.register_writer_schema`).
 
-    >>> from driftline.schemas.contract import Catalog
+    >>> from driftline.schemas.contract_catalog import Catalog
     >>> contract = Catalog.load().contract("credit_risk")
     >>> payload = encode_single_object({f.name: 0 for f in contract.fields} | {
     ...     "event_id": "e1", "model_name": "credit_risk", "model_version": "v1", "home_ownership": "OWN",

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from driftline.stream.monitor.results import Alert, BatchResult
+from driftline.schemas.results import RejectReason
+from driftline.stream.monitor.results import Alert, AlertKind, BatchResult
 
 __all__ = [
     "ALERT_KINDS",
     "COMMIT_LATENCY_BUCKETS",
-    "DEFAULT_REJECTION_REASONS",
     "DRIFT_STATISTICS",
     "OTHER",
     "PROCESSING_LATENCY_BUCKETS",
+    "REJECTION_REASONS",
     "DriftlineMetrics",
     "serve",
 ]
@@ -31,29 +32,11 @@ __all__ = [
 #: The label value every unknown model, feature, reason or kind is counted under.
 OTHER = "other"
 
-#: Alert kinds the engine raises (see :class:`driftline.stream.results.Alert`).
-ALERT_KINDS: tuple[str, ...] = (
-    "mean_shift",
-    "distribution_drift",
-    "score_change",
-    "schema_change",
-    "data_quality",
-    "no_data",
-)
+#: ``kind`` label values besides ``"other"``: every :class:`~driftline.stream.monitor.results.AlertKind`.
+ALERT_KINDS: tuple[str, ...] = tuple(kind.value for kind in AlertKind)
 
-#: Rejection reasons of DESIGN decision 3, used when the caller passes none. Better: pass the
-#: codec's own enumeration; a reason missing here is still counted, under ``"other"``.
-DEFAULT_REJECTION_REASONS: tuple[str, ...] = (
-    "corrupt_bytes",
-    "unknown_schema",
-    "unknown_model",
-    "missing_field",
-    "wrong_type",
-    "non_finite",
-    "out_of_range",
-    "null_not_allowed",
-    "unknown",
-)
+#: ``reason`` label values besides ``"other"``: every rejection reason the codec can give.
+REJECTION_REASONS: tuple[str, ...] = tuple(reason.value for reason in RejectReason)
 
 #: Drift statistics exported per feature, as the ``statistic`` label.
 DRIFT_STATISTICS: tuple[str, ...] = ("psi", "jensen_shannon", "ks", "wasserstein")
@@ -88,8 +71,8 @@ class DriftlineMetrics:
         The model names of the contracts and, per model, its feature and prediction field names:
         the only ``model`` / ``feature`` label values besides ``"other"``.
     rejection_reasons
-        The rejection reasons the codec can produce (``reason.name.lower()`` of its enumeration): the
-        ``reason`` label values besides ``"other"``. Defaults to :data:`DEFAULT_REJECTION_REASONS`.
+        The ``reason`` label values besides ``"other"``; defaults to :data:`REJECTION_REASONS`, derived
+        from the codec's :class:`~driftline.schemas.results.RejectReason`.
     alert_kinds
         The ``kind`` label values besides ``"other"``; defaults to :data:`ALERT_KINDS`.
     alert_active_seconds
@@ -123,7 +106,7 @@ class DriftlineMetrics:
         self.models: dict[str, frozenset[str]] = {
             str(model): frozenset(map(str, features)) for model, features in models.items()
         }
-        reasons = DEFAULT_REJECTION_REASONS if rejection_reasons is None else rejection_reasons
+        reasons = REJECTION_REASONS if rejection_reasons is None else rejection_reasons
         self.rejection_reasons = frozenset(map(str, reasons))
         self.alert_kinds = frozenset(map(str, alert_kinds))
         self.alert_active_seconds = float(alert_active_seconds)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prometheus and Alertmanager (Debian's binaries, run directly, not as system services) on
-# loopback. Usage: prometheus.sh up|down|status|env
+# loopback. Usage: prometheus.sh up|down|status|env|config
 #
-#   Prometheus    http://127.0.0.1:19090  deploy/prometheus/prometheus.local.yml: scrapes the test
-#                                         worker on 127.0.0.1:19464 (job driftline) every second,
-#                                         evaluates deploy/prometheus/rules/, alerts to:
+#   Prometheus    http://127.0.0.1:19090  deploy/prometheus/prometheus.local.yml.in, rendered with the
+#                                         ports of lib.sh (`config` prints it): scrapes the test worker
+#                                         on 127.0.0.1:19464 (job driftline) every second, evaluates
+#                                         deploy/prometheus/rules/, alerts to:
 #   Alertmanager  http://127.0.0.1:19094  deploy/alertmanager/alertmanager.yml, clustering off
 #
 # State: $DRIFTLINE_SERVICES_DIR/{prometheus,alertmanager}/{data,logs,*.pid}; every start from
@@ -17,7 +18,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PROMETHEUS_STATE="$STATE_DIR/prometheus"
 PROMETHEUS_PID="$PROMETHEUS_STATE/prometheus.pid"
 PROMETHEUS_LOG="$PROMETHEUS_STATE/logs/prometheus.log"
-PROMETHEUS_CONFIG="$DEPLOY_DIR/prometheus/prometheus.local.yml"
+PROMETHEUS_TEMPLATE="$DEPLOY_DIR/prometheus/prometheus.local.yml.in"
+PROMETHEUS_CONFIG="$PROMETHEUS_STATE/prometheus.yml"
 PROMETHEUS_PATTERN="--web.listen-address=127.0.0.1:$PROMETHEUS_PORT"
 
 ALERTMANAGER_STATE="$STATE_DIR/alertmanager"
@@ -25,6 +27,15 @@ ALERTMANAGER_PID="$ALERTMANAGER_STATE/alertmanager.pid"
 ALERTMANAGER_LOG="$ALERTMANAGER_STATE/logs/alertmanager.log"
 ALERTMANAGER_CONFIG="$DEPLOY_DIR/alertmanager/alertmanager.yml"
 ALERTMANAGER_PATTERN="--web.listen-address=127.0.0.1:$ALERTMANAGER_PORT"
+
+# render_config: the local Prometheus configuration, its ports taken from lib.sh (their one home).
+render_config() {
+    sed -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|g" \
+        -e "s|@ALERTMANAGER_PORT@|$ALERTMANAGER_PORT|g" \
+        -e "s|@METRICS_PORT@|$METRICS_PORT|g" \
+        -e "s|@RULES_DIR@|$DEPLOY_DIR/prometheus/rules|g" \
+        "$PROMETHEUS_TEMPLATE"
+}
 
 up_alertmanager() {
     if external DRIFTLINE_ALERTMANAGER_URL "$LOCAL_ALERTMANAGER_URL"; then
@@ -68,6 +79,7 @@ up_prometheus() {
         require_free_port prometheus "$PROMETHEUS_PORT"
         rm -rf "$PROMETHEUS_STATE/data"
         mkdir -p "$PROMETHEUS_STATE/data" "$PROMETHEUS_STATE/logs"
+        render_config >"$PROMETHEUS_CONFIG"
         log "prometheus: starting $(/usr/bin/prometheus --version 2>&1 | head -n 1 | cut -d ' ' -f 3) on $LOCAL_PROMETHEUS_URL"
         start_daemon "$PROMETHEUS_PID" "$PROMETHEUS_LOG" \
             /usr/bin/prometheus \
@@ -117,5 +129,6 @@ case "${1:-}" in
     down) down ;;
     status) status ;;
     env) env_lines ;;
-    *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+    config) render_config ;;
+    *) echo "usage: $0 up|down|status|env|config" >&2; exit 2 ;;
 esac

@@ -49,7 +49,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from driftline.schemas.contract import Catalog
+    from driftline.schemas.contract_catalog import Catalog
     from driftline.stream.monitor.profile import build_reference_profile
     from driftline.stream.profiles import ProfileDirectory, read_training_data
 

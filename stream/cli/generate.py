@@ -36,14 +36,15 @@ def run(args: argparse.Namespace) -> int:
     fmt = FORMATS.get(args.output.suffix.lower())
     if fmt is None:
         raise UsageError(f"--output {args.output}: the extension must be one of {', '.join(FORMATS)}")
-    if not args.output.parent.is_dir():
-        raise UsageError(f"--output {args.output}: no such directory {args.output.parent}")
+    if args.output.exists() and args.output.is_dir():
+        raise UsageError(f"--output {args.output} is a directory")
 
-    from driftline.schemas.contract import Catalog
+    from driftline.schemas.contract_catalog import Catalog
     from driftline.stream.demo.files import write_events
 
     catalog = Catalog.load(args.schemas) if args.schemas is not None else Catalog.load()
     contract = catalog.contract(args.model)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     rows = write_events(
         args.output, fmt, contract, args.events,
         seed=args.seed, events_per_second=args.events_per_second, model_version=args.model_version,

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print("driftline produce: warning: a mock:// registry lives in this process only; no consumer can "
               "resolve its schema ids", file=sys.stderr)
 
-    from driftline.schemas.contract import Catalog
+    from driftline.schemas.contract_catalog import Catalog
     from driftline.schemas.errors import RegistryError
     from driftline.stream.demo.sources import synthetic_batches
     from driftline.stream.kafka.topics import prediction_topic

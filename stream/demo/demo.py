@@ -25,16 +25,17 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
-from driftline.schemas.codec import Codec, RejectReason, encode_confluent, in_memory_registry
-from driftline.schemas.contract import Catalog, Contract
+from driftline.schemas.codec import Codec, encode_confluent, in_memory_registry
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.monitor.engine import EngineConfig
 from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
-from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, iso_time
+from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, describe_alert
 from driftline.stream.runner import EncodedMessage, InMemoryDeadLetters, MetricsPort, PartitionKey, PartitionRunner
 
 from .generator import Episode, SyntheticStream
 
-__all__ = ["DemoSummary", "DemoTotals", "build_demo_runner", "demo_episodes", "demo_messages", "format_alert", "run_demo"]
+__all__ = ["DemoSummary", "DemoTotals", "build_demo_runner", "demo_episodes", "demo_messages", "run_demo"]
 
 MODEL = "credit_risk"
 MODEL_VERSION = "v1"
@@ -184,15 +185,6 @@ def build_demo_runner(
     return runner, deadletters
 
 
-def format_alert(alert: Alert) -> str:
-    """One line for a terminal: when, what, which feature, how strong."""
-    where = alert.feature or "-"
-    return (
-        f"ALERT {alert.severity.upper():8s} {iso_time(alert.event_time_ms)} {alert.kind:18s} {where:22s} "
-        f"{alert.detector} score={alert.score:.4g} threshold={alert.threshold:.4g} :: {alert.message}"
-    )
-
-
 def run_demo(
     *,
     output: Path,
@@ -235,7 +227,6 @@ def run_demo(
     metrics = DriftlineMetrics(
         registry_metrics,
         models={MODEL: [f.name for f in contract.fields]},
-        rejection_reasons=[reason.name.lower() for reason in RejectReason],
     )
     port: int | None = None
     if metrics_port is not None:
@@ -256,7 +247,7 @@ def run_demo(
     def on_result(result: BatchResult) -> None:
         collected.extend(result)
         for alert in result.alerts:
-            bar.write(format_alert(alert), file=out)
+            bar.write(describe_alert(alert), file=out)
 
     runner, _ = build_demo_runner(
         contract=contract,

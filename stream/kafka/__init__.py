@@ -16,6 +16,7 @@ from .topics import (
     HEADER_REASON,
     HEADER_SOURCE,
     PREDICTION_TOPIC_PREFIX,
+    end_offsets,
     ensure_topics,
     prediction_topic,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "TopicSetupError",
     "WorkerError",
     "WorkerSettings",
+    "end_offsets",
     "ensure_topics",
     "prediction_topic",
 ]

@@ -12,10 +12,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import KafkaUnavailableError, TopicSetupError
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, TopicPartition
 
 __all__ = [
     "CLIENT_LOGGER",
@@ -25,10 +29,13 @@ __all__ = [
     "HEADER_REASON",
     "HEADER_SOURCE",
     "PREDICTION_TOPIC_PREFIX",
+    "TRANSIENT_OFFSET_ERRORS",
     "KafkaUnavailableError",
     "TopicSetupError",
+    "end_offsets",
     "ensure_topics",
     "prediction_topic",
+    "retry_offset_request",
 ]
 
 PREDICTION_TOPIC_PREFIX = "predictions."
@@ -48,6 +55,54 @@ HEADER_SOURCE = "driftline.source"
 #: worker logs its errors.
 CLIENT_LOGGER = logging.getLogger("driftline.kafka.client")
 
+#: The errors of an offset request (ListOffsets, ``get_watermark_offsets``) that a partition gives
+#: while it becomes ready, by ``KafkaError.name()``: retried until the deadline, any other error fails
+#: at once. Measured on the local broker (Kafka 3.9.1, KRaft, one node, just started), four clients
+#: creating topics at once: right after ``create_topics`` returned — and, 6 times in 2,160 topics,
+#: even after the metadata named the partition's leader — the offset request got
+#: NOT_LEADER_FOR_PARTITION (presumably the broker's metadata names the new leader before its replica
+#: manager serves the partition) or librdkafka's own _UNKNOWN_PARTITION (the client's metadata did not
+#: have the partition yet).
+#: LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PART (and librdkafka's _UNKNOWN_TOPIC),
+#: OFFSET_NOT_AVAILABLE and the leader-epoch errors are the same race seen at other moments of a
+#: leader's election; the time-outs and the lost connections (_TRANSPORT, _ALL_BROKERS_DOWN) are a
+#: broker that is slow or restarting, which another try within the deadline may find back.
+TRANSIENT_OFFSET_ERRORS = frozenset(
+    {
+        "NOT_LEADER_FOR_PARTITION",
+        "LEADER_NOT_AVAILABLE",
+        "UNKNOWN_TOPIC_OR_PART",
+        "_UNKNOWN_PARTITION",
+        "_UNKNOWN_TOPIC",
+        "OFFSET_NOT_AVAILABLE",
+        "FENCED_LEADER_EPOCH",
+        "UNKNOWN_LEADER_EPOCH",
+        "_TIMED_OUT",
+        "REQUEST_TIMED_OUT",
+        "_TRANSPORT",
+        "_ALL_BROKERS_DOWN",
+    }
+)
+
+#: First pause between two offset requests, doubled after each failure up to ``_RETRY_MAX_INTERVAL``.
+#: Measured (see above): NOT_LEADER_FOR_PARTITION lasted at most 60 ms after the topic's creation and
+#: was gone 10–20 ms after it was first seen; _UNKNOWN_PARTITION lasted up to 130 ms (the client
+#: asks for the topic's metadata again after a back-off of about 100 ms). 50 ms makes the first retry
+#: land after the usual race and the second after the client's refresh, without spinning.
+_RETRY_INTERVAL = 0.05
+#: A broker that needs longer (a cold JVM, a leader election) is asked once a second, not 20 times.
+_RETRY_MAX_INTERVAL = 1.0
+#: The longest one offset request may block: librdkafka waits out its whole time-out when no broker
+#: answers (measured: ``_ALL_BROKERS_DOWN`` after exactly the time-out given), so a request lost to a
+#: dropped connection is asked again before the deadline instead of eating all of it.
+_ATTEMPT_TIMEOUT = 5.0
+#: The shortest one, for the last try at the deadline (librdkafka answers a warm connection in ~2 ms).
+_MIN_ATTEMPT_TIMEOUT = 0.1
+
+log = logging.getLogger("driftline.kafka.topics")
+
+_T = TypeVar("_T")
+
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -65,16 +120,19 @@ def prediction_topic(model: str, prefix: str = PREDICTION_TOPIC_PREFIX) -> str:
 def ensure_topics(bootstrap: str, names: Sequence[str], timeout: float, *, answer_timeout: float | None = None) -> dict[str, int]:
     """Create the missing topics, with one partition each; return every topic's partition count.
 
-    A topic created here is returned once its partitions have a leader (creation is asynchronous),
-    so no message meets a topic the broker does not know yet; one that another client created
-    meanwhile counts as created. ``answer_timeout`` (default ``timeout``) bounds the first request.
+    A topic created here is returned once its partitions have a leader (creation is asynchronous)
+    and that leader answers an offset request (see :func:`end_offsets`), so no message and no offset
+    request meets a partition the broker does not serve yet; one that another client created
+    meanwhile counts as created. ``answer_timeout`` (default ``timeout``) bounds the first request;
+    ``timeout`` bounds the creation, and then the wait for the new topics to be ready.
 
     Raises
     ------
     KafkaUnavailableError
         Kafka did not answer within ``answer_timeout``.
     TopicSetupError
-        Kafka refused to create a topic.
+        Kafka refused to create a topic, or a new topic's partition was not ready within ``timeout``
+        (the message names the topic and the last Kafka error).
     """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
@@ -109,4 +167,90 @@ def ensure_topics(bootstrap: str, names: Sequence[str], timeout: float, *, answe
             if time.monotonic() >= deadline:
                 raise TopicSetupError(f"topic {name} was created but has no partition leader after {timeout:.0f} s")
             time.sleep(0.1)
+    # A leader named in the metadata may not serve the partition yet (NOT_LEADER_FOR_PARTITION): a
+    # new topic is ready once each partition's leader answers an offset request.
+    _wait_for_end_offsets(bootstrap, [(name, index) for name in missing for index in range(partitions[name])], deadline, timeout)
     return partitions
+
+
+def end_offsets(
+    bootstrap: str, partitions: Iterable[tuple[str, int]], timeout: float, *, group_id: str = "driftline.probe"
+) -> dict[tuple[str, int], int]:
+    """The end offset (high watermark) of each ``(topic, partition)``, once its leader answers.
+
+    A partition that was just created, or whose leader just changed, may refuse an offset request
+    for a moment although the metadata names its leader: the errors of
+    :data:`TRANSIENT_OFFSET_ERRORS` are retried, with pauses from 50 ms growing to 1 s, until
+    ``timeout`` seconds have passed. ``group_id`` only names the probing client: it joins no group
+    and commits nothing.
+
+    Raises
+    ------
+    TopicSetupError
+        A partition's leader did not answer within ``timeout``, or an offset request failed with an
+        error that is not transient; the message names the topic and the last Kafka error.
+    """
+    return _wait_for_end_offsets(bootstrap, partitions, time.monotonic() + timeout, timeout, group_id=group_id)
+
+
+def _wait_for_end_offsets(
+    bootstrap: str, partitions: Iterable[tuple[str, int]], deadline: float, timeout: float, *, group_id: str = "driftline.probe"
+) -> dict[tuple[str, int], int]:
+    """:func:`end_offsets` until the ``time.monotonic()`` ``deadline``; ``timeout`` is the wait that errors name."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    wanted = list(partitions)
+    if not wanted:
+        return {}
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False, "logger": CLIENT_LOGGER})
+    try:
+        return {
+            (topic, index): retry_offset_request(
+                partial(_high_watermark, consumer, TopicPartition(topic, index)), f"topic {topic} partition {index}", deadline, timeout
+            )
+            for topic, index in wanted
+        }
+    finally:
+        consumer.close()
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, timeout: float) -> int:
+    return consumer.get_watermark_offsets(partition, timeout=timeout)[1]
+
+
+def retry_offset_request(request: Callable[[float], _T], what: str, deadline: float, timeout: float) -> _T:
+    """``request(attempt_timeout)``, tried again after a transient Kafka error until the ``time.monotonic()`` ``deadline``.
+
+    ``what`` (``"topic t partition 0"``) and ``timeout`` (the whole wait, in seconds) word the error.
+    Every try but the last waits ``_RETRY_INTERVAL`` doubled per failure (at most
+    ``_RETRY_MAX_INTERVAL``); each is given the time left, between ``_MIN_ATTEMPT_TIMEOUT`` and
+    ``_ATTEMPT_TIMEOUT``, so the whole call ends at most ``_MIN_ATTEMPT_TIMEOUT`` after ``deadline``.
+
+    Raises
+    ------
+    TopicSetupError
+        The request failed with an error outside :data:`TRANSIENT_OFFSET_ERRORS` (at once), or still
+        failed at the deadline; the message names ``what`` and the last Kafka error.
+    """
+    from confluent_kafka import KafkaException
+
+    interval = _RETRY_INTERVAL
+    tries = 0
+    while True:
+        tries += 1
+        left = deadline - time.monotonic()
+        try:
+            return request(min(max(left, _MIN_ATTEMPT_TIMEOUT), _ATTEMPT_TIMEOUT))
+        except KafkaException as exc:
+            error = exc.args[0]
+            reason = f"{error.name()}: {error.str()}"
+            if error.name() not in TRANSIENT_OFFSET_ERRORS:
+                raise TopicSetupError(f"{what}: the offset request failed ({reason})") from exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TopicSetupError(
+                    f"{what}: its leader did not answer an offset request within {timeout:g} s (tries: {tries}; last error {reason})"
+                ) from exc
+            log.debug("%s: %s; trying again in %.0f ms", what, reason, 1000 * min(interval, left))
+            time.sleep(min(interval, left))
+            interval = min(2 * interval, _RETRY_MAX_INTERVAL)

@@ -18,14 +18,16 @@ import numpy as np
 import sqlalchemy as sa
 
 from driftline.schemas.codec import Codec
-from driftline.schemas.contract import Catalog, Contract
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.monitor.profile import ReferenceProfile
+from driftline.stream.monitor.results import BatchResult, describe_alert
 from driftline.stream.runner import PartitionKey, PartitionRunner
 
 from .deadletter import DeadLetterProducer
 from .errors import TopicSetupError, WorkerError
 from .settings import WorkerSettings
-from .topics import CLIENT_LOGGER, ensure_topics
+from .topics import end_offsets, ensure_topics
 
 if TYPE_CHECKING:
     from driftline.sinks import DriftlineMetrics
@@ -65,13 +67,16 @@ def load_profiles(settings: WorkerSettings, engine: sa.Engine, model: str) -> di
 def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> dict[str, int]:
     """Create missing topics (one partition each), check the model topics, return their end offsets.
 
+    ``timeout`` bounds the creation of the topics (and the wait until the new ones are ready), and then
+    the end-offset requests: a model topic's leader that refuses them for a moment (a topic another
+    worker has just created, a leader election) is asked again until ``timeout`` has passed.
+
     Raises
     ------
     WorkerError
-        The broker does not answer, or a model topic has more than one partition (see ``stream/topics.py``).
+        The broker does not answer, a model topic has more than one partition (see ``stream/kafka/topics.py``),
+        or a topic is not ready within ``timeout`` (the message names the topic and the last Kafka error).
     """
-    from confluent_kafka import Consumer, TopicPartition
-
     try:
         partitions = ensure_topics(settings.bootstrap_servers, [*settings.topics.values(), settings.deadletter_topic], timeout)
     except TopicSetupError as exc:
@@ -82,16 +87,13 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> dict[s
                 f"topic {topic} has {partitions[topic]} partitions; driftline needs one partition per model topic "
                 "(its detectors need the model's events in one order)"
             )
-    consumer = Consumer(
-        {"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.consumer_group}.probe", "logger": CLIENT_LOGGER}
-    )
     try:
-        return {
-            topic: consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)[1]
-            for topic in settings.topics.values()
-        }
-    finally:
-        consumer.close()
+        offsets = end_offsets(
+            settings.bootstrap_servers, [(topic, 0) for topic in settings.topics.values()], timeout, group_id=f"{settings.consumer_group}.probe"
+        )
+    except TopicSetupError as exc:
+        raise WorkerError(str(exc)) from exc
+    return {topic: offsets[topic, 0] for topic in settings.topics.values()}
 
 
 def _check_database(settings: WorkerSettings) -> sa.Engine:
@@ -158,9 +160,16 @@ class WorkerRuntime:
             deadletters=self.deadletters,
             config=self.settings.engine,
             metrics=self.metrics,
+            on_result=_log_alerts,
         )
         runner.record_latencies = self.settings.latency_record is not None
         return runner
+
+
+def _log_alerts(result: BatchResult) -> None:
+    # Every alert also goes to the log as it is raised (its row reaches the database with the next checkpoint).
+    for alert in result.alerts:
+        log.warning("%s", describe_alert(alert))
 
 
 def run_worker(settings: WorkerSettings) -> int:
@@ -168,7 +177,6 @@ def run_worker(settings: WorkerSettings) -> int:
     from faust import Worker
     from prometheus_client import CollectorRegistry
 
-    from driftline.schemas.results import RejectReason
     from driftline.sinks import DriftlineMetrics, SqlCheckpointStore, serve
 
     from .agents import MonitorAgents
@@ -180,7 +188,6 @@ def run_worker(settings: WorkerSettings) -> int:
     metrics = DriftlineMetrics(
         registry,
         models={model: [f.name for f in catalog.contract(model).fields] for model in settings.models},
-        rejection_reasons=[reason.value for reason in RejectReason],
     )
     runtime = WorkerRuntime.open(settings, metrics=metrics)
     end_offsets = prepare_topics(settings)

@@ -19,6 +19,7 @@ from .results import (
     ModelWindow,
     SchemaChangeRecord,
     alert_identifier,
+    describe_alert,
     iso_time,
     to_canonical_json,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "WindowClock",
     "alert_identifier",
     "build_reference_profile",
+    "describe_alert",
     "iso_time",
     "make_alert",
     "to_canonical_json",

@@ -9,7 +9,7 @@ signals, never on batch boundaries or wall-clock time, so replays produce the sa
 
 from __future__ import annotations
 
-from .results import Alert, alert_identifier
+from .results import Alert, AlertKind, alert_identifier
 
 __all__ = ["AlertGate", "make_alert"]
 
@@ -48,7 +48,7 @@ def make_alert(
     *,
     model: str,
     model_version: str,
-    kind: str,
+    kind: AlertKind,
     feature: str | None,
     detector: str,
     severity: str,
@@ -70,7 +70,7 @@ def make_alert(
         alert_id=alert_id,
         model=model,
         model_version=model_version,
-        kind=kind,
+        kind=kind.value,
         feature=feature,
         detector=detector,
         severity=severity,

@@ -29,7 +29,7 @@ from driftline.schemas.results import DecodedBatch
 from .alerts import AlertGate, make_alert
 from .config import EngineConfig
 from .profile import ReferenceProfile
-from .results import BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
+from .results import AlertKind, BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
 from .tracks import DetectorHit, DetectorTracks
 from .verdicts import Verdict, feature_window_verdicts, format_number, model_window_verdicts
 from .window_state import FieldWindow, WindowPlace, field_window_from_state, new_field_window
@@ -110,7 +110,7 @@ class MonitorEngine:
             raise ValueError(f"batch: batch is for model {batch.model!r}, this engine monitors {self.contract.model!r}")
         result = BatchResult()
         for rejection in batch.rejections:
-            reason = rejection.reason.name.lower()
+            reason = rejection.reason.value
             result.rejected_by_reason[reason] = result.rejected_by_reason.get(reason, 0) + 1
         self._account_undated_rejections(batch)
         result.accepted = int(np.count_nonzero(batch.accepted))
@@ -277,7 +277,7 @@ class MonitorEngine:
             make_alert(
                 model=self.contract.model,
                 model_version=self.default_version,
-                kind="schema_change",
+                kind=AlertKind.SCHEMA_CHANGE,
                 feature=None,
                 detector="schema_diff",
                 severity="warning" if record.compatible else "critical",
@@ -327,12 +327,12 @@ class MonitorEngine:
                 statistic=hit.statistic,
             )
         )
-        kind = "score_change" if hit.detector == "adwin" else "mean_shift"
+        kind = AlertKind.SCORE_CHANGE if hit.detector == "adwin" else AlertKind.MEAN_SHIFT
         profile = self._profile(hit.model_version).features[hit.feature]
         what = "ADWIN found a change in the mean of" if hit.detector == "adwin" else "Page-Hinkley detected a mean shift in"
         self._gated_alert(
             result, hit.model_version, kind, hit.feature, hit.detector,
-            episode=kind,
+            episode=kind.value,
             window_start_ms=None,
             event_time_ms=event_time,
             score=hit.statistic,
@@ -393,7 +393,7 @@ class MonitorEngine:
                 make_alert(
                     model=self.contract.model,
                     model_version=window.version,
-                    kind="no_data",
+                    kind=AlertKind.NO_DATA,
                     feature=None,
                     detector="window_gap",
                     severity="critical",
@@ -452,7 +452,7 @@ class MonitorEngine:
         self,
         result: BatchResult,
         version: str,
-        kind: str,
+        kind: AlertKind,
         feature: str | None,
         detector: str,
         *,
@@ -489,7 +489,7 @@ def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:
     reasons = np.full(len(batch.rows), "", dtype=object)
     if not batch.rejections:
         return reasons
-    by_input = {r.index: r.reason.name.lower() for r in batch.rejections}
+    by_input = {r.index: r.reason.value for r in batch.rejections}
     for position in np.flatnonzero(~batch.accepted).tolist():
         reasons[position] = by_input.get(int(batch.rows[position]), "unknown")
     return reasons

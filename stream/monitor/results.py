@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "Alert",
+    "AlertKind",
     "BatchResult",
     "Checkpoint",
     "DetectorSignal",
@@ -23,6 +25,7 @@ __all__ = [
     "ModelWindow",
     "SchemaChangeRecord",
     "alert_identifier",
+    "describe_alert",
     "iso_time",
     "to_canonical_json",
 ]
@@ -94,6 +97,17 @@ class DetectorSignal:
     statistic: float
 
 
+class AlertKind(enum.StrEnum):
+    """What an alert is about: the one list of alert kinds (metric labels, docs and rules derive from it)."""
+
+    MEAN_SHIFT = "mean_shift"  # Page-Hinkley on a numeric field or the score
+    DISTRIBUTION_DRIFT = "distribution_drift"  # a closed window's PSI against the reference
+    SCORE_CHANGE = "score_change"  # ADWIN on the prediction score
+    SCHEMA_CHANGE = "schema_change"  # a writer schema that differs from the contract
+    DATA_QUALITY = "data_quality"  # a window over a data-quality budget
+    NO_DATA = "no_data"  # windows without a usable event
+
+
 @dataclass(frozen=True)
 class Alert:
     """Something on-call should look at. ``alert_id`` is deterministic (see :func:`alert_identifier`)."""
@@ -101,7 +115,7 @@ class Alert:
     alert_id: str
     model: str
     model_version: str
-    kind: str  # mean_shift | distribution_drift | score_change | schema_change | data_quality | no_data
+    kind: str  # an AlertKind value
     feature: str | None
     detector: str
     severity: str  # "warning" | "critical"
@@ -220,6 +234,20 @@ class Checkpoint:
         if not isinstance(self.engine_state, dict):
             raise ValueError(f"engine_state must be a dict, got {type(self.engine_state).__name__}")
 
+
+
+def describe_alert(alert: Alert) -> str:
+    """One line for a terminal or a log: when, what, which feature, how strong, why.
+
+    >>> describe_alert(Alert("a1", "churn", "v1", "mean_shift", "age", "page_hinkley", "warning", None,
+    ...     1_767_225_600_000, 12.5, 10.0, "Page-Hinkley detected a mean shift in age"))  # doctest: +NORMALIZE_WHITESPACE
+    'ALERT WARNING  2026-01-01T00:00:00Z mean_shift  age  page_hinkley score=12.5 threshold=10 :: Page-Hinkley detected a mean shift in age'
+    """
+    where = alert.feature or "-"
+    return (
+        f"ALERT {alert.severity.upper():8s} {iso_time(alert.event_time_ms)} {alert.kind:18s} {where:22s} "
+        f"{alert.detector} score={alert.score:.4g} threshold={alert.threshold:.4g} :: {alert.message}"
+    )
 
 
 def iso_time(ms: int) -> str:

@@ -13,7 +13,7 @@ from driftline.schemas.contract import FieldContract
 
 from .config import EngineConfig
 from .profile import FeatureProfile
-from .results import FeatureWindow, ModelWindow
+from .results import AlertKind, FeatureWindow, ModelWindow
 
 __all__ = ["Verdict", "feature_window_verdicts", "format_number", "model_window_verdicts"]
 
@@ -22,7 +22,7 @@ __all__ = ["Verdict", "feature_window_verdicts", "format_number", "model_window_
 class Verdict:
     """One rule a closed window breaks."""
 
-    kind: str  # distribution_drift | data_quality
+    kind: AlertKind  # DISTRIBUTION_DRIFT or DATA_QUALITY
     feature: str | None
     detector: str  # psi | unseen_category | invalid_values | null_fraction | rejections
     score: float
@@ -51,7 +51,7 @@ def feature_window_verdicts(
                 f"vs reference {format_number(profile.mean)}"
             )
         verdicts.append(Verdict(
-            "distribution_drift", name, "psi", psi, threshold,
+            AlertKind.DISTRIBUTION_DRIFT, name, "psi", psi, threshold,
             f"{name}: PSI {psi:.3f} > {threshold:.3f} against the reference "
             f"(Jensen-Shannon {format_number(summary.jensen_shannon)}; {evidence})",
         ))
@@ -62,14 +62,14 @@ def feature_window_verdicts(
         known = set(profile.categories)
         new_values = [value for value, _ in summary.top_items if value not in known][:3]
         verdicts.append(Verdict(
-            "data_quality", name, "unseen_category", unseen_fraction, config.max_unseen_fraction,
+            AlertKind.DATA_QUALITY, name, "unseen_category", unseen_fraction, config.max_unseen_fraction,
             f"{name}: {summary.unseen} of {events} events carry categories unseen in the contract"
             + (f" (most frequent: {', '.join(repr(v) for v in new_values)})" if new_values else ""),
         ))
     invalid_fraction = (summary.non_finite + summary.out_of_range) / events
     if invalid_fraction > config.max_invalid_fraction:
         verdicts.append(Verdict(
-            "data_quality", name, "invalid_values", invalid_fraction, config.max_invalid_fraction,
+            AlertKind.DATA_QUALITY, name, "invalid_values", invalid_fraction, config.max_invalid_fraction,
             f"{name}: {summary.non_finite} NaN/inf and {summary.out_of_range} out-of-range values in {events} events",
         ))
     budget = spec.max_null_fraction if spec.max_null_fraction is not None else 0.0
@@ -77,7 +77,7 @@ def feature_window_verdicts(
     null_limit = budget + 3.0 * math.sqrt(max(budget * (1.0 - budget), 1.0 / events) / events)
     if summary.nulls / events > null_limit:
         verdicts.append(Verdict(
-            "data_quality", name, "null_fraction", summary.nulls / events, null_limit,
+            AlertKind.DATA_QUALITY, name, "null_fraction", summary.nulls / events, null_limit,
             f"{name}: {summary.nulls} of {events} values missing, budget {budget:.1%} "
             f"(the reference had {profile.null_fraction:.1%})",
         ))
@@ -90,7 +90,7 @@ def model_window_verdicts(window: ModelWindow, config: EngineConfig) -> list[Ver
         return []
     top_reason, top_count = max(window.rejected_by_reason, key=lambda item: (item[1], item[0]))
     return [Verdict(
-        "data_quality", None, "rejections", window.rejected / window.events, config.max_rejected_fraction,
+        AlertKind.DATA_QUALITY, None, "rejections", window.rejected / window.events, config.max_rejected_fraction,
         f"{window.rejected} of {window.events} events rejected in the window "
         f"(mostly {top_reason}: {top_count}); they are in the dead-letter topic",
     )]

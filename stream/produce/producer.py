@@ -38,7 +38,8 @@ from confluent_kafka import KafkaException, Producer
 
 from driftline.schemas import avro_types
 from driftline.schemas.columnar_encoder import INTEGER_RANGES, BatchEncoder, does_not_fit, is_whole_number
-from driftline.schemas.contract import Catalog, Contract
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
 from driftline.schemas.errors import DriftlineError, EncodeError, RegistryError
 from driftline.schemas.wire import SINGLE_OBJECT_MARKER, WIRE_FORMATS, encode_confluent, encode_single_object
 from driftline.stream.kafka.topics import CLIENT_LOGGER, prediction_topic

@@ -29,7 +29,7 @@ import fastavro
 from river import drift
 
 from driftline.schemas.codec import Codec, encode_single_object
-from driftline.schemas.contract import Catalog
+from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import build_reference_profile

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from worker_harness import MODEL, Worker, checkpoint, isolated_database, produce, read_topic, unique
 
 from driftline.schemas.codec import encode_single_object
-from driftline.schemas.contract import Catalog
+from driftline.schemas.contract_catalog import Catalog
 from driftline.sinks.database import create_database_engine
 from driftline.stream.demo.generator import SyntheticStream
 

@@ -24,7 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from worker_harness import url_in_schema
 
 from driftline.schemas.codec import Codec, encode_single_object
-from driftline.schemas.contract import Catalog
+from driftline.schemas.contract_catalog import Catalog
 from driftline.sinks import (
     SinkError,
     SqlCheckpointStore,

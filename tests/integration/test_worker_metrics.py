@@ -1,7 +1,7 @@
 """The worker's metrics, scraped by the real Prometheus: counts are right and label values stay bounded.
 
 A running ``driftline worker`` serves ``/metrics`` on ``DRIFTLINE_METRICS_PORT``, which the local
-Prometheus scrapes every second (deploy/prometheus/prometheus.local.yml). After a first stream has
+Prometheus scrapes every second (deploy/prometheus/prometheus.local.yml.in). After a first stream has
 closed some windows, a flood of new category values and event ids — 2,000 distinct values of the
 open categorical ``channel`` — must not create a single new time series.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from worker_harness import MODEL, Worker, eventually, get_json, isolated_database, produce, unique
 
 from driftline.schemas.codec import encode_single_object
-from driftline.schemas.contract import Catalog
+from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
 
 

@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.schemas.codec import encode_single_object
-from driftline.schemas.contract import Catalog, Contract
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
 from driftline.sinks import SqlProfileStore
 from driftline.sinks.database import create_database_engine, upgrade_database
 from driftline.stream.demo.demo import reference_profile
@@ -78,14 +79,24 @@ def url_in_schema(database_url: str, schema: str) -> str:
 
 
 @contextlib.contextmanager
-def isolated_database(database_url: str) -> Iterator[str]:
-    """A fresh schema, migrated to head and holding the credit_risk reference profile; dropped afterwards."""
+def empty_schema(database_url: str) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL schema; dropped afterwards."""
     schema = unique("t_")
     admin = create_database_engine(database_url)
     with admin.begin() as connection:
         connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = url_in_schema(database_url, schema)
     try:
+        yield url_in_schema(database_url, schema)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def isolated_database(database_url: str) -> Iterator[str]:
+    """A fresh schema, migrated to head and holding the credit_risk reference profile; dropped afterwards."""
+    with empty_schema(database_url) as url:
         upgrade_database(url)
         contract = Catalog.load().contract(MODEL)
         profile = reference_profile(contract, SyntheticStream(contract, seed=3))
@@ -95,10 +106,6 @@ def isolated_database(database_url: str) -> Iterator[str]:
         finally:
             engine.dispose()
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def synthetic_payloads(

@@ -16,8 +16,14 @@ def _modules() -> list[str]:
     for package_name in PACKAGES:
         package = importlib.import_module(package_name)
         names.append(package_name)
-        names.extend(info.name for info in pkgutil.iter_modules(package.__path__, package_name + "."))
+        # Every module of every sub-package (stream/monitor, stream/runner, …), not only the top level.
+        found = pkgutil.walk_packages(package.__path__, package_name + ".")
+        names.extend(info.name for info in found if not info.name.endswith(".__main__"))  # running it would run the CLI
     return sorted(names)
+
+
+def test_every_sub_package_is_searched_for_examples() -> None:
+    assert {"driftline.stream.monitor.results", "driftline.stream.runner.memory", "driftline.stream.cli.arguments"} <= set(_modules())
 
 
 @pytest.mark.parametrize("module_name", _modules())

@@ -104,3 +104,14 @@ def tool() -> Callable[[str], str]:
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def local_prometheus_config(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local services' Prometheus configuration as ``deploy/local/prometheus.sh`` renders it (lib.sh's ports)."""
+    rendered = subprocess.run(
+        ["bash", str(repository / "deploy/local/prometheus.sh"), "config"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    path = tmp_path_factory.mktemp("prometheus") / "prometheus.yml"
+    path.write_text(rendered, encoding="utf-8")
+    return path

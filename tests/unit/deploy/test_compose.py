@@ -223,10 +223,12 @@ def test_compose_prometheus_scrapes_the_worker(
     assert mounts["./deploy/prometheus/rules"] == "/etc/prometheus/rules"
 
 
-@pytest.mark.parametrize("config_name", ["prometheus.yml", "prometheus.local.yml"])
-def test_prometheus_configs_load_the_project_rules(repository: Path, load_yaml: Callable[[Path], Any], config_name: str) -> None:
+@pytest.mark.parametrize("config_name", ["prometheus.yml", "local"])
+def test_prometheus_configs_load_the_project_rules(
+    repository: Path, load_yaml: Callable[[Path], Any], config_name: str, local_prometheus_config: Path
+) -> None:
     config_directory = repository / "deploy/prometheus"
-    config = load_yaml(config_directory / config_name)
+    config = load_yaml(local_prometheus_config if config_name == "local" else config_directory / config_name)
     rule_files = sorted(
         Path(found).resolve() for pattern in config["rule_files"] for found in glob.glob(str(config_directory / pattern))
     )
@@ -235,15 +237,20 @@ def test_prometheus_configs_load_the_project_rules(repository: Path, load_yaml: 
     assert "driftline" in {job["job_name"] for job in config["scrape_configs"]}
 
 
-def test_local_prometheus_config_targets_the_local_services(repository: Path, load_yaml: Callable[[Path], Any]) -> None:
-    """The addresses of deploy/local/lib.sh, seen from the local Prometheus configuration."""
+def test_local_prometheus_config_targets_the_local_services(
+    repository: Path, load_yaml: Callable[[Path], Any], local_prometheus_config: Path
+) -> None:
+    """The addresses of deploy/local/lib.sh, seen from the local Prometheus configuration rendered from them."""
     library = (repository / "deploy/local/lib.sh").read_text(encoding="utf-8")
     ports = dict(re.findall(r"^(\w+_PORT)=(\d+)$", library, flags=re.MULTILINE))
-    config = load_yaml(repository / "deploy/prometheus/prometheus.local.yml")
+    template = (repository / "deploy/prometheus/prometheus.local.yml.in").read_text(encoding="utf-8")
+    assert not re.search(r"\b1\d{4}\b", template), "the template must not repeat a port of lib.sh"
+    config = load_yaml(local_prometheus_config)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["driftline"]["static_configs"][0]["targets"] == [f"127.0.0.1:{ports['METRICS_PORT']}"]
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == [f"127.0.0.1:{ports['ALERTMANAGER_PORT']}"]
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == [f"127.0.0.1:{ports['PROMETHEUS_PORT']}"]
     assert config["global"]["scrape_interval"] == "1s"
 
 

@@ -22,9 +22,10 @@ def _assert_succeeds(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, f"{' '.join(result.args)} failed:\n{result.stdout}\n{result.stderr}"
 
 
-@pytest.mark.parametrize("config", ["deploy/prometheus/prometheus.yml", "deploy/prometheus/prometheus.local.yml"])
-def test_promtool_checks_the_prometheus_config(repository: Path, tool: Callable[[str], str], config: str) -> None:
-    result = _run([tool("promtool"), "check", "config", config], repository)
+@pytest.mark.parametrize("config", ["deploy/prometheus/prometheus.yml", "local"])
+def test_promtool_checks_the_prometheus_config(repository: Path, tool: Callable[[str], str], config: str, local_prometheus_config: Path) -> None:
+    path = str(local_prometheus_config) if config == "local" else config
+    result = _run([tool("promtool"), "check", "config", path], repository)
     _assert_succeeds(result)
     # The rules were found and checked with the configuration, not silently matched by no file.
     assert "driftline.rules.yml" in result.stdout + result.stderr

@@ -9,13 +9,14 @@ import prometheus_client
 import pytest
 from prometheus_client import CollectorRegistry
 
+from driftline.schemas.results import RejectReason
 from driftline.sinks import DriftlineMetrics, serve
-from driftline.sinks.metrics import PROCESSING_LATENCY_BUCKETS
-from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, alert_identifier
+from driftline.sinks.metrics import ALERT_KINDS, PROCESSING_LATENCY_BUCKETS, REJECTION_REASONS
+from driftline.stream.monitor.results import Alert, AlertKind, BatchResult, FeatureWindow, ModelWindow, alert_identifier
 
 MINUTE_MS = 60_000
 START_MS = 1_700_000_040_000
-REASONS = ("corrupt_bytes", "wrong_type", "out_of_range")
+REASONS = ("corrupt", "wrong_type", "out_of_range")
 
 
 def make_metrics(registry: CollectorRegistry, **options: Any) -> DriftlineMetrics:
@@ -86,13 +87,13 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None
 def test_counters_from_one_result() -> None:
     registry = CollectorRegistry()
     metrics = make_metrics(registry)
-    result = BatchResult(accepted=120, rejected_by_reason={"wrong_type": 3, "corrupt_bytes": 1, "unheard_of": 2}, late_events=4)
+    result = BatchResult(accepted=120, rejected_by_reason={"wrong_type": 3, "corrupt": 1, "unheard_of": 2}, late_events=4)
     metrics.observe(result, now_s=0.0, model="churn", processing_seconds=0.004)
     metrics.observe(BatchResult(accepted=5), now_s=0.0, model="churn")
     assert value(registry, "driftline_events_accepted_total", model="churn") == 125
     assert value(registry, "driftline_events_accepted_total", model="fraud") == 0
     assert value(registry, "driftline_events_rejected_total", model="churn", reason="wrong_type") == 3
-    assert value(registry, "driftline_events_rejected_total", model="churn", reason="corrupt_bytes") == 1
+    assert value(registry, "driftline_events_rejected_total", model="churn", reason="corrupt") == 1
     assert value(registry, "driftline_events_rejected_total", model="churn", reason="other") == 2
     assert value(registry, "driftline_events_rejected_total", model="churn", reason="unheard_of") is None
     assert value(registry, "driftline_late_events_total", model="churn") == 4
@@ -259,3 +260,13 @@ def test_serve_exposes_the_registry_on_loopback() -> None:
         assert response.status == 200
     assert 'driftline_events_accepted_total{model="churn"} 3.0' in body
     assert "# TYPE driftline_drift_score gauge" in body
+
+
+def test_label_sets_are_the_enumerations_of_reasons_and_kinds() -> None:
+    registry = CollectorRegistry()
+    DriftlineMetrics(registry, models={"churn": ["age"]})  # the default label sets
+    for reason in RejectReason:
+        assert registry.get_sample_value("driftline_events_rejected_total", {"model": "churn", "reason": reason.value}) == 0.0
+    for kind in AlertKind:
+        assert registry.get_sample_value("driftline_alerts_total", {"model": "churn", "kind": kind.value}) == 0.0
+    assert set(REJECTION_REASONS) == {r.value for r in RejectReason} and set(ALERT_KINDS) == {k.value for k in AlertKind}

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from driftline.schemas.contract import Catalog, Contract
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
 

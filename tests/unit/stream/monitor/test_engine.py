@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from driftline.schemas.codec import Codec, encode_single_object
-from driftline.schemas.contract import Catalog, Contract
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import Episode, SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile

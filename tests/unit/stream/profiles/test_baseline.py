@@ -126,13 +126,13 @@ def test_profiles_go_to_the_data_directory_by_default(contract: Contract, tmp_pa
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
 def test_generate_writes_training_data_that_baseline_reads(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
-    output = tmp_path / f"train{suffix}"
+    output = tmp_path / "new" / f"train{suffix}"  # a directory that does not exist yet is made
     assert main(["generate", "--model", "credit_risk", "--events", "3000", "--output", str(output)]) == 0
     assert capsys.readouterr().out == f"wrote 3,000 credit_risk events to {output}\n"
     if suffix == ".parquet":
         assert main(["baseline", "--model", "credit_risk", "--input", str(output), "--profiles", str(tmp_path / "p")]) == 0
         assert ProfileDirectory(tmp_path / "p").load("credit_risk", "v1").rows == 3000
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(output.parent.glob("*.tmp"))
 
 
 def test_generate_refuses_an_unknown_extension(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

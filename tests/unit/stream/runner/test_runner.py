@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from driftline.schemas.codec import Codec, encode_single_object
-from driftline.schemas.contract import Catalog
+from driftline.schemas.contract_catalog import Catalog
 from driftline.schemas.errors import DriftlineError
 from driftline.sinks import SqlCheckpointStore, create_database_engine, upgrade_database
 from driftline.stream.demo.demo import reference_profile

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftline.schemas.codec import Codec, encode_single_object
-from driftline.schemas.contract import Catalog, Contract
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
 from driftline.sinks import SqlCheckpointStore, create_database_engine, upgrade_database
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.profile import ReferenceProfile
