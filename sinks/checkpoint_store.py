@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from driftline.stream.monitor.results import BatchResult, Checkpoint
 from .database import display_url
 from .errors import SinkError
 from .results_sink import SqlResultsSink
-from .sql_statements import check_dialect, stamp, upsert
+from .sql_statements import SqlStore, stamp, upsert
 from .tables import CheckpointRow
 
 __all__ = ["SqlCheckpointStore"]
@@ -61,20 +61,11 @@ def _checkpoint_row(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
-class SqlCheckpointStore:
+class SqlCheckpointStore(SqlStore):
     """Loads and commits checkpoints, each in the transaction of the results it accounts for.
 
-    Parameters
-    ----------
-    engine
-        A SQLAlchemy engine on SQLite or PostgreSQL (migrated: ``driftline db upgrade``).
-    clock
-        Returns the current time (aware) for ``updated_at``; defaults to ``datetime.now(UTC)``.
+    Constructed with an engine and an optional clock (see :class:`~driftline.sinks.sql_statements.SqlStore`).
 
-    Raises
-    ------
-    UnsupportedDialectError
-        The engine's dialect is neither ``sqlite`` nor ``postgresql``.
 
     Examples
     --------
@@ -93,9 +84,7 @@ class SqlCheckpointStore:
     """
 
     def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] | None = None) -> None:
-        check_dialect(engine)
-        self.engine = engine
-        self.clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        super().__init__(engine, clock=clock)
         self._results = SqlResultsSink(engine, clock=self.clock)
 
     def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import SinkError
-from .sql_statements import check_dialect, insert
+from .sql_statements import SqlStore, insert
 from .tables import ReferenceProfileRow
 
 __all__ = ["SqlProfileStore"]
 
 
-class SqlProfileStore:
+class SqlProfileStore(SqlStore):
     """Saves and loads reference profiles in the ``reference_profiles`` table.
 
-    Parameters
-    ----------
-    engine
-        A SQLAlchemy engine on SQLite or PostgreSQL (migrated: ``driftline db upgrade``).
-    clock
-        Returns the current time (aware) for ``created_at``; defaults to ``datetime.now(UTC)``.
+    Constructed with an engine and an optional clock (see :class:`~driftline.sinks.sql_statements.SqlStore`).
 
     Examples
     --------
@@ -37,11 +30,6 @@ class SqlProfileStore:
     >>> store.load("churn", "v1")
     '{"features": {}}'
     """
-
-    def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] | None = None) -> None:
-        check_dialect(engine)
-        self.engine = engine
-        self.clock = clock if clock is not None else (lambda: datetime.now(UTC))
 
     def save(self, model: str, model_version: str, profile_json: str) -> None:
         """Store (or replace) the reference profile of ``model`` at ``model_version``.

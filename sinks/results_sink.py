@@ -21,7 +21,7 @@ from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, 
 
 from .database import display_url
 from .errors import SinkError
-from .sql_statements import check_dialect, stamp, upsert
+from .sql_statements import SqlStore, stamp, upsert
 from .tables import QUANTILE_COLUMNS, AlertRow, ModelWindowRow, SchemaChangeRow, WindowAggregateRow, metadata
 
 __all__ = ["SqlResultsSink"]
@@ -144,30 +144,18 @@ _TABLES: tuple[sa.Table, ...] = tuple(
 )
 
 
-class SqlResultsSink:
+class SqlResultsSink(SqlStore):
     """Buffers engine results and upserts them into driftline's tables.
 
     Buffers are cleared in ``finally``: after a failed write the caller must not commit its input
     offsets, and re-processes from them.
 
-    Parameters
-    ----------
-    engine
-        A SQLAlchemy engine on SQLite or PostgreSQL.
-    clock
-        Returns the current time (aware) for ``updated_at`` / ``created_at``; injectable so
-        tests and replays can be reproducible. Defaults to ``datetime.now(UTC)``.
+    Constructed with an engine and an optional clock (see :class:`~driftline.sinks.sql_statements.SqlStore`).
 
-    Raises
-    ------
-    UnsupportedDialectError
-        The engine's dialect is neither ``sqlite`` nor ``postgresql``.
     """
 
     def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] | None = None) -> None:
-        check_dialect(engine)
-        self.engine = engine
-        self.clock = clock if clock is not None else (lambda: datetime.now(UTC))
+        super().__init__(engine, clock=clock)
         # Keyed by natural key: a record added twice before a write is written once (the later
         # one wins), which PostgreSQL requires — one INSERT may not touch the same row twice.
         self._buffers: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {table.name: {} for table in _TABLES}

@@ -1,8 +1,9 @@
-"""SQL statements the sinks share: the dialect check, upserts on the natural key, timestamps."""
+"""What the SQL sinks share: their base (a checked engine and a clock), upserts on the natural key, timestamps."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from .database import SUPPORTED_DIALECTS
 from .errors import UnsupportedDialectError
 from .tables import SchemaChangeRow
 
-__all__ = ["check_dialect", "insert", "stamp", "upsert"]
+__all__ = ["SqlStore", "check_dialect", "insert", "stamp", "upsert"]
 
 
 def check_dialect(engine: sa.Engine) -> None:
@@ -29,6 +30,29 @@ def check_dialect(engine: sa.Engine) -> None:
             f"engine: unsupported SQL dialect {dialect!r}; driftline's SQL sinks support "
             f"{' and '.join(SUPPORTED_DIALECTS)} (they need INSERT ... ON CONFLICT DO UPDATE)"
         )
+
+
+class SqlStore:
+    """The base of the SQL sinks and stores: an engine on a supported dialect, and the clock of their timestamps.
+
+    Parameters
+    ----------
+    engine
+        A SQLAlchemy engine on SQLite or PostgreSQL (migrated: ``driftline db upgrade``).
+    clock
+        Returns the current time (aware) for ``updated_at`` / ``created_at``; injectable so tests and
+        replays can be reproducible. Defaults to ``datetime.now(UTC)``.
+
+    Raises
+    ------
+    UnsupportedDialectError
+        The engine's dialect is neither ``sqlite`` nor ``postgresql``.
+    """
+
+    def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+        check_dialect(engine)
+        self.engine = engine
+        self.clock: Callable[[], datetime] = clock if clock is not None else (lambda: datetime.now(UTC))
 
 
 def insert(dialect: str, table: sa.Table) -> Any:

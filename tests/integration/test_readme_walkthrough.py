@@ -76,6 +76,7 @@ def test_the_readme_walkthrough_runs_verbatim(kafka_bootstrap: str, database_url
         # What the README says happens.
         assert "wrote 50,000 credit_risk events to out/train.parquet" in done.stdout
         assert (tmp_path / "data" / "profiles" / MODEL / "v1.json").is_file()
+        assert (tmp_path / "data" / "worker").is_dir()  # the worker's Faust state: in the data directory, not the working one
         counts = checkpoint(url, GROUP, TOPIC)
         assert counts is not None and counts["consumed"] == 100_000
         assert counts["consumed"] == counts["accepted"] + counts["dead_lettered"]
