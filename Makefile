@@ -41,8 +41,8 @@ services-down:
 
 ## bench: throughput of the engine against a naive per-event baseline, detector quality, and the
 ## end-to-end run on the local services (full worker against a raw consumer and a counting Faust
-## agent, produce-to-commit latency at 5,000 events/s; about 10 minutes; BENCH_E2E_ARGS="--events
-## 100000" for a quick one). The services are stopped afterwards only if none was running before
+## agent, produce-to-commit latency at 5,000 and 20,000 events/s, memory over 5,000,000 events; about
+## 5 minutes; BENCH_E2E_ARGS="--events 100000 --rss-events 0" for a quick one). The services are stopped afterwards only if none was running before
 ## (`make bench` started them all); services that were already up, yours or a colleague's, are left running.
 BENCH_E2E_ARGS ?=
 bench: $(STAMP)

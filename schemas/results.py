@@ -40,6 +40,7 @@ class RejectReason(enum.Enum):
     NULL_NOT_ALLOWED = "null_not_allowed"  # null in a field the contract declares non-nullable
     OVERSIZED = "oversized"  # longer than the codec's max_message_bytes
     EMPTY = "empty"  # zero bytes, or a null (tombstone) payload
+    ENGINE_FAILURE = "engine_failure"  # decoded, but the monitor engine failed on it: set aside by the shell
 
 
 class FieldStatus(enum.IntEnum):

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Apache Kafka 3.9.1 in KRaft mode (one node, broker + controller) on 127.0.0.1, run with Java
-# from its Maven Central jars — no Docker, no tarball. Usage: kafka.sh up|down|status|env
+# from its Maven Central jars — no Docker, no tarball. Usage: kafka.sh up|down|status|env|kill|start
 #
 #   PLAINTEXT  127.0.0.1:19092   (what clients use: DRIFTLINE_KAFKA_BOOTSTRAP)
 #   CONTROLLER 127.0.0.1:19093
 #
 # Jars: $DRIFTLINE_CACHE_DIR/kafka-3.9.1/libs (fetched once with Maven from kafka/pom.xml).
-# State: $DRIFTLINE_SERVICES_DIR/kafka/{data,logs,server.properties,kafka.pid}. Every start from
+# State: $DRIFTLINE_SERVICES_DIR/kafka/{data,logs,server.properties,kafka.pid}. Every `up` from
 # stopped formats a fresh, empty data directory; `up` while running keeps the running broker.
+# For fault tests: `kill` SIGKILLs the broker (a crash: no controlled shutdown), `start` starts it
+# again on its existing data directory (what a restarted broker finds).
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -128,6 +130,35 @@ up() {
     log "kafka: ready on $LOCAL_KAFKA_BOOTSTRAP"
 }
 
+# kill: SIGKILL the broker (no controlled shutdown), as a crash would; its data directory stays.
+kill_broker() {
+    if ! pid_alive "$KAFKA_PID" "$KAFKA_PATTERN"; then
+        log "kafka: not running"
+        return 0
+    fi
+    local pid
+    pid="$(<"$KAFKA_PID")"
+    log "kafka: SIGKILL (pid $pid)"
+    kill -KILL "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+}
+
+# start: start the broker on its existing data directory (after `kill` or `down`), without formatting.
+start_existing() {
+    if pid_alive "$KAFKA_PID" "$KAFKA_PATTERN"; then
+        log "kafka: already running (pid $(<"$KAFKA_PID"))"
+    else
+        [[ -f "$KAFKA_CONFIG" && -d "$KAFKA_STATE/data" ]] || die "kafka: no existing data directory to start on (use up)"
+        require_free_port kafka "$KAFKA_PORT"
+        require_free_port "kafka controller" "$KAFKA_CONTROLLER_PORT"
+        log "kafka: starting $KAFKA_VERSION on its existing data directory"
+        start_daemon "$KAFKA_PID" "$KAFKA_LOG" \
+            java "${java_opts[@]}" -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG"
+    fi
+    wait_until 120 kafka "$KAFKA_PID" "$KAFKA_PATTERN" "$KAFKA_STATE/logs" metadata_answers
+    log "kafka: ready on $LOCAL_KAFKA_BOOTSTRAP"
+}
+
 down() {
     # A controlled shutdown of a single node takes a few seconds; 30 s before SIGKILL.
     daemon_down kafka DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP" "$KAFKA_PID" "$KAFKA_PATTERN" 30
@@ -148,5 +179,7 @@ case "${1:-}" in
     status) status ;;
     env) env_lines ;;
     fetch) fetch_jars ;;
-    *) echo "usage: $0 up|down|status|env|fetch" >&2; exit 2 ;;
+    kill) kill_broker ;;
+    start) start_existing ;;
+    *) echo "usage: $0 up|down|status|env|fetch|kill|start" >&2; exit 2 ;;
 esac

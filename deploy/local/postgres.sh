@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # PostgreSQL (Debian's server binaries, run directly with pg_ctl, not as a system service) on
 # 127.0.0.1:15432, TCP only (no unix socket), role `driftline` (superuser, trust on loopback) and
-# database `driftline`. Usage: postgres.sh up|down|status|env
+# database `driftline`. Usage: postgres.sh up|down|status|env|start
 #
-# State: $DRIFTLINE_SERVICES_DIR/postgres/{data,logs}. Every start from stopped runs initdb on a
-# fresh, empty cluster; `up` while running keeps it. PostgreSQL refuses to run as root: as root,
+# State: $DRIFTLINE_SERVICES_DIR/postgres/{data,logs}. Every `up` from stopped runs initdb on a
+# fresh, empty cluster; `up` while running keeps it. For fault tests, `start` starts the server again
+# on its existing cluster after `down` (what a database back from an outage has). PostgreSQL refuses to run as root: as root,
 # the cluster belongs to the `postgres` system user that Debian's package creates.
 # This is a throwaway test cluster: fsync is off (a crash of the machine can lose it, nothing else).
 set -euo pipefail
@@ -110,6 +111,28 @@ EOF
     log "postgres: ready on 127.0.0.1:$POSTGRES_PORT (database driftline)"
 }
 
+# start: start the server on its existing cluster (after `down`), without initdb.
+start_existing() {
+    pg_state_dir
+    local bindir
+    bindir="$(pg_bin)"
+    if running; then
+        log "postgres: already running (data $PG_DATA)"
+    else
+        [[ -f "$PG_DATA/PG_VERSION" ]] || die "postgres: no existing cluster in $PG_DATA to start (use up)"
+        require_free_port postgres "$POSTGRES_PORT"
+        log "postgres: starting on its existing cluster"
+        as_owner "$bindir/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t 60 -s </dev/null >/dev/null 2>&1 \
+            || { show_log "$PG_LOG"; die "postgres: pg_ctl start failed"; }
+    fi
+    local deadline=$((SECONDS + 30))
+    until database_ready; do
+        ((SECONDS < deadline)) || { show_log "$PG_LOG"; die "postgres: not ready after 30s"; }
+        sleep 0.5
+    done
+    log "postgres: ready on 127.0.0.1:$POSTGRES_PORT (database driftline)"
+}
+
 down() {
     left_alone postgres DRIFTLINE_DATABASE_URL "$LOCAL_DATABASE_URL" && return 0
     pg_state_dir
@@ -152,5 +175,6 @@ case "${1:-}" in
     down) down ;;
     status) status ;;
     env) env_lines ;;
-    *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+    start) start_existing ;;
+    *) echo "usage: $0 up|down|status|env|start" >&2; exit 2 ;;
 esac

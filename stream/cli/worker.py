@@ -19,6 +19,7 @@ from .arguments import (
     database_url,
     kafka_bootstrap,
     metrics_port,
+    port_number,
     positive_float,
     positive_int,
 )
@@ -45,7 +46,14 @@ def register(commands: Any) -> None:
     worker.add_argument("--deadletter-topic", default=DEADLETTER_TOPIC, help=f"topic of rejected messages (default {DEADLETTER_TOPIC})")
     add_metrics(worker)
     worker.add_argument("--metrics-address", default="127.0.0.1", help="address the metrics server binds (default 127.0.0.1)")
-    worker.add_argument("--batch-events", type=positive_int, default=10_000, help="largest batch given to the engine (default 10000)")
+    worker.add_argument("--health-port", type=port_number, default=None,
+        help="serve /healthz (liveness) and /readyz (readiness) on this port, Faust's web server (default: none)")
+    worker.add_argument("--health-address", default="127.0.0.1", help="address the health server binds (default 127.0.0.1)")
+    worker.add_argument("--database-outage-seconds", type=positive_float, default=300.0,
+        help="how long checkpoints may fail (database or dead-letter topic down) before the worker gives up; "
+        "meanwhile it pauses and retries (default 300)")
+    worker.add_argument("--batch-events", type=positive_int, default=50_000,
+        help="most events read (and given to the engine) at once (default 50000)")
     worker.add_argument("--batch-seconds", type=positive_float, default=0.25, help="longest wait to fill a batch (default 0.25)")
     worker.add_argument("--checkpoint-seconds", type=positive_float, default=1.0, help="time between checkpoints (default 1.0)")
     worker.add_argument("--max-message-bytes", type=positive_int, default=1_000_000, help="larger messages are rejected as oversized")
@@ -99,6 +107,9 @@ def _settings(args: argparse.Namespace) -> Any:
             consumer_group=args.group,
             metrics_port=metrics_port(args),
             metrics_address=args.metrics_address,
+            health_port=args.health_port or None,
+            health_address=args.health_address,
+            database_outage_seconds=args.database_outage_seconds,
             batch_max_events=args.batch_events,
             batch_within_seconds=args.batch_seconds,
             checkpoint_interval_seconds=args.checkpoint_seconds,

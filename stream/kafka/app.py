@@ -34,26 +34,26 @@ def _state_directory(settings: WorkerSettings) -> Path:
 
 
 def create_app(settings: WorkerSettings) -> faust.App:
-    """The Faust app: raw bytes in (the codec decodes), no tables, no web server (metrics are ours)."""
+    """The Faust app of the worker: its lifecycle, services, web server (health) and low-volume agents.
+
+    The prediction topics are not read by Faust (see :mod:`driftline.stream.kafka.batch_reader`); the
+    app's own consumer group is ``<consumer group>.app``, apart from the batch reader's.
+    """
     servers = ";".join(f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(","))
     return faust.App(
-        settings.consumer_group,
+        f"{settings.consumer_group}.app",
         broker=servers,
         key_serializer="raw",
         value_serializer="raw",
-        web_enabled=False,
+        web_enabled=settings.health_port is not None,
+        web_port=settings.health_port or 6066,
+        web_bind=settings.health_address,
+        web_host=settings.health_address,
         # Faust keeps its own state (no tables here, but it makes the directory) in driftline's data directory.
         datadir=str(_state_directory(settings)),
-        # A new consumer group starts at the beginning of the topic: nothing produced is skipped.
         consumer_auto_offset_reset="earliest",
-        # Offsets are committed as soon as they are acknowledged — and the agents acknowledge a
-        # message only after its results were committed to the database (stream/agents.py).
-        broker_commit_interval=settings.checkpoint_interval_seconds,
-        # Graceful stop does not wait for unacknowledged messages: the agents checkpoint at stop,
-        # and what they could not is processed again by the next worker.
-        stream_wait_empty=False,
-        # A killed worker's replacement waits for the dead member's session to expire (Faust's own
-        # default is 60 s); a heartbeat a third of it apart, as Kafka recommends.
+        # A dead member's partitions move after its session expires (Faust's own default is 60 s);
+        # a heartbeat a third of it apart, as Kafka recommends.
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.session_timeout_seconds / 3,
         topic_replication_factor=1,

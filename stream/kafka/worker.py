@@ -8,8 +8,9 @@ assigned partition with the worker's ports (Kafka dead letters, PostgreSQL check
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -179,8 +180,9 @@ def run_worker(settings: WorkerSettings) -> int:
 
     from driftline.sinks import DriftlineMetrics, SqlCheckpointStore, serve
 
-    from .agents import MonitorAgents
     from .app import create_app, use_fast_event_loop
+    from .batch_reader import BatchReader
+    from .service import ReaderService, add_health_pages
 
     use_fast_event_loop()
     catalog = Catalog.load(settings.schemas_dir) if settings.schemas_dir is not None else Catalog.load()
@@ -197,14 +199,21 @@ def run_worker(settings: WorkerSettings) -> int:
 
     app = create_app(settings)
     offsets = SqlCheckpointStore(runtime.database)
-    agents = MonitorAgents(
-        app,
+    reader = BatchReader(
         settings,
         runtime.make_runner,
         checkpointed_offset=lambda topic, partition: offsets.checkpointed_offset(settings.consumer_group, topic, partition),
-        end_offsets=end_offsets if settings.stop_at_end else None,
-        metrics=metrics,
+        end_offsets={(topic, 0): end for topic, end in end_offsets.items()} if settings.stop_at_end else None,
+        # The same path as `kill -TERM`: Faust's worker stops its services gracefully.
+        on_caught_up=lambda: os.kill(os.getpid(), signal.SIGTERM),
+        set_lag=metrics.set_consumer_lag,
     )
+    service = ReaderService(app, reader)
+    # Started and stopped with the app; Faust takes an instance as well as a class (App._prepare_subservice).
+    app.service(service)  # type: ignore[arg-type]
+    if settings.health_port is not None:
+        add_health_pages(app, service)
+        log.info("health on http://%s:%d/healthz and /readyz", settings.health_address, settings.health_port)
     worker = Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     if not sys.stdout.isatty():
         worker.spinner = None  # Faust's spinner writes cursor escape codes even into log files
@@ -217,11 +226,10 @@ def run_worker(settings: WorkerSettings) -> int:
         print(f"driftline: worker stopped: {exc}", file=sys.stderr)
         exit_code = 1
     if settings.latency_record is not None:
-        _write_latencies(settings.latency_record, agents.runners.values())
+        _write_latencies(settings.latency_record, [*reader.latencies_ms, *(a for r in reader.runners for a in r.latencies_ms)])
     return exit_code
 
 
-def _write_latencies(path: Path, runners: Iterable[PartitionRunner]) -> None:
-    arrays = [array for runner in runners for array in runner.latencies_ms]
+def _write_latencies(path: Path, arrays: list[np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.concatenate(arrays) if arrays else np.empty(0))

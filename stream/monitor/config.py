@@ -30,6 +30,9 @@ class EngineConfig:
         rejected events). Null budgets come from each field's ``max_null_fraction`` in the contract.
     alert_cooldown_ms
         Signals of the same kind on the same field closer than this belong to one alert episode.
+    max_live_versions
+        The most model versions whose streaming detectors are kept; the least recently seen goes
+        first (see :class:`~driftline.stream.monitor.tracks.DetectorTracks`).
     """
 
     window_length_ms: int = 60_000
@@ -41,9 +44,10 @@ class EngineConfig:
     max_invalid_fraction: float = 0.01
     max_rejected_fraction: float = 0.02
     alert_cooldown_ms: int = 15 * 60_000
+    max_live_versions: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("window_length_ms", "min_window_count"):
+        for name in ("window_length_ms", "min_window_count", "max_live_versions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("allowed_lateness_ms", "alert_cooldown_ms"):

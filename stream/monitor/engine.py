@@ -37,8 +37,8 @@ from .windows import WindowClock
 
 __all__ = ["EngineConfig", "MonitorEngine"]
 
-#: Format 2: typed field windows per kind, schema changes waiting for an event time.
-STATE_FORMAT = 2
+#: Format 3: typed field windows per kind, schema changes waiting for an event time, tracks in use order.
+STATE_FORMAT = 3
 
 
 @dataclass
@@ -92,7 +92,8 @@ class MonitorEngine:
         self.fields: tuple[FieldContract, ...] = contract.monitored_fields
         self._clock = WindowClock(self.config.window_length_ms, self.config.allowed_lateness_ms)
         self._gate = AlertGate(self.config.alert_cooldown_ms)
-        self._tracks = DetectorTracks(self._profile, self.fields)
+        self._tracks = DetectorTracks(self._profile, self.fields, self.config.max_live_versions)
+        self._rows_seen = 0  # decoded events so far: the sequence numbers of "least recently seen"
         self._open: dict[tuple[int, str], _OpenWindow] = {}
         self._last_closed_start_ms: int | None = None
         self._schema_changes_seen: set[str] = set()
@@ -151,6 +152,7 @@ class MonitorEngine:
             "undated_pending": self._undated_pending,
             "undated_by_window": [[start, count] for start, count in sorted(self._undated_by_window.items())],
             "tracks": self._tracks.to_state(),
+            "rows_seen": self._rows_seen,
             "open_windows": [
                 {
                     "version": window.version,
@@ -191,6 +193,7 @@ class MonitorEngine:
         engine._undated_pending = int(state["undated_pending"])
         engine._undated_by_window = {int(start): int(count) for start, count in state["undated_by_window"]}
         engine._tracks.restore(state["tracks"])
+        engine._rows_seen = int(state["rows_seen"])
         for saved in state["open_windows"]:
             window = _OpenWindow(
                 version=saved["version"],
@@ -298,20 +301,23 @@ class MonitorEngine:
         versions = batch.model_version
         for version in sorted(set(versions.tolist())):
             in_version = versions == version
-            self._run_detectors(version, batch, in_version, result)
+            last_seen = self._rows_seen + int(np.flatnonzero(in_version)[-1])
+            self._run_detectors(version, batch, in_version, last_seen, result)
             on_time = in_version & ~assignment.late
             starts = assignment.window_start_ms[on_time]
             positions = np.flatnonzero(on_time)
             for start in np.unique(starts):
                 rows = positions[starts == start]
                 self._add_to_window(self._window(version, int(start)), batch, rows, row_reasons)
+        self._rows_seen += len(batch.rows)
+        self._tracks.trim()
 
     def _profile(self, version: str) -> ReferenceProfile:
         """The reference of a model version: its own profile, else the default version's."""
         return self.profiles.get(version, self.profiles[self.default_version])
 
-    def _run_detectors(self, version: str, batch: DecodedBatch, rows: np.ndarray, result: BatchResult) -> None:
-        for hit in self._tracks.run(version, batch, rows):
+    def _run_detectors(self, version: str, batch: DecodedBatch, rows: np.ndarray, last_seen: int, result: BatchResult) -> None:
+        for hit in self._tracks.run(version, batch, rows, last_seen):
             self._signal(hit, batch, result)
 
     def _signal(self, hit: DetectorHit, batch: DecodedBatch, result: BatchResult) -> None:

@@ -93,7 +93,16 @@ class Track:
 
 
 class DetectorTracks:
-    """The track of every model version seen, started on first sight from the version's profile.
+    """The tracks of the model versions seen recently, each started on first sight from its version's profile.
+
+    At most ``max_live`` tracks are kept: at the end of each batch, the tracks beyond it are dropped,
+    the version whose last event came earliest first. A stream that sends ever new versions — one per
+    deployment, or a producer writing a build id there — must not grow the state without bound
+    (10,000 versions took the state from 0.6 to 10 MB and the memory from 283 MB to 1.3 GB before
+    this bound). A dropped version that comes back starts again from its profile's calibrated
+    detectors. Results stay independent of the batching as long as no version sees more than
+    ``max_live`` other versions between two of its events; beyond that (a flood), bounded memory
+    wins over bit-identical replays.
 
     Parameters
     ----------
@@ -101,12 +110,22 @@ class DetectorTracks:
         The reference profile of a model version (the engine's fallback for unknown versions).
     fields
         The contract's monitored fields.
+    max_live
+        The most versions whose detectors are kept.
     """
 
-    def __init__(self, profile_for: Callable[[str], ReferenceProfile], fields: Sequence[FieldContract]) -> None:
+    def __init__(self, profile_for: Callable[[str], ReferenceProfile], fields: Sequence[FieldContract], max_live: int = 16) -> None:
+        if max_live < 1:
+            raise ValueError(f"max_live must be at least 1, got {max_live}")
         self._profile_for = profile_for
         self._fields = tuple(fields)
+        self.max_live = max_live
         self._tracks: dict[str, Track] = {}
+        self._last_seen: dict[str, int] = {}  # version -> sequence number of its last decoded event
+        self.dropped = 0  # tracks dropped to keep within max_live (this engine's life)
+
+    def __len__(self) -> int:
+        return len(self._tracks)
 
     def track(self, version: str) -> Track:
         track = self._tracks.get(version)
@@ -114,12 +133,27 @@ class DetectorTracks:
             track = self._tracks[version] = Track.start(self._profile_for(version), self._fields)
         return track
 
-    def run(self, version: str, batch: DecodedBatch, rows: np.ndarray) -> list[DetectorHit]:
+    def run(self, version: str, batch: DecodedBatch, rows: np.ndarray, last_seen: int) -> list[DetectorHit]:
+        """Feed the version's rows of the batch; ``last_seen`` is the sequence number of its last event."""
+        self._last_seen[version] = last_seen
         return self.track(version).run(version, batch, rows)
 
+    def trim(self) -> None:
+        """Drop the tracks beyond ``max_live``, the least recently seen first (call at the end of a batch)."""
+        if len(self._tracks) <= self.max_live:
+            return
+        for version in sorted(self._tracks, key=lambda v: (self._last_seen.get(v, -1), v))[: len(self._tracks) - self.max_live]:
+            del self._tracks[version]
+            self._last_seen.pop(version, None)
+            self.dropped += 1
+
     def to_state(self) -> dict[str, Any]:
-        return {version: track.to_state() for version, track in sorted(self._tracks.items())}
+        return {
+            version: {**track.to_state(), "last_seen": self._last_seen.get(version, -1)}
+            for version, track in sorted(self._tracks.items())
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         for version, saved in state.items():
             self.track(version).restore(saved)
+            self._last_seen[version] = int(saved["last_seen"])

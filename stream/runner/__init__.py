@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from .memory import DeadLetter, InMemoryCheckpointStore, InMemoryDeadLetters
-from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MetricsPort, PartitionKey
+from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MessageBatch, MetricsPort, PartitionKey
 from .runner import PartitionRunner, RunnerCounts
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "EncodedMessage",
     "InMemoryCheckpointStore",
     "InMemoryDeadLetters",
+    "MessageBatch",
     "MetricsPort",
     "PartitionKey",
     "PartitionRunner",

@@ -8,14 +8,15 @@ computes exactly the same results from the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from driftline.schemas.results import Rejection
 from driftline.stream.monitor.results import BatchResult, Checkpoint
 
-__all__ = ["CheckpointStore", "DeadLetterPort", "EncodedMessage", "MetricsPort", "PartitionKey"]
+__all__ = ["CheckpointStore", "DeadLetterPort", "EncodedMessage", "MessageBatch", "MetricsPort", "PartitionKey"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,43 @@ class EncodedMessage:
     offset: int
     value: bytes | None
     timestamp_ms: int  # the message's broker timestamp (producer time for CreateTime topics); 0 if unknown
+
+
+@dataclass(frozen=True)
+class MessageBatch:
+    """Consecutive messages of one partition, column by column (the hot path's form: no object per message).
+
+    ``offsets`` increase; ``values[i]`` is the message at ``offsets[i]`` (``None``: a tombstone);
+    ``timestamps_ms[i]`` its broker timestamp (0 if unknown).
+
+    Examples
+    --------
+    >>> batch = MessageBatch.of([EncodedMessage(4, b"a", 10), EncodedMessage(5, None, 11)])
+    >>> len(batch), batch.offsets, batch.message(1)
+    (2, [4, 5], EncodedMessage(offset=5, value=None, timestamp_ms=11))
+    >>> batch.since(5).offsets
+    [5]
+    """
+
+    offsets: list[int]
+    values: list[bytes | None]
+    timestamps_ms: list[int]
+
+    @classmethod
+    def of(cls, messages: Sequence[EncodedMessage]) -> MessageBatch:
+        """The batch of ``messages`` (in offset order)."""
+        return cls([m.offset for m in messages], [m.value for m in messages], [m.timestamp_ms for m in messages])
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def message(self, index: int) -> EncodedMessage:
+        return EncodedMessage(self.offsets[index], self.values[index], self.timestamps_ms[index])
+
+    def since(self, offset: int) -> MessageBatch:
+        """The messages at ``offset`` or later."""
+        start = bisect.bisect_left(self.offsets, offset)
+        return self if start == 0 else MessageBatch(self.offsets[start:], self.values[start:], self.timestamps_ms[start:])
 
 
 @dataclass(frozen=True)

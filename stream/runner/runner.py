@@ -32,11 +32,12 @@ import numpy as np
 
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
+from driftline.schemas.results import Rejection, RejectReason
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, Checkpoint
 
-from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MetricsPort, PartitionKey
+from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MessageBatch, MetricsPort, PartitionKey
 
 __all__ = ["PartitionRunner", "RunnerCounts"]
 
@@ -120,7 +121,7 @@ class PartitionRunner:
     def model(self) -> str:
         return self.contract.model
 
-    def process(self, messages: Sequence[EncodedMessage]) -> BatchResult | None:
+    def process(self, messages: MessageBatch | Sequence[EncodedMessage]) -> BatchResult | None:
         """Process messages of this partition, in offset order; ``None`` when all were already done.
 
         Raises
@@ -128,19 +129,21 @@ class PartitionRunner:
         ValueError
             The offsets are not increasing (the caller mixed partitions or reordered messages).
         """
-        fresh = [m for m in messages if self.next_offset is None or m.offset >= self.next_offset]
-        self.skipped += len(messages) - len(fresh)
-        if not fresh:
-            return None
-        offsets = [m.offset for m in fresh]
+        batch = messages if isinstance(messages, MessageBatch) else MessageBatch.of(messages)
+        offsets = batch.offsets
         if any(b <= a for a, b in itertools.pairwise(offsets)):
             raise ValueError(f"messages: offsets of {self.key} are not increasing")
+        fresh = batch if self.next_offset is None else batch.since(self.next_offset)
+        self.skipped += len(batch) - len(fresh)
+        if not len(fresh):
+            return None
+        offsets = fresh.offsets
         started = time.perf_counter()
-        payloads = [m.value if m.value is not None else b"" for m in fresh]
+        payloads = [value if value is not None else b"" for value in fresh.values]
         decoded = self.codec.decode_batch(payloads, model=self.contract.model)
         for rejection in decoded.rejections:
             self.deadletters.send(
-                fresh[rejection.index].value,
+                fresh.values[rejection.index],
                 topic=self.key.topic,
                 partition=self.key.partition,
                 offset=offsets[rejection.index],
@@ -154,9 +157,38 @@ class PartitionRunner:
         self.uncommitted += len(fresh)
         self._dirty = True
         if self._oldest_uncommitted_ms is None:  # the first batch since the last checkpoint
-            self._oldest_uncommitted_ms = min(m.timestamp_ms for m in fresh)
+            self._oldest_uncommitted_ms = min(fresh.timestamps_ms)
         if self.record_latencies:
-            self._uncommitted_timestamps.append(np.fromiter((m.timestamp_ms for m in fresh), dtype=np.int64, count=len(fresh)))
+            self._uncommitted_timestamps.append(np.asarray(fresh.timestamps_ms, dtype=np.int64))
+        self._emit(result, started)
+        return result
+
+    def set_aside(self, message: EncodedMessage, detail: str) -> BatchResult:
+        """Dead-letter one message the engine failed on (``engine_failure``), count it, and go on past it.
+
+        The shell calls this for a message it found, by replaying from the last checkpoint, to make
+        the engine fail: no single message may stop a partition. The engine never sees it.
+
+        Raises
+        ------
+        ValueError
+            The message is not the next one of the partition.
+        """
+        if self.next_offset is not None and message.offset < self.next_offset:
+            raise ValueError(f"message: offset {message.offset} of {self.key} is behind the runner ({self.next_offset})")
+        started = time.perf_counter()
+        rejection = Rejection(RejectReason.ENGINE_FAILURE, 0, None, detail)
+        self.deadletters.send(message.value, topic=self.key.topic, partition=self.key.partition, offset=message.offset, rejection=rejection)
+        self.counts.consumed += 1
+        self.counts.dead_lettered += 1
+        self.next_offset = message.offset + 1
+        self.uncommitted += 1
+        self._dirty = True
+        if self._oldest_uncommitted_ms is None:
+            self._oldest_uncommitted_ms = message.timestamp_ms
+        if self.record_latencies:
+            self._uncommitted_timestamps.append(np.asarray([message.timestamp_ms], dtype=np.int64))
+        result = BatchResult(rejected_by_reason={RejectReason.ENGINE_FAILURE.value: 1})
         self._emit(result, started)
         return result
 
@@ -216,8 +248,9 @@ class PartitionRunner:
             accepted=self.counts.accepted,
             dead_lettered=self.counts.dead_lettered,
         )
-        pending, self._pending = self._pending, []
-        self.store.commit(checkpoint, pending)
+        # Kept until the commit succeeded: a failed checkpoint (a database outage) is simply tried again.
+        self.store.commit(checkpoint, self._pending)
+        self._pending = []
         committed_ms = time.time() * 1000.0
         if self.metrics is not None and self._oldest_uncommitted_ms is not None:
             self.metrics.observe_commit(self.contract.model, (committed_ms - self._oldest_uncommitted_ms) / 1000.0)

@@ -17,25 +17,29 @@ corrupt ones (distinct source keys: dead-letter delivery is at-least-once, keyed
 from __future__ import annotations
 
 import random
-import re
 import time
 from pathlib import Path
 
 import pytest
-from worker_harness import MODEL, Worker, checkpoint, isolated_database, produce, read_topic, synthetic_payloads, table, unique
+from worker_harness import (
+    MODEL,
+    RESULT_TABLES,
+    Worker,
+    checkpoint,
+    isolated_database,
+    produce,
+    read_topic,
+    snapshot,
+    synthetic_payloads,
+    unique,
+    wait_for_progress,
+)
 
 from driftline.stream.demo.generator import Episode
 
 N = 200_000
 CORRUPT_EVERY = 1_000
 SEED = 20261123
-
-# Columns that legitimately differ between two runs: write times, and the KLL quantiles whose
-# compaction uses an unseeded random generator (README, "Determinism"); drift scores and alerts come
-# from exact histograms.
-VOLATILE = re.compile(r"^(updated_at|created_at|p\d\d)$")
-TABLES = ("window_aggregates", "model_windows", "alerts", "schema_changes")
-
 
 def _events(n: int = N) -> list[bytes | None]:
     episodes = [
@@ -46,26 +50,6 @@ def _events(n: int = N) -> list[bytes | None]:
     for index in range(CORRUPT_EVERY - 1, n, CORRUPT_EVERY):
         payloads[index] = b"\x00\x00\x00\x00\x07garbage"  # Confluent framing, unknown schema id, no registry
     return payloads
-
-
-def _snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
-    snapshot = {}
-    for name in TABLES:
-        rows = table(url, name, exclude=[c for c in _columns(url, name) if VOLATILE.match(c)])
-        snapshot[name] = rows
-    return snapshot
-
-
-def _columns(url: str, name: str) -> list[str]:
-    import sqlalchemy as sa
-
-    from driftline.sinks.database import create_database_engine
-
-    engine = create_database_engine(url)
-    try:
-        return [c["name"] for c in sa.inspect(engine).get_columns(name)]
-    finally:
-        engine.dispose()
 
 
 def test_kill_9_at_random_points_changes_nothing(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> None:
@@ -90,7 +74,7 @@ def test_kill_9_at_random_points_changes_nothing(kafka_bootstrap: str, database_
             if kind == "start-up":
                 time.sleep(value)
             else:
-                _wait_for_progress(killed_url, "killed", topic, value * N, worker)
+                wait_for_progress(killed_url, "killed", topic, value * N, worker)
                 time.sleep(rng.uniform(0.0, 0.6))  # land between checkpoints (they are 0.5 s apart)
             assert worker.running, worker.log_tail()
             worker.kill()
@@ -121,19 +105,11 @@ def test_kill_9_at_random_points_changes_nothing(kafka_bootstrap: str, database_
             assert all(letter.headers["driftline.reason"] == "unknown_schema_id" for letter in letters)
             assert all(letter.value == b"\x00\x00\x00\x00\x07garbage" for letter in letters)
 
-        clean_rows, killed_rows = _snapshot(clean_url), _snapshot(killed_url)
+        clean_rows, killed_rows = snapshot(clean_url), snapshot(killed_url)
         assert len(clean_rows["window_aggregates"]) > 500  # many windows were compared, not an empty table
         assert {row[3] for row in clean_rows["alerts"]} >= {"mean_shift"}, clean_rows["alerts"]
-        for name in TABLES:
+        for name in RESULT_TABLES:
             assert killed_rows[name] == clean_rows[name], f"{name} differs after the kills ({'; '.join(kills)})"
-
-
-def _wait_for_progress(url: str, group: str, topic: str, offset: float, worker: Worker) -> None:
-    deadline = time.monotonic() + 300
-    while (checkpoint(url, group, topic) or {}).get("next_offset", 0) < offset:
-        assert worker.running, worker.log_tail()
-        assert time.monotonic() < deadline, f"no progress to offset {offset:.0f}:\n{worker.log_tail()}"
-        time.sleep(0.1)
 
 
 def test_a_second_worker_joining_and_the_first_leaving_changes_nothing(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> None:
@@ -149,17 +125,17 @@ def test_a_second_worker_joining_and_the_first_leaving_changes_nothing(kafka_boo
 
         shared = dict(bootstrap=kafka_bootstrap, database_url=shared_url, prefix=prefix, deadletter=prefix + "dlq.shared", group="shared")
         first = Worker(**shared, log=tmp_path / "first.log")  # type: ignore[arg-type]
-        _wait_for_progress(shared_url, "shared", topic, 0.2 * n, first)
+        wait_for_progress(shared_url, "shared", topic, 0.2 * n, first)
         second = Worker(**shared, log=tmp_path / "second.log", stop_at_end=True)  # type: ignore[arg-type]
-        _wait_for_progress(shared_url, "shared", topic, 0.6 * n, first if first.running else second)
+        wait_for_progress(shared_url, "shared", topic, 0.6 * n, first if first.running else second)
         assert first.stop() == 0, first.log_tail()  # a graceful leave: the partition goes to the second
         assert second.wait(300) == 0, second.log_tail()
         logs = (tmp_path / "first.log").read_text() + (tmp_path / "second.log").read_text()
-        assert "restored from checkpoint" in logs, "the partition never changed hands"
+        assert "restored from its checkpoint" in logs, "the partition never changed hands"
 
         counts = checkpoint(shared_url, "shared", topic)
         assert counts is not None and counts["consumed"] == n and counts["dead_lettered"] == n // CORRUPT_EVERY
-        assert _snapshot(shared_url) == _snapshot(clean_url)
+        assert snapshot(shared_url) == snapshot(clean_url)
 
 
 if __name__ == "__main__":  # pragma: no cover

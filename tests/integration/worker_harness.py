@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,7 +110,8 @@ def isolated_database(database_url: str) -> Iterator[str]:
 
 
 def synthetic_payloads(
-    n: int, *, seed: int = 11, events_per_second: float = 100.0, episodes: Sequence[Episode] = (), contract: Contract | None = None
+    n: int, *, seed: int = 11, events_per_second: float = 100.0, episodes: Sequence[Episode] = (), contract: Contract | None = None,
+    model_version: str = "v1",
 ) -> list[bytes]:
     """``n`` single-object-encoded events of the credit-risk model (drift episodes applied)."""
     contract = contract or Catalog.load().contract(MODEL)
@@ -119,12 +121,12 @@ def synthetic_payloads(
         k = min(10_000, n - offset)
         columns = stream.columns(k, offset=offset)
         stream.apply_episodes(columns, list(episodes), offset=offset)
-        for record in stream.records(columns, stream.event_times(k, offset=offset), offset=offset):
+        for record in stream.records(columns, stream.event_times(k, offset=offset), offset=offset, model_version=model_version):
             payloads.append(encode_single_object(record, contract.schema_json))
     return payloads
 
 
-def produce(bootstrap: str, topic: str, payloads: Sequence[bytes | None]) -> None:
+def produce(bootstrap: str, topic: str, payloads: Sequence[bytes | None], *, message_max_bytes: int = 2_000_000) -> None:
     """Publish every payload, in order, to partition 0 of ``topic``; fail unless all were acknowledged."""
     errors: list[str] = []
 
@@ -132,7 +134,7 @@ def produce(bootstrap: str, topic: str, payloads: Sequence[bytes | None]) -> Non
         if error is not None:
             errors.append(str(error))
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "message.max.bytes": 2_000_000})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "message.max.bytes": message_max_bytes})
     for payload in payloads:
         while True:
             try:
@@ -182,10 +184,10 @@ class Worker:
     """``driftline worker`` in a subprocess (killable with SIGKILL, like a crashed pod)."""
 
     def __init__(self, *, bootstrap: str, database_url: str, prefix: str, deadletter: str, group: str,
-                 log: Path, extra: Sequence[str] = (), stop_at_end: bool = False) -> None:
+                 log: Path, extra: Sequence[str] = (), stop_at_end: bool = False, models: Sequence[str] = (MODEL,)) -> None:
         command = [
             sys.executable, "-m", "driftline.stream.cli", "worker",
-            "--model", MODEL, "--bootstrap", bootstrap, "--database-url", database_url,
+            *(f"--model={model}" for model in models), "--bootstrap", bootstrap, "--database-url", database_url,
             "--topic-prefix", prefix, "--deadletter-topic", deadletter, "--group", group,
             "--metrics-port", "0", "--checkpoint-seconds", "0.5", *extra,
         ]
@@ -255,3 +257,29 @@ def table(database_url: str, name: str, *, exclude: Sequence[str] = ()) -> list[
         return sorted((tuple(row) for row in rows), key=repr)
     finally:
         engine.dispose()
+
+
+# Columns that legitimately differ between two runs: write times, and the KLL quantiles whose
+# compaction uses an unseeded random generator (README, "Determinism"); drift scores and alerts come
+# from exact histograms.
+VOLATILE = re.compile(r"^(updated_at|created_at|p\d\d)$")
+RESULT_TABLES = ("window_aggregates", "model_windows", "alerts", "schema_changes")
+
+
+def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every result table's rows, sorted, without the columns that legitimately differ between runs."""
+    engine = create_database_engine(url)
+    try:
+        columns = {name: [c["name"] for c in sa.inspect(engine).get_columns(name)] for name in RESULT_TABLES}
+    finally:
+        engine.dispose()
+    return {name: table(url, name, exclude=[c for c in columns[name] if VOLATILE.match(c)]) for name in RESULT_TABLES}
+
+
+def wait_for_progress(url: str, group: str, topic: str, offset: float, worker: Worker, timeout: float = 300) -> None:
+    """Until the group's checkpoint of ``topic`` passed ``offset`` (the worker must keep running meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while (checkpoint(url, group, topic) or {}).get("next_offset", 0) < offset:
+        assert worker.running, worker.log_tail()
+        assert time.monotonic() < deadline, f"no progress to offset {offset:.0f}:\n{worker.log_tail()}"
+        time.sleep(0.1)

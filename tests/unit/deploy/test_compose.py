@@ -192,6 +192,9 @@ def test_compose_worker_command_is_accepted_by_the_cli(repository: Path, service
     arguments = _build_cli_parser().parse_args(worker)  # exits (SystemExit) on an unknown flag
     assert arguments.metrics_port == 9464
     assert arguments.metrics_address == "0.0.0.0", "inside a container, metrics must bind beyond loopback for Prometheus"
+    # The healthcheck probes the worker's liveness endpoint on the port it serves it on.
+    healthcheck = " ".join(services["worker"]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{arguments.health_port}/healthz" in healthcheck
     for model in arguments.models:
         assert (repository / "schemas" / f"{model}.avsc").exists(), f"the worker monitors {model}, which has no contract"
     # The database URL matches the postgres service's credentials and database.

@@ -175,7 +175,8 @@ CASES: dict[str, Case] = {
 
 
 def test_every_reject_reason_has_a_realistic_case() -> None:
-    assert {case[2] for case in CASES.values()} == set(RejectReason)
+    # ENGINE_FAILURE is the partition runner's (a decoded event the engine failed on), never the codec's.
+    assert {case[2] for case in CASES.values()} == set(RejectReason) - {RejectReason.ENGINE_FAILURE}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

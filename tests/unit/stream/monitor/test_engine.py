@@ -138,3 +138,33 @@ def test_checkpoint_and_restore_continue_exactly(
         assert to_canonical_json(getattr(resumed, part)) == to_canonical_json(getattr(uninterrupted, part)), part
     with pytest.raises(ValueError, match="state"):
         MonitorEngine.from_state({**saved, "format": 99}, contract, profile, CONFIG)
+
+
+def test_a_flood_of_model_versions_keeps_the_state_and_the_metrics_bounded(catalog: Catalog, contract: Contract, profile: ReferenceProfile) -> None:
+    """10,000 versions, 5 events each, arriving one after the other: the live detector tracks stay at the bound."""
+    from prometheus_client import CollectorRegistry
+
+    from driftline.sinks import DriftlineMetrics
+
+    config = dataclasses.replace(CONFIG, max_live_versions=8)
+    engine = MonitorEngine(contract, profile, config)
+    registry = CollectorRegistry()
+    metrics = DriftlineMetrics(registry, models={contract.model: [f.name for f in contract.fields]})
+    decoded = Codec(catalog).decode_batch(_payloads(contract, 2_000, []), model=contract.model)
+    span_ms = int(decoded.event_time_ms.max() - decoded.event_time_ms.min()) + 1
+    state_sizes, series = [], []
+    for round_ in range(25):  # 25 batches of 400 versions
+        batch = dataclasses.replace(
+            decoded,
+            model_version=np.asarray([f"build-{round_ * 400 + i // 5}" for i in range(len(decoded.rows))], dtype=object),
+            event_time_ms=decoded.event_time_ms + round_ * span_ms,
+        )
+        metrics.observe(engine.process(batch), now_s=0.0, model=contract.model)
+        assert len(engine._tracks) <= 8
+        state_sizes.append(len(to_canonical_json(engine.to_state())))
+        series.append(sum(len(family.samples) for family in registry.collect()))
+    assert engine._tracks.dropped == 10_000 - 8
+    # No growth with the versions: the second half's largest state is no larger than the first half's
+    # (what varies is the open windows: each version's windows close once the watermark passes them).
+    assert max(state_sizes[13:]) <= 1.05 * max(state_sizes[:13]), state_sizes
+    assert len(set(series[1:])) == 1  # no label per version: not one series more

@@ -7,6 +7,7 @@ The real Kafka dead-letter topic and PostgreSQL are exercised in tests/integrati
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from driftline.schemas.errors import DriftlineError
 from driftline.sinks import SqlCheckpointStore, create_database_engine, upgrade_database
 from driftline.stream.demo.demo import reference_profile
 from driftline.stream.demo.generator import SyntheticStream
-from driftline.stream.monitor.results import BatchResult, to_canonical_json
+from driftline.stream.monitor.results import BatchResult, Checkpoint, to_canonical_json
 from driftline.stream.runner import (
     CheckpointStore,
     EncodedMessage,
@@ -145,3 +146,41 @@ def test_any_batching_gives_the_same_results(messages: list[EncodedMessage], siz
         return to_canonical_json(merged)
 
     assert run(sizes) == run((3_000,))
+
+
+def test_a_message_set_aside_is_dead_lettered_and_counted_but_never_reaches_the_engine(messages: list[EncodedMessage]) -> None:
+    deadletters, store = RecordedDeadLetters(), InMemoryCheckpointStore()
+    runner = _runner(store, deadletters)
+    runner.process(messages[:50])
+    before = to_canonical_json(runner.engine.to_state())
+    result = runner.set_aside(messages[50], "the monitor engine failed on this event: ValueError: boom")
+    assert to_canonical_json(runner.engine.to_state()) == before
+    assert result.rejected_by_reason == {"engine_failure": 1}
+    assert (runner.counts.consumed, runner.counts.dead_lettered, runner.next_offset) == (51, 1, 51)
+    letter = deadletters.messages[-1]
+    assert (letter.offset, letter.rejection.reason.value, letter.payload) == (50, "engine_failure", messages[50].value)
+    runner.process(messages[51:60])
+    assert runner.checkpoint() is not None and runner.counts.consumed == 60
+    with pytest.raises(ValueError, match="behind the runner"):
+        runner.set_aside(messages[10], "too late")
+
+
+def test_a_failed_commit_keeps_the_results_for_the_next_try(messages: list[EncodedMessage]) -> None:
+    class FlakyStore(InMemoryCheckpointStore):
+        fail = True
+
+        def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
+            if self.fail:
+                raise DriftlineError("database down")
+            super().commit(checkpoint, results)
+
+    store = FlakyStore()
+    runner = _runner(store, RecordedDeadLetters())
+    produced: list[BatchResult] = []
+    runner.on_result = produced.append
+    runner.process(messages[:500])
+    with pytest.raises(DriftlineError, match="database down"):
+        runner.checkpoint()
+    store.fail = False
+    assert runner.checkpoint() is not None
+    assert store.results == produced  # nothing was lost with the failed try

@@ -1,0 +1,490 @@
+"""The worker's hot path: a confluent-kafka consumer that reads whole batches and feeds the partition runners.
+
+Why not Faust's own consumer (DESIGN decision 10): Faust dispatches every message through a task and
+two futures in its consumer and conductor, about 50 µs each here; an agent that only counts reached
+18k events/s where a plain confluent-kafka consumer reads 200k (README, Performance). So the worker
+reads its model topics with ``Consumer.consume(num_messages=…)`` on a thread of its own, run by a
+Faust service (:mod:`driftline.stream.kafka.service`): Faust stays the application — its lifecycle,
+signal handling, timers and the health endpoints — and the events never pass through its
+per-message path. The batches go from this thread straight to the partition runners: handing them
+to an agent instead would add a hop into the event loop per batch and run the CPU-bound decode and
+engine there, blocking the loop that serves ``/healthz`` (README, Performance, has the measurement).
+
+The protocol that gives the exactly-once effect (DESIGN decision 7):
+
+* **Assignment.** Each assigned partition gets a :class:`~driftline.stream.runner.PartitionRunner`
+  restored from its database checkpoint, and the consumer starts at the checkpoint's next offset
+  (at the beginning without one): the database, not Kafka's committed offset, says where to go on.
+* **Processing.** Messages of a partition reach its runner in offset order, a batch at a time.
+* **Checkpoints,** every ``checkpoint_interval_seconds``: each runner makes its dead letters durable,
+  then commits results, engine state and next offset in one transaction; only then is that offset
+  committed to Kafka (which tools such as ``kafka-consumer-groups.sh`` read for the lag).
+* **Revocation:** a partition is checkpointed before it is released; a *lost* partition (the
+  session expired) is dropped unchecked — its next owner redoes what was not committed.
+* **A database (or dead-letter topic) outage:** nothing is acknowledged; consumption pauses (memory
+  stays bounded), the checkpoint is retried with a growing pause, one log line per change of state;
+  after ``database_outage_seconds`` the worker gives up with a clear message.
+* **A message the engine fails on** (a bug, a corrupt profile of one version): the partition is
+  restored from its checkpoint and the failed batch replayed in halves, checkpointing each part that
+  works, until the single message is found; it is dead-lettered as ``engine_failure`` and the partition
+  goes on. No single message can stop the worker or make it crash-loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+
+from driftline.schemas.errors import DriftlineError, RegistryError
+from driftline.stream.runner import MessageBatch, PartitionRunner
+
+from .errors import WorkerError
+from .settings import WorkerSettings
+from .topics import CLIENT_LOGGER
+
+__all__ = ["BatchReader"]
+
+log = logging.getLogger("driftline.worker")
+
+PartitionId = tuple[str, int]
+RunnerFactory = Callable[[str, str, int], PartitionRunner]  # (model, topic, partition)
+
+#: First pause before a failed checkpoint is tried again; it doubles up to :data:`MAX_RETRY_SECONDS`.
+FIRST_RETRY_SECONDS = 0.5
+#: Longest pause between two tries: a database that is back is noticed within this.
+MAX_RETRY_SECONDS = 5.0
+
+
+@dataclass
+class _Replay:
+    """A partition being replayed after the engine failed on one of its batches."""
+
+    until: int  # the first offset after the batch that failed
+    size: int  # messages of the batch that failed: the largest step
+    chunk: int  # messages processed (and checkpointed) at a time: halved after a failure, doubled after a success
+    bad: dict[int, str] = field(default_factory=dict)  # offsets found to make the engine fail -> why
+
+
+@dataclass
+class _Owned:
+    """An assigned partition: its model and runner."""
+
+    model: str
+    runner: PartitionRunner
+    replay: _Replay | None = None
+
+
+class BatchReader:
+    """Reads the model topics in batches and drives one partition runner per assigned partition.
+
+    Parameters
+    ----------
+    settings
+        The worker's settings (topics, group, batch size and wait, checkpoint interval, outage limit).
+    make_runner
+        Builds the runner of a partition, restored from its checkpoint (``WorkerRuntime.make_runner``).
+    checkpointed_offset
+        ``(topic, partition) -> next_offset`` of a partition's database checkpoint (for ``stop_at_end``
+        over partitions this worker does not own).
+    end_offsets
+        With ``settings.stop_at_end``: the end offset of every model-topic partition at start.
+    on_caught_up
+        Called (on the reader's thread) once every partition reached its end offset.
+    set_lag
+        ``(model, messages)``: where the consumer lag of each model is reported.
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        make_runner: RunnerFactory,
+        *,
+        checkpointed_offset: Callable[[str, int], int | None] | None = None,
+        end_offsets: dict[PartitionId, int] | None = None,
+        on_caught_up: Callable[[], None] | None = None,
+        set_lag: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.make_runner = make_runner
+        self.checkpointed_offset = checkpointed_offset
+        self.end_offsets = end_offsets
+        self.on_caught_up = on_caught_up
+        self.set_lag = set_lag
+        self._models = {topic: model for model, topic in settings.topics.items()}
+        self._owned: dict[PartitionId, _Owned] = {}
+        self._unrestored: set[PartitionId] = set()
+        self._stop = threading.Event()
+        self._assigned = False
+        self._outage_since: float | None = None
+        self._outage_error = ""
+        self._retry_at = 0.0
+        self._retry_pause = FIRST_RETRY_SECONDS
+        self._last_checkpoint = time.monotonic()
+        self._consumer: Consumer | None = None
+        self.last_beat = time.monotonic()  # the loop's last turn (liveness)
+        self.latencies_ms: list[np.ndarray] = []  # of runners no longer owned (``--latency-record``)
+
+    # -- state seen by the health endpoints ------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Joined the group, every assigned partition restored, checkpoints going through."""
+        return self._assigned and not self._unrestored and self._outage_since is None
+
+    def alive(self, within: float) -> bool:
+        """The loop turned within the last ``within`` seconds (it turns at least every ``batch_within_seconds``)."""
+        return time.monotonic() - self.last_beat < within
+
+    @property
+    def runners(self) -> list[PartitionRunner]:
+        return [owned.runner for owned in self._owned.values()]
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it checkpoints what it processed and leaves the group."""
+        self._stop.set()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The reader's thread: read, process, checkpoint until :meth:`stop` (or caught up with ``stop_at_end``).
+
+        Raises
+        ------
+        WorkerError
+            Checkpoints failed for longer than ``database_outage_seconds``.
+        KafkaException
+            A fatal consumer error.
+        """
+        settings = self.settings
+        consumer = Consumer(self._consumer_config())
+        self._consumer = consumer
+        consumer.subscribe(list(self._models), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        failed = False
+        try:
+            while not self._stop.is_set():
+                self.last_beat = time.monotonic()
+                if self._outage_since is not None or self._unrestored:
+                    self._recover(consumer)
+                messages = consumer.consume(num_messages=settings.batch_max_events, timeout=settings.batch_within_seconds)
+                if messages:
+                    self._process(consumer, messages)
+                if self._outage_since is None and time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_seconds:
+                    self._checkpoint_all(consumer)
+                    if self.end_offsets is not None and self._outage_since is None and self._caught_up():
+                        log.info("every model topic is processed up to its end offset at start: stopping")
+                        if self.on_caught_up is not None:
+                            self.on_caught_up()
+                        break
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            if not failed and self._outage_since is None:
+                self._checkpoint_all(consumer)  # a graceful stop: the next owner need not redo anything
+            # Leaving the group revokes the partitions (checkpointed again, a no-op when nothing is new).
+            consumer.close()
+            for owned in self._owned.values():
+                self.latencies_ms.extend(owned.runner.latencies_ms)
+            self._owned.clear()
+
+    def _consumer_config(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": settings.consumer_group,
+            "logger": CLIENT_LOGGER,
+            # Offsets are committed by the checkpoints, after the database has them.
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            # Only the partitions that move are revoked when a worker joins or leaves.
+            "partition.assignment.strategy": "cooperative-sticky",
+            # A killed worker's replacement waits for the dead member's session to expire; a
+            # heartbeat a third of it apart, as Kafka recommends.
+            "session.timeout.ms": int(settings.session_timeout_seconds * 1000),
+            "heartbeat.interval.ms": int(settings.session_timeout_seconds * 1000 / 3),
+            # A message up to the codec's limit must be fetchable (it is then rejected as oversized).
+            "fetch.max.bytes": max(52_428_800, settings.max_message_bytes + 1_048_576),
+            "max.partition.fetch.bytes": max(1_048_576, settings.max_message_bytes + 65_536),
+        }
+
+    def _process(self, consumer: Consumer, messages: list[Message]) -> None:
+        # Column by column, no object per message: this loop is the worker's hottest Python code
+        # (building one dataclass per message took a fifth of the reader's time, measured with py-spy).
+        by_partition: dict[PartitionId, MessageBatch] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consumer: %s", error.str())
+                continue
+            key = (message.topic(), message.partition())
+            batch = by_partition.get(key)  # type: ignore[arg-type]  # only error events lack them
+            if batch is None:
+                batch = by_partition[key] = MessageBatch([], [], [])  # type: ignore[index]
+            batch.offsets.append(message.offset())  # type: ignore[arg-type]
+            batch.values.append(message.value())
+            batch.timestamps_ms.append(max(0, message.timestamp()[1]))
+        for key, batch in by_partition.items():
+            owned = self._owned.get(key)
+            if owned is None:  # revoked meanwhile
+                continue
+            try:
+                if owned.replay is not None:
+                    self._replay_step(consumer, key, owned, batch)
+                else:
+                    self._process_batch(consumer, key, owned, batch)
+            except DriftlineError as exc:
+                if isinstance(exc, RegistryError):
+                    raise  # the Schema Registry is unreachable: no message is at fault
+                self._enter_outage(consumer, exc)  # a checkpoint of the replay failed
+                return
+
+    def _process_batch(self, consumer: Consumer, key: PartitionId, owned: _Owned, batch: MessageBatch) -> None:
+        try:
+            owned.runner.process(batch)
+        except (DriftlineError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other failure is the engine's on some message
+            log.error(
+                "%s[%d]: the engine failed on the batch of offsets %d-%d (%s: %s); restoring the partition from its "
+                "checkpoint to find the message at fault",
+                *key, batch.offsets[0], batch.offsets[-1], type(exc).__name__, exc,
+            )
+            self._restart(consumer, key, owned, _Replay(batch.offsets[-1] + 1, len(batch), max(1, len(batch) // 2)))
+
+    def _replay_step(self, consumer: Consumer, key: PartitionId, owned: _Owned, batch: MessageBatch) -> None:
+        replay = owned.replay
+        assert replay is not None
+        runner = owned.runner
+        offsets = batch.offsets
+        position = 0
+        while position < len(batch):
+            if offsets[position] >= replay.until:
+                log.info("%s[%d]: past the batch the engine failed on; %d message(s) set aside", *key, len(replay.bad))
+                owned.replay = None
+                self._process_batch(consumer, key, owned, batch.since(offsets[position]))
+                return
+            if offsets[position] in replay.bad:
+                runner.set_aside(batch.message(position), replay.bad[offsets[position]])
+                position += 1
+                continue
+            end = position
+            while (end < len(batch) and end - position < replay.chunk and offsets[end] < replay.until
+                   and offsets[end] not in replay.bad):
+                end += 1
+            chunk = MessageBatch(offsets[position:end], batch.values[position:end], batch.timestamps_ms[position:end])
+            position = end
+            try:
+                runner.process(chunk)
+            except (DriftlineError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - narrowing down the message at fault
+                if len(chunk) == 1:
+                    why = f"the monitor engine failed on this event: {type(exc).__name__}: {exc}"
+                    replay.bad[chunk.offsets[0]] = why[:500]
+                    log.error("%s[%d]: offset %d makes the engine fail; it is set aside (%s)", *key, chunk.offsets[0], why)
+                    replay.chunk = replay.size  # found: the rest goes in large steps again
+                else:
+                    replay.chunk = max(1, len(chunk) // 2)
+                self._restart(consumer, key, owned, replay)
+                return
+            # What worked is made durable (the next restart begins after it), and the step grows again.
+            if runner.checkpoint() is not None:
+                self._commit(consumer, key, runner)
+            replay.chunk = min(replay.size, replay.chunk * 2)
+
+    def _restart(self, consumer: Consumer, key: PartitionId, owned: _Owned, replay: _Replay) -> None:
+        """Rebuild the partition's runner from its checkpoint and read again from there."""
+        self.latencies_ms.extend(owned.runner.latencies_ms)
+        owned.runner = self.make_runner(owned.model, *key)
+        owned.replay = replay
+        start = owned.runner.next_offset if owned.runner.next_offset is not None else OFFSET_BEGINNING
+        consumer.seek(TopicPartition(key[0], key[1], start))
+
+    # -- checkpoints and outages -----------------------------------------------------------------
+
+    def _checkpoint_all(self, consumer: Consumer) -> None:
+        try:
+            for key, owned in list(self._owned.items()):
+                if owned.runner.checkpoint() is not None:
+                    self._commit(consumer, key, owned.runner)
+        except DriftlineError as exc:
+            self._enter_outage(consumer, exc)
+            return
+        self._last_checkpoint = time.monotonic()
+        self._report_lag(consumer)
+        if self._outage_since is not None:
+            log.warning("checkpoints go through again after %.1f s: consumption resumed", time.monotonic() - self._outage_since)
+            self._outage_since = None
+            self._retry_pause = FIRST_RETRY_SECONDS
+            self._resume(consumer)
+
+    def _commit(self, consumer: Consumer, key: PartitionId, runner: PartitionRunner) -> None:
+        if runner.next_offset is None:
+            return
+        try:
+            consumer.commit(offsets=[TopicPartition(key[0], key[1], runner.next_offset)], asynchronous=True)
+        except KafkaException as exc:  # informational only: the database checkpoint is what counts
+            log.debug("offset commit of %s[%d] failed: %s", *key, exc)
+
+    def _enter_outage(self, consumer: Consumer, error: DriftlineError) -> None:
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            self._outage_error = str(error)
+            log.warning(
+                "cannot checkpoint (%s): consumption paused; retrying for up to %.0f s",
+                error, self.settings.database_outage_seconds,
+            )
+            self._pause(consumer)
+        else:
+            self._outage_error = str(error)
+        self._retry_at = now + self._retry_pause
+        self._retry_pause = min(MAX_RETRY_SECONDS, self._retry_pause * 2)
+
+    def _recover(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if self._outage_since is not None and now - self._outage_since > self.settings.database_outage_seconds:
+            raise WorkerError(
+                f"could not checkpoint for {now - self._outage_since:.0f} s (--database-outage-seconds "
+                f"{self.settings.database_outage_seconds:g}): {self._outage_error}"
+            )
+        if now < self._retry_at:
+            return
+        if self._unrestored:
+            self._restore_pending(consumer)
+        if self._outage_since is not None:
+            self._checkpoint_all(consumer)
+
+    def _pause(self, consumer: Consumer) -> None:
+        with _ignore_kafka_state_errors():
+            consumer.pause(consumer.assignment())
+
+    def _resume(self, consumer: Consumer) -> None:
+        ready = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._unrestored]
+        with _ignore_kafka_state_errors():
+            consumer.resume(ready)
+
+    # -- rebalances ------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        waiting: list[TopicPartition] = []
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            try:
+                owned = self._own(key)
+            except DriftlineError as exc:
+                log.warning("%s[%d]: cannot restore it yet (%s); it waits, paused", *key, exc)
+                self._unrestored.add(key)
+                waiting.append(tp)
+                tp.offset = OFFSET_BEGINNING
+                continue
+            tp.offset = owned.runner.next_offset if owned.runner.next_offset is not None else OFFSET_BEGINNING
+        consumer.incremental_assign(partitions)
+        if waiting:
+            with _ignore_kafka_state_errors():
+                consumer.pause(waiting)
+            self._retry_at = time.monotonic()
+        if self._outage_since is not None:
+            self._pause(consumer)
+        self._assigned = True
+
+    def _own(self, key: PartitionId) -> _Owned:
+        topic, partition = key
+        model = self._models[topic]
+        runner = self.make_runner(model, topic, partition)
+        log.info(
+            "%s[%d]: %s", topic, partition,
+            f"restored from its checkpoint at offset {runner.next_offset}" if runner.restored else "no checkpoint: from the beginning",
+        )
+        owned = self._owned[key] = _Owned(model, runner)
+        return owned
+
+    def _restore_pending(self, consumer: Consumer) -> None:
+        for key in sorted(self._unrestored):
+            try:
+                owned = self._own(key)
+            except DriftlineError as exc:
+                log.debug("%s[%d]: still cannot restore it: %s", *key, exc)
+                self._retry_at = time.monotonic() + self._retry_pause
+                return
+            self._unrestored.discard(key)
+            start = owned.runner.next_offset if owned.runner.next_offset is not None else OFFSET_BEGINNING
+            tp = TopicPartition(key[0], key[1], start)
+            with _ignore_kafka_state_errors():
+                consumer.seek(tp)
+                if self._outage_since is None:
+                    consumer.resume([tp])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._unrestored.discard(key)
+            owned = self._owned.pop(key, None)
+            if owned is None:
+                continue
+            try:
+                if owned.runner.checkpoint() is not None:
+                    self._commit(consumer, key, owned.runner)
+            except DriftlineError as exc:  # the next owner redoes what was not committed
+                log.error("%s[%d]: revoked, but its checkpoint failed (%s); the next owner redoes the rest", *key, exc)
+            log.info("%s[%d]: revoked at offset %s", *key, owned.runner.next_offset)
+            self.latencies_ms.extend(owned.runner.latencies_ms)
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._unrestored.discard(key)
+            if self._owned.pop(key, None) is not None:
+                log.warning("%s[%d]: lost (the group went on without this worker); its next owner restores it", *key)
+        consumer.incremental_unassign(partitions)
+
+    # -- progress --------------------------------------------------------------------------------
+
+    def _report_lag(self, consumer: Consumer) -> None:
+        if self.set_lag is None:
+            return
+        lag: dict[str, int] = {}
+        for key, owned in self._owned.items():
+            if owned.runner.next_offset is None:
+                continue
+            with _ignore_kafka_state_errors():
+                _, high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+                if high >= 0:
+                    lag[owned.model] = lag.get(owned.model, 0) + max(0, high - owned.runner.next_offset)
+        for model, messages in lag.items():
+            self.set_lag(model, messages)
+
+    def _caught_up(self) -> bool:
+        assert self.end_offsets is not None
+        for (topic, partition), end in self.end_offsets.items():
+            owned = self._owned.get((topic, partition))
+            if owned is not None:
+                if owned.runner.uncommitted or (owned.runner.next_offset or 0) < end:
+                    return False
+            elif end > 0:
+                # Not ours (yet, or any more): the database says how far the group has come.
+                done = self.checkpointed_offset(topic, partition) if self.checkpointed_offset is not None else None
+                if (done or 0) < end:
+                    return False
+        return True
+
+
+class _ignore_kafka_state_errors:
+    """Pausing, resuming or seeking a partition that was revoked meanwhile is harmless: ignore it."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> bool:
+        return kind is not None and issubclass(kind, KafkaException)
