@@ -32,12 +32,15 @@ def register(commands: Any) -> None:
     worker = commands.add_parser(
         "worker",
         help="monitor the models' Kafka topics (Faust worker): Postgres, Prometheus, dead-letter topic",
-        description="Consumes predictions.<model> for every --model, checks each event against the "
+        description="Consumes predictions.<model> for every --model (or every contract, --all-models), checks each event against the "
         "model's contract (rejects go to the dead-letter topic with the reason in headers), runs the "
         "monitor engine, writes results and checkpoints to PostgreSQL and serves Prometheus metrics. "
         "Killed at any point and restarted, it neither loses nor double-counts an event.",
     )
-    worker.add_argument("--model", dest="models", action="append", required=True, help="model to monitor (repeatable)")
+    which = worker.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", dest="models", action="append", help="model to monitor (repeatable)")
+    which.add_argument("--all-models", action="store_true",
+        help="monitor every model of the contract catalog (--schemas): workers of one --group then share all the model topics")
     worker.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
     add_database_url(worker)
     worker.add_argument("--group", default="driftline", help="Kafka consumer group and checkpoint key (default driftline)")
@@ -90,6 +93,15 @@ def run(args: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
+def _models(args: argparse.Namespace) -> tuple[str, ...]:
+    if not args.all_models:
+        return tuple(args.models)
+    from driftline.schemas.contract_catalog import Catalog
+
+    catalog = Catalog.load(args.schemas) if args.schemas is not None else Catalog.load()
+    return catalog.models
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from driftline.stream.kafka.settings import WorkerSettings
     from driftline.stream.monitor.engine import EngineConfig
@@ -103,7 +115,7 @@ def _settings(args: argparse.Namespace) -> Any:
         return WorkerSettings(
             bootstrap_servers=kafka_bootstrap(args.bootstrap),
             database_url=database_url(args),
-            models=tuple(args.models),
+            models=_models(args),
             consumer_group=args.group,
             metrics_port=metrics_port(args),
             metrics_address=args.metrics_address,
