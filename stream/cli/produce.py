@@ -52,6 +52,8 @@ def register(commands: Any) -> None:
     produce.add_argument("--drift", action="store_true",
         help="synthetic stream with the demo's drift episodes (the stream `driftline demo` monitors)")
     produce.add_argument("--topic", help="topic to publish to (default: predictions.<model>)")
+    produce.add_argument("--partitions", type=positive_int, default=1,
+                         help="partitions of the topic if it must be created (default 1); events are spread by their id")
     produce.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
     produce.add_argument("--wire-format", choices=WIRE_FORMATS, default="single-object", help="single-object (default) or confluent")
     produce.add_argument("--schema-registry", metavar="URL", help="Schema Registry of --wire-format confluent")
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             drift=args.drift, model_version=args.model_version or "v1",
         )
     try:
-        for warning in ensure_topic(bootstrap, topic, args.delivery_timeout):
+        for warning in ensure_topic(bootstrap, topic, args.delivery_timeout, partitions=args.partitions):
             print(f"driftline produce: warning: {warning}", file=sys.stderr)
         config = {"message.timeout.ms": int(args.delivery_timeout * 1000), **dict(args.producer_property)}
         producer = EventProducer(

@@ -15,6 +15,7 @@ from .arguments import (
     add_data_dir,
     add_database_url,
     add_metrics,
+    at_least,
     data_dir,
     database_url,
     kafka_bootstrap,
@@ -65,6 +66,14 @@ def register(commands: Any) -> None:
         "--false-alarm-rate-per-window", type=float, default=None,
         help="probability that a clean window raises any PSI alert, shared by the model's fields (default: the engine's, 1e-4)",
     )
+    worker.add_argument("--allowed-lateness-seconds", type=at_least(0), default=None,
+                        help="how far behind the latest event time an event still counts in its window (default: the engine's, 120)")
+    worker.add_argument("--partials-topic", default="",
+                        help="topic of the window partials of models split over partitions (default <group>.window-partials)")
+    worker.add_argument("--partials-partitions", type=positive_int, default=4,
+                        help="partitions of the partials topic when the worker creates it (default 4)")
+    worker.add_argument("--idle-partition-seconds", type=positive_float, default=30.0,
+                        help="a split model's partition without messages for this long stops holding the model's windows open (default 30)")
     worker.add_argument("--session-timeout", type=positive_float, default=10.0,
         help="seconds before a silent worker's partitions go to another (default 10)")
     worker.add_argument("--stop-at-end", action="store_true", help="exit once caught up with the topics' end offsets at start")
@@ -109,6 +118,8 @@ def _settings(args: argparse.Namespace) -> Any:
     engine: dict[str, Any] = {}
     if args.window_seconds is not None:
         engine["window_length_ms"] = args.window_seconds * 1000
+    if args.allowed_lateness_seconds is not None:
+        engine["allowed_lateness_ms"] = args.allowed_lateness_seconds * 1000
     if args.false_alarm_rate_per_window is not None:
         engine["false_alarm_rate_per_window"] = args.false_alarm_rate_per_window
     try:
@@ -128,6 +139,9 @@ def _settings(args: argparse.Namespace) -> Any:
             max_message_bytes=args.max_message_bytes,
             topic_prefix=args.topic_prefix,
             deadletter_topic=args.deadletter_topic,
+            partials_topic=args.partials_topic,
+            partials_partitions=args.partials_partitions,
+            idle_partition_seconds=args.idle_partition_seconds,
             stop_at_end=args.stop_at_end,
             session_timeout_seconds=args.session_timeout,
             latency_record=args.latency_record,

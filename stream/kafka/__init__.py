@@ -1,4 +1,4 @@
-"""``driftline worker`` on Kafka: the Faust app and agents, topics, the dead-letter producer and settings.
+"""``driftline worker`` on Kafka: the Faust app, its batch reader and merge stage, topics, producers and settings.
 
 This face re-exports the light parts (topic names, settings, errors); the worker itself —
 :func:`driftline.stream.kafka.worker.run_worker`, which loads Faust, confluent-kafka and SQLAlchemy —
@@ -7,7 +7,7 @@ is imported from its module when it is run.
 
 from __future__ import annotations
 
-from .errors import DeadLetterError, KafkaUnavailableError, TopicSetupError, WorkerError
+from .errors import DeadLetterError, KafkaUnavailableError, PartialsError, TopicSetupError, WorkerError
 from .settings import WorkerSettings
 from .topics import (
     DEADLETTER_TOPIC,
@@ -18,6 +18,7 @@ from .topics import (
     PREDICTION_TOPIC_PREFIX,
     end_offsets,
     ensure_topics,
+    partials_topic,
     prediction_topic,
 )
 
@@ -30,10 +31,12 @@ __all__ = [
     "PREDICTION_TOPIC_PREFIX",
     "DeadLetterError",
     "KafkaUnavailableError",
+    "PartialsError",
     "TopicSetupError",
     "WorkerError",
     "WorkerSettings",
     "end_offsets",
     "ensure_topics",
+    "partials_topic",
     "prediction_topic",
 ]

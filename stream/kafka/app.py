@@ -1,4 +1,4 @@
-"""Creates the Faust app of ``driftline worker`` — and nothing else (agents live in ``stream/kafka/agents.py``)."""
+"""Creates the Faust app of ``driftline worker`` (its services and agents are added by ``stream/kafka/worker.py``)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
         # Faust keeps its own state (no tables here, but it makes the directory) in driftline's data directory.
         datadir=str(_state_directory(settings)),
         consumer_auto_offset_reset="earliest",
+        # The merge agent acknowledges its events only after their database checkpoint; a rebalance
+        # must not wait for that (the revocation handler checkpoints them itself).
+        stream_wait_empty=False,
         # A dead member's partitions move after its session expires (Faust's own default is 60 s);
         # a heartbeat a third of it apart, as Kafka recommends.
         broker_session_timeout=settings.session_timeout_seconds,

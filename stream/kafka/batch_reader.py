@@ -99,6 +99,9 @@ class BatchReader:
         Called (on the reader's thread) once every partition reached its end offset.
     set_lag
         ``(model, messages)``: where the consumer lag of each model is reported.
+    merged
+        With ``stop_at_end`` and split models: whether the merge stage has checkpointed every window
+        partial published so far (asked once the model topics are done).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class BatchReader:
         end_offsets: dict[PartitionId, int] | None = None,
         on_caught_up: Callable[[], None] | None = None,
         set_lag: Callable[[str, int], None] | None = None,
+        merged: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.make_runner = make_runner
@@ -117,6 +121,7 @@ class BatchReader:
         self.end_offsets = end_offsets
         self.on_caught_up = on_caught_up
         self.set_lag = set_lag
+        self.merged = merged
         self._models = {topic: model for model, topic in settings.topics.items()}
         self._owned: dict[PartitionId, _Owned] = {}
         self._unrestored: set[PartitionId] = set()
@@ -315,6 +320,9 @@ class BatchReader:
     def _checkpoint_all(self, consumer: Consumer) -> None:
         try:
             for key, owned in list(self._owned.items()):
+                # A partition of a split model that has been quiet stops holding the model's windows open.
+                if owned.runner.go_idle(self.settings.idle_partition_seconds):
+                    log.info("%s[%d]: no message for %.0f s: idle (its open windows are closed)", *key, self.settings.idle_partition_seconds)
                 if owned.runner.checkpoint() is not None:
                     self._commit(consumer, key, owned.runner)
         except DriftlineError as exc:
@@ -477,7 +485,7 @@ class BatchReader:
                 done = self.checkpointed_offset(topic, partition) if self.checkpointed_offset is not None else None
                 if (done or 0) < end:
                     return False
-        return True
+        return self.merged is None or self.merged()
 
 
 class _ignore_kafka_state_errors:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from driftline.schemas.errors import DriftlineError
 
-__all__ = ["DeadLetterError", "KafkaUnavailableError", "TopicSetupError", "WorkerError"]
+__all__ = ["DeadLetterError", "KafkaUnavailableError", "PartialsError", "TopicSetupError", "WorkerError"]
 
 
 class WorkerError(DriftlineError):
@@ -13,6 +13,10 @@ class WorkerError(DriftlineError):
 
 class DeadLetterError(DriftlineError):
     """The dead-letter topic did not acknowledge every rejected message."""
+
+
+class PartialsError(DriftlineError):
+    """The window-partials topic did not acknowledge every message of a checkpoint."""
 
 
 class TopicSetupError(DriftlineError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from driftline.stream.monitor.engine import EngineConfig
 
-from .topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PREFIX, prediction_topic
+from .topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PREFIX, partials_topic, prediction_topic
 
 __all__ = ["WorkerSettings"]
 
@@ -43,6 +43,14 @@ class WorkerSettings:
         A model's events are read from ``<topic_prefix><model>``.
     deadletter_topic
         Where rejected messages go.
+    partials_topic, partials_partitions
+        Where the partitions of a model split over several send their window partials to the merge
+        stage (default ``<consumer_group>.window-partials``), and how many partitions the worker gives
+        that topic when it creates it (the merge stage's work spreads over the workers by them, one
+        model to one partition).
+    idle_partition_seconds
+        A partition of a split model that received nothing for this long closes its open windows
+        and tells the merge stage not to wait for it (its later events of those windows are late).
     max_message_bytes
         Larger messages are rejected as ``oversized``.
     session_timeout_seconds
@@ -80,6 +88,9 @@ class WorkerSettings:
     checkpoint_interval_seconds: float = 1.0
     topic_prefix: str = PREDICTION_TOPIC_PREFIX
     deadletter_topic: str = DEADLETTER_TOPIC
+    partials_topic: str = ""  # "": the group's own, <consumer_group>.window-partials
+    partials_partitions: int = 4
+    idle_partition_seconds: float = 30.0
     max_message_bytes: int = 1_000_000
     session_timeout_seconds: float = 10.0
     stop_at_end: bool = False
@@ -110,6 +121,14 @@ class WorkerSettings:
             raise ValueError(f"database_outage_seconds must be > 0, got {self.database_outage_seconds}")
         if self.health_port is not None and not 1 <= self.health_port <= 65535:
             raise ValueError(f"health_port must be a port number (1 to 65535), got {self.health_port}")
+        if not self.partials_topic:
+            object.__setattr__(self, "partials_topic", partials_topic(self.consumer_group))
+        if self.partials_partitions < 1:
+            raise ValueError(f"partials_partitions must be at least 1, got {self.partials_partitions}")
+        if not self.idle_partition_seconds > 0:
+            raise ValueError(f"idle_partition_seconds must be > 0, got {self.idle_partition_seconds}")
+        if self.partials_topic in self.topics.values() or self.partials_topic == self.deadletter_topic:
+            raise ValueError(f"partials_topic {self.partials_topic!r} is also a model or the dead-letter topic")
         if self.max_message_bytes < 1:
             raise ValueError(f"max_message_bytes must be at least 1, got {self.max_message_bytes}")
 

@@ -1,10 +1,15 @@
 """Kafka topic names and dead-letter header names shared by the worker, the producer and replay.
 
-One topic per model, ``predictions.<model>``, with **one partition**: the per-event detectors
-(Page–Hinkley, ADWIN) need the model's events in one total order, and the same order is what
-makes a replay compute exactly what the live run computed (DESIGN decision 1). Throughput scales
-across models (one agent each); a model that outgrows one partition needs per-partition engines
-merged by window, which driftline does not do yet.
+One topic per model, ``predictions.<model>``. Most models need one partition: one engine sees the
+model's events in one total order, and a replay computes exactly what the live run computed (DESIGN
+decision 1). A model that outgrows one worker gets a topic of P partitions (create it so, for
+example with ``driftline produce --partitions P``): each partition gets its own runner and engine,
+and a second stage merges their window partials, sent over the group's
+window-partials topic (:func:`partials_topic`), into the model's
+windows (DESIGN decision 11, ``driftline.stream.monitor.merge``). ``driftline produce`` keys every
+event by its id, so librdkafka's default partitioner (a hash of the key) spreads a model's events
+over the partitions and keeps each id in one; events without an id go where the producer's sticky
+partitioner puts them.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +39,7 @@ __all__ = [
     "TopicSetupError",
     "end_offsets",
     "ensure_topics",
+    "partials_topic",
     "prediction_topic",
     "retry_offset_request",
 ]
@@ -117,8 +123,30 @@ def prediction_topic(model: str, prefix: str = PREDICTION_TOPIC_PREFIX) -> str:
     return prefix + model
 
 
-def ensure_topics(bootstrap: str, names: Sequence[str], timeout: float, *, answer_timeout: float | None = None) -> dict[str, int]:
-    """Create the missing topics, with one partition each; return every topic's partition count.
+def partials_topic(consumer_group: str) -> str:
+    """The default topic where a consumer group's partitions of split models send their window partials.
+
+    One per group: a replay in another group never meets the live group's partials.
+
+    >>> partials_topic("driftline")
+    'driftline.window-partials'
+    """
+    return f"{consumer_group}.window-partials"
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Sequence[str],
+    timeout: float,
+    *,
+    answer_timeout: float | None = None,
+    partitions: Mapping[str, int] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, int]:
+    """Create the missing topics; return every topic's partition count.
+
+    A missing topic gets ``partitions[name]`` partitions (default one) and the topic settings
+    ``configs[name]`` (default none).
 
     A topic created here is returned once its partitions have a leader (creation is asynchronous)
     and that leader answers an offset request (see :func:`end_offsets`), so no message and no offset
@@ -144,11 +172,14 @@ def ensure_topics(bootstrap: str, names: Sequence[str], timeout: float, *, answe
         metadata = admin.list_topics(timeout=timeout if answer_timeout is None else answer_timeout)
     except KafkaException as exc:
         raise KafkaUnavailableError(f"Kafka at {bootstrap} does not answer: {exc}") from exc
+    wanted = dict(partitions or {})
+    settings = dict(configs or {})
     partitions = {name: len(metadata.topics[name].partitions) for name in names if name in metadata.topics}
     missing = [name for name in names if name not in partitions]
     if not missing:
         return partitions
-    for name, future in admin.create_topics([NewTopic(name, num_partitions=1) for name in missing]).items():
+    new_topics = [NewTopic(name, num_partitions=wanted.get(name, 1), config=dict(settings.get(name, {}))) for name in missing]
+    for name, future in admin.create_topics(new_topics).items():
         try:
             future.result(timeout)
         except KafkaException as exc:

@@ -7,13 +7,15 @@ assigned partition with the worker's ports (Kafka dead letters, PostgreSQL check
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -23,17 +25,18 @@ from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, describe_alert
-from driftline.stream.runner import PartitionKey, PartitionRunner
+from driftline.stream.runner import MergedModel, MergeRunner, PartitionKey, PartitionRunner
 
 from .deadletter import DeadLetterProducer
 from .errors import TopicSetupError, WorkerError
+from .partials import PartialsProducer
 from .settings import WorkerSettings
-from .topics import end_offsets, ensure_topics
+from .topics import CLIENT_LOGGER, end_offsets, ensure_topics
 
 if TYPE_CHECKING:
     from driftline.sinks import DriftlineMetrics
 
-__all__ = ["WorkerError", "WorkerRuntime", "load_profiles", "prepare_topics", "run_worker"]
+__all__ = ["TopicLayout", "WorkerError", "WorkerRuntime", "load_profiles", "prepare_topics", "run_worker"]
 
 log = logging.getLogger("driftline.worker")
 
@@ -65,36 +68,59 @@ def load_profiles(settings: WorkerSettings, engine: sa.Engine, model: str) -> di
     return {profile.model_version: profile for profile in profiles}
 
 
-def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> dict[str, int]:
-    """Create missing topics (one partition each), check the model topics, return their end offsets.
+@dataclass(frozen=True)
+class TopicLayout:
+    """The model topics as the worker found them at start: partitions, and end offsets then."""
 
-    ``timeout`` bounds the creation of the topics (and the wait until the new ones are ready), and then
-    the end-offset requests: a model topic's leader that refuses them for a moment (a topic another
-    worker has just created, a leader election) is asked again until ``timeout`` has passed.
+    partitions: dict[str, int]  # model topic -> its partition count
+    end_offsets: dict[tuple[str, int], int]  # (model topic, partition) -> end offset at start
+
+    @property
+    def split_topics(self) -> list[str]:
+        """The model topics of more than one partition (their windows are merged by the merge stage)."""
+        return sorted(topic for topic, count in self.partitions.items() if count > 1)
+
+
+def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicLayout:
+    """Create missing topics, read the model topics' partition counts and end offsets.
+
+    Missing model topics and the dead-letter topic are created with one partition; the window-partials
+    topic (needed once a model topic has several) with ``settings.partials_partitions``. ``timeout``
+    bounds the creation of the topics (and the wait until the new ones are ready), and then the
+    end-offset requests: a model topic's leader that refuses them for a moment (a topic another worker
+    has just created, a leader election) is asked again until ``timeout`` has passed.
 
     Raises
     ------
     WorkerError
-        The broker does not answer, a model topic has more than one partition (see ``stream/kafka/topics.py``),
-        or a topic is not ready within ``timeout`` (the message names the topic and the last Kafka error).
+        The broker does not answer, or a topic is not ready within ``timeout`` (the message names the
+        topic and the last Kafka error).
     """
+    from .partials import MAX_PARTIAL_BYTES
+
+    model_topics = list(settings.topics.values())
     try:
-        partitions = ensure_topics(settings.bootstrap_servers, [*settings.topics.values(), settings.deadletter_topic], timeout)
-    except TopicSetupError as exc:
-        raise WorkerError(str(exc)) from exc
-    for topic in settings.topics.values():
-        if partitions[topic] != 1:
-            raise WorkerError(
-                f"topic {topic} has {partitions[topic]} partitions; driftline needs one partition per model topic "
-                "(its detectors need the model's events in one order)"
+        partitions = ensure_topics(settings.bootstrap_servers, [*model_topics, settings.deadletter_topic], timeout)
+        if any(partitions[topic] > 1 for topic in model_topics):
+            ensure_topics(
+                settings.bootstrap_servers,
+                [settings.partials_topic],
+                timeout,
+                partitions={settings.partials_topic: settings.partials_partitions},
+                configs={settings.partials_topic: {"max.message.bytes": str(MAX_PARTIAL_BYTES)}},
             )
-    try:
         offsets = end_offsets(
-            settings.bootstrap_servers, [(topic, 0) for topic in settings.topics.values()], timeout, group_id=f"{settings.consumer_group}.probe"
+            settings.bootstrap_servers,
+            [(topic, index) for topic in model_topics for index in range(partitions[topic])],
+            timeout,
+            group_id=f"{settings.consumer_group}.probe",
         )
     except TopicSetupError as exc:
         raise WorkerError(str(exc)) from exc
-    return {topic: offsets[topic, 0] for topic in settings.topics.values()}
+    layout = TopicLayout({topic: partitions[topic] for topic in model_topics}, offsets)
+    for topic in layout.split_topics:
+        log.info("%s has %d partitions: one runner each, merged by window over %s", topic, layout.partitions[topic], settings.partials_topic)
+    return layout
 
 
 def _check_database(settings: WorkerSettings) -> sa.Engine:
@@ -113,19 +139,24 @@ def _check_database(settings: WorkerSettings) -> sa.Engine:
 
 @dataclass
 class WorkerRuntime:
-    """What a worker opens once at start-up, and the factory of its partition runners."""
+    """What a worker opens once at start-up, and the factory of its runners."""
 
     settings: WorkerSettings
+    catalog: Catalog
     contracts: dict[str, Contract]
     profiles: dict[str, dict[str, ReferenceProfile]]
     database: sa.Engine
-    codec: Codec
     deadletters: DeadLetterProducer
+    layout: TopicLayout = dataclasses.field(default_factory=lambda: TopicLayout({}, {}))
+    partials: PartialsProducer | None = None
     metrics: DriftlineMetrics | None = None
 
     @classmethod
     def open(cls, settings: WorkerSettings, *, metrics: DriftlineMetrics | None = None) -> WorkerRuntime:
         """Load the contracts and profiles, check the database's revision and connect the dead-letter producer.
+
+        The topics come next (:meth:`use_topics`): a worker that cannot start says why before it
+        touches Kafka.
 
         Raises
         ------
@@ -140,31 +171,63 @@ class WorkerRuntime:
         profiles = {model: load_profiles(settings, database, model) for model in settings.models}
         return cls(
             settings=settings,
+            catalog=catalog,
             contracts=contracts,
             profiles=profiles,
             database=database,
-            codec=Codec(catalog, max_message_bytes=settings.max_message_bytes),
             deadletters=DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic),
             metrics=metrics,
         )
 
+    def use_topics(self, layout: TopicLayout) -> None:
+        """The model topics as :func:`prepare_topics` found them (a split model's partitions need the partials producer)."""
+        self.layout = layout
+        if layout.split_topics and self.partials is None:
+            self.partials = PartialsProducer(self.settings.bootstrap_servers, topic=self.settings.partials_topic)
+
+    @property
+    def split_models(self) -> list[str]:
+        """The models whose topic has several partitions."""
+        return [model for model, topic in self.settings.topics.items() if self.layout.partitions[topic] > 1]
+
     def make_runner(self, model: str, topic: str, partition: int) -> PartitionRunner:
-        """The runner of one partition of ``model``'s topic, restored from its checkpoint if there is one."""
+        """The runner of one partition of ``model``'s topic, restored from its checkpoint if there is one.
+
+        Each runner gets a codec of its own: a codec reports a new writer schema once in its life,
+        and a runner rebuilt from its checkpoint (a rebalance, a replay after an engine failure)
+        must see it again — its engine, restored, knows whether it was reported.
+        """
         from driftline.sinks import SqlCheckpointStore
 
+        partitions = self.layout.partitions.get(topic, 1)
         runner = PartitionRunner(
             key=PartitionKey(self.settings.consumer_group, topic, partition),
             contract=self.contracts[model],
             profiles=self.profiles[model],
-            codec=self.codec,
+            codec=Codec(self.catalog, max_message_bytes=self.settings.max_message_bytes),
             store=SqlCheckpointStore(self.database),
             deadletters=self.deadletters,
             config=self.settings.engine,
             metrics=self.metrics,
             on_result=_log_alerts,
+            partials=self.partials if partitions > 1 else None,
+            partitions=max(partitions, partition + 1),
         )
         runner.record_latencies = self.settings.latency_record is not None
         return runner
+
+    def make_merge_runner(self, partition: int, deadletters: DeadLetterProducer) -> MergeRunner:
+        """The runner of one partition of the partials topic, restored from its checkpoint if there is one."""
+        from driftline.sinks import SqlCheckpointStore
+
+        return MergeRunner(
+            key=PartitionKey(self.settings.consumer_group, self.settings.partials_topic, partition),
+            models={model: MergedModel(self.contracts[model], self.profiles[model], self.settings.engine) for model in self.split_models},
+            store=SqlCheckpointStore(self.database),
+            deadletters=deadletters,
+            metrics=self.metrics,
+            on_result=_log_alerts,
+        )
 
 
 def _log_alerts(result: BatchResult) -> None:
@@ -192,21 +255,38 @@ def run_worker(settings: WorkerSettings) -> int:
         models={model: [f.name for f in catalog.contract(model).fields] for model in settings.models},
     )
     runtime = WorkerRuntime.open(settings, metrics=metrics)
-    end_offsets = prepare_topics(settings)
+    layout = prepare_topics(settings)
+    runtime.use_topics(layout)
     if settings.metrics_port is not None:
         port = serve(registry, settings.metrics_port, settings.metrics_address)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_address, port)
 
     app = create_app(settings)
     offsets = SqlCheckpointStore(runtime.database)
+
+    def checkpointed(topic: str, partition: int) -> int | None:
+        return offsets.checkpointed_offset(settings.consumer_group, topic, partition)
+
+    merged = None
+    if runtime.split_models:
+        from .merge_stage import MergeStage
+
+        merge_deadletters = DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic)
+        stage = MergeStage(
+            app, settings.partials_topic, lambda partition: runtime.make_merge_runner(partition, merge_deadletters),
+            settings.checkpoint_interval_seconds,
+        )
+        app.service(stage)  # type: ignore[arg-type]
+        merged = _merged_check(settings, checkpointed) if settings.stop_at_end else None
     reader = BatchReader(
         settings,
         runtime.make_runner,
-        checkpointed_offset=lambda topic, partition: offsets.checkpointed_offset(settings.consumer_group, topic, partition),
-        end_offsets={(topic, 0): end for topic, end in end_offsets.items()} if settings.stop_at_end else None,
+        checkpointed_offset=checkpointed,
+        end_offsets=layout.end_offsets if settings.stop_at_end else None,
         # The same path as `kill -TERM`: Faust's worker stops its services gracefully.
         on_caught_up=lambda: os.kill(os.getpid(), signal.SIGTERM),
         set_lag=metrics.set_consumer_lag,
+        merged=merged,
     )
     service = ReaderService(app, reader)
     # Started and stopped with the app; Faust takes an instance as well as a class (App._prepare_subservice).
@@ -228,6 +308,29 @@ def run_worker(settings: WorkerSettings) -> int:
     if settings.latency_record is not None:
         _write_latencies(settings.latency_record, [*reader.latencies_ms, *(a for r in reader.runners for a in r.latencies_ms)])
     return exit_code
+
+
+def _merged_check(settings: WorkerSettings, checkpointed: Callable[[str, int], int | None]) -> Callable[[], bool]:
+    """With ``stop_at_end``: whether the merge stage has checkpointed the partials topic up to its end.
+
+    Asked once the model topics are done (every partition runner has checkpointed, so published,
+    its last partials); the partials topic's end offsets are read at the first call.
+    """
+    ends: dict[tuple[str, int], int] = {}
+
+    def merged() -> bool:
+        if not ends:
+            from confluent_kafka.admin import AdminClient
+
+            config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers, "logger": CLIENT_LOGGER}
+            metadata = AdminClient(config).list_topics(
+                topic=settings.partials_topic, timeout=10
+            )
+            count = len(metadata.topics[settings.partials_topic].partitions)
+            ends.update(end_offsets(settings.bootstrap_servers, [(settings.partials_topic, p) for p in range(count)], 30.0))
+        return all((checkpointed(topic, partition) or 0) >= end for (topic, partition), end in ends.items())
+
+    return merged
 
 
 def _write_latencies(path: Path, arrays: list[np.ndarray]) -> None:

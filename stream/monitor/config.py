@@ -33,6 +33,11 @@ class EngineConfig:
     max_live_versions
         The most model versions whose streaming detectors are kept; the least recently seen goes
         first (see :class:`~driftline.stream.monitor.tracks.DetectorTracks`).
+    partial_windows
+        The engine watches one partition of a model split over several: its closed windows become
+        :class:`~driftline.stream.monitor.results.WindowPartial` records (merged into the model's
+        windows by :class:`~driftline.stream.monitor.merge.WindowMerger`), not summaries and verdicts;
+        schema changes are recorded without an alert (the merger raises it once for the model).
     """
 
     window_length_ms: int = 60_000
@@ -45,6 +50,7 @@ class EngineConfig:
     max_rejected_fraction: float = 0.02
     alert_cooldown_ms: int = 15 * 60_000
     max_live_versions: int = 16
+    partial_windows: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window_length_ms", "min_window_count", "max_live_versions"):

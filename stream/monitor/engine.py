@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,29 +25,19 @@ import numpy as np
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.results import DecodedBatch
 
-from .alerts import AlertGate, make_alert
+from .alerts import AlertGate
+from .closing import OpenWindow, WindowCloser
 from .config import EngineConfig
 from .profile import ReferenceProfile
-from .results import AlertKind, BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
+from .results import BatchResult, DetectorSignal, PartialSignal, SchemaChangeRecord, WindowPartial
 from .tracks import DetectorHit, DetectorTracks
-from .verdicts import Verdict, feature_window_verdicts, format_number, model_window_verdicts
-from .window_state import FieldWindow, WindowPlace, field_window_from_state, new_field_window
+from .window_state import field_window_from_state, new_field_window
 from .windows import WindowClock
 
 __all__ = ["EngineConfig", "MonitorEngine"]
 
 #: Format 3: typed field windows per kind, schema changes waiting for an event time, tracks in use order.
 STATE_FORMAT = 3
-
-
-@dataclass
-class _OpenWindow:
-    version: str
-    start_ms: int
-    events: int = 0
-    accepted: int = 0
-    rejected_by_reason: Counter[str] = field(default_factory=Counter)
-    features: dict[str, FieldWindow] = field(default_factory=dict)
 
 
 class MonitorEngine:
@@ -92,10 +81,10 @@ class MonitorEngine:
         self.fields: tuple[FieldContract, ...] = contract.monitored_fields
         self._clock = WindowClock(self.config.window_length_ms, self.config.allowed_lateness_ms)
         self._gate = AlertGate(self.config.alert_cooldown_ms)
+        self._closer = WindowCloser(contract, self.config, self._profile, self._gate)
         self._tracks = DetectorTracks(self._profile, self.fields, self.config.max_live_versions)
         self._rows_seen = 0  # decoded events so far: the sequence numbers of "least recently seen"
-        self._open: dict[tuple[int, str], _OpenWindow] = {}
-        self._last_closed_start_ms: int | None = None
+        self._open: dict[tuple[int, str], OpenWindow] = {}
         self._schema_changes_seen: set[str] = set()
         self._schema_changes_pending: list[SchemaChangeRecord] = []  # waiting for an event time
         # Rejected events without an event time (undecodable, or of an incompatible writer schema):
@@ -125,12 +114,24 @@ class MonitorEngine:
         """Close every open window (end of input). The engine can keep processing afterwards."""
         result = BatchResult()
         if self._open:
-            self._close_windows(max(start for start, _ in self._open) + self.config.window_length_ms, result)
+            before = max(start for start, _ in self._open) + self.config.window_length_ms
+            self._clock.close_before(before)  # closed for good: their events that come later are late
+            self._close_windows(before, result)
         return result
+
+    @property
+    def open_windows(self) -> int:
+        """Windows open now (of every version)."""
+        return len(self._open)
 
     @property
     def watermark_ms(self) -> int | None:
         return self._clock.watermark_ms
+
+    @property
+    def max_event_time_ms(self) -> int | None:
+        """The largest event time seen (``None`` before the first dated event)."""
+        return self._clock.max_event_time_ms
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -146,7 +147,7 @@ class MonitorEngine:
             "model": self.contract.model,
             "clock": self._clock.to_state(),
             "gate": self._gate.to_state(),
-            "last_closed_start_ms": self._last_closed_start_ms,
+            "last_closed_start_ms": self._closer.last_closed_start_ms,
             "schema_changes_seen": sorted(self._schema_changes_seen),
             "schema_changes_pending": [dataclasses.asdict(record) for record in self._schema_changes_pending],
             "undated_pending": self._undated_pending,
@@ -184,7 +185,7 @@ class MonitorEngine:
         engine = cls(contract, profiles, config, default_version=default_version)
         engine._clock.restore(state["clock"])
         engine._gate.restore(state["gate"])
-        engine._last_closed_start_ms = state["last_closed_start_ms"]
+        engine._closer.last_closed_start_ms = state["last_closed_start_ms"]
         engine._schema_changes_seen = set(state["schema_changes_seen"])
         engine._schema_changes_pending = [
             SchemaChangeRecord(**{**saved, **{k: tuple(saved[k]) for k in ("missing_fields", "new_fields", "type_changes")}})
@@ -195,7 +196,7 @@ class MonitorEngine:
         engine._tracks.restore(state["tracks"])
         engine._rows_seen = int(state["rows_seen"])
         for saved in state["open_windows"]:
-            window = _OpenWindow(
+            window = OpenWindow(
                 version=saved["version"],
                 start_ms=int(saved["start_ms"]),
                 events=int(saved["events"]),
@@ -274,25 +275,9 @@ class MonitorEngine:
             self._report_schema_change(record, result)
 
     def _report_schema_change(self, record: SchemaChangeRecord, result: BatchResult) -> None:
-        assert record.first_seen_event_time_ms is not None
         result.schema_changes.append(record)
-        result.alerts.append(
-            make_alert(
-                model=self.contract.model,
-                model_version=self.default_version,
-                kind=AlertKind.SCHEMA_CHANGE,
-                feature=None,
-                detector="schema_diff",
-                severity="warning" if record.compatible else "critical",
-                window_start_ms=None,
-                event_time_ms=record.first_seen_event_time_ms,
-                score=float(len(record.missing_fields) + len(record.new_fields) + len(record.type_changes)),
-                threshold=0.0,
-                message=f"writer schema {record.writer_id} differs from contract "
-                f"{self.contract.model} v{self.contract.version}: {record.description}",
-                subject=record.writer_id,
-            )
-        )
+        if not self.config.partial_windows:  # one partition of several: the merger alerts once for the model
+            self._closer.schema_change_alert(result, record, self.default_version)
 
     def _process_rows(self, batch: DecodedBatch, result: BatchResult) -> None:
         assignment = self._clock.assign(batch.event_time_ms)
@@ -321,44 +306,33 @@ class MonitorEngine:
             self._signal(hit, batch, result)
 
     def _signal(self, hit: DetectorHit, batch: DecodedBatch, result: BatchResult) -> None:
-        event_time = int(batch.event_time_ms[hit.row])
-        result.signals.append(
-            DetectorSignal(
-                model=self.contract.model,
-                model_version=hit.model_version,
-                feature=hit.feature,
-                detector=hit.detector,
-                event_index=hit.event_index,
-                event_time_ms=event_time,
-                statistic=hit.statistic,
-            )
+        signal = DetectorSignal(
+            model=self.contract.model,
+            model_version=hit.model_version,
+            feature=hit.feature,
+            detector=hit.detector,
+            event_index=hit.event_index,
+            event_time_ms=int(batch.event_time_ms[hit.row]),
+            statistic=hit.statistic,
         )
-        kind = AlertKind.SCORE_CHANGE if hit.detector == "adwin" else AlertKind.MEAN_SHIFT
-        profile = self._profile(hit.model_version).features[hit.feature]
-        what = "ADWIN found a change in the mean of" if hit.detector == "adwin" else "Page-Hinkley detected a mean shift in"
-        self._gated_alert(
-            result, hit.model_version, kind, hit.feature, hit.detector,
-            episode=kind.value,
-            window_start_ms=None,
-            event_time_ms=event_time,
-            score=hit.statistic,
-            threshold=hit.threshold,
-            message=f"{what} {hit.feature} at event {hit.event_index} "
-            f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})",
-        )
+        result.signals.append(signal)
+        if self.config.partial_windows:  # one partition of several: the merger gates the model's signals
+            result.partial_signals.append(PartialSignal(signal, hit.threshold, self._rows_seen + hit.row))
+        else:
+            self._closer.signal_alert(result, signal, hit.threshold)
 
-    def _window(self, version: str, start_ms: int) -> _OpenWindow:
+    def _window(self, version: str, start_ms: int) -> OpenWindow:
         key = (start_ms, version)
         window = self._open.get(key)
         if window is None:
             profile = self._profile(version)
-            window = _OpenWindow(version=version, start_ms=start_ms)
+            window = OpenWindow(version=version, start_ms=start_ms)
             for spec in self.fields:
                 window.features[spec.name] = new_field_window(profile.features[spec.name])
             self._open[key] = window
         return window
 
-    def _add_to_window(self, window: _OpenWindow, batch: DecodedBatch, rows: np.ndarray, row_reasons: np.ndarray) -> None:
+    def _add_to_window(self, window: OpenWindow, batch: DecodedBatch, rows: np.ndarray, row_reasons: np.ndarray) -> None:
         accepted_mask = batch.accepted[rows]
         window.events += len(rows)
         window.accepted += int(np.count_nonzero(accepted_mask))
@@ -379,115 +353,24 @@ class MonitorEngine:
             return
         for key in sorted(k for k in self._open if k[0] < before_ms):
             window = self._open.pop(key)
-            self._report_gap(window, result)
-            self._close(window, result)
-
-    def _report_gap(self, window: _OpenWindow, result: BatchResult) -> None:
-        length = self.config.window_length_ms
-        last = self._last_closed_start_ms
-        explained = [start for start in self._undated_by_window if start <= window.start_ms]
-        undated = sum(self._undated_by_window.pop(start) for start in explained)
-        if last is not None and window.start_ms > last + length:
-            missing = (window.start_ms - last) // length - 1
-            rejected = (
-                f"; {undated} undecodable or incompatible events were rejected meanwhile "
-                "(see the dead-letter topic and schema-change alerts)"
-                if undated
-                else ": the producer stopped or the data is missing"
-            )
-            result.alerts.append(
-                make_alert(
-                    model=self.contract.model,
-                    model_version=window.version,
-                    kind=AlertKind.NO_DATA,
-                    feature=None,
-                    detector="window_gap",
-                    severity="critical",
-                    window_start_ms=last + length,
-                    event_time_ms=window.start_ms,
-                    score=float(missing),
-                    threshold=0.0,
-                    message=f"no usable events for {missing} window(s) of {length // 1000} s before "
-                    f"{iso_time(window.start_ms)}{rejected}",
+            explained = [start for start in self._undated_by_window if start <= window.start_ms]
+            undated = sum(self._undated_by_window.pop(start) for start in explained)
+            if self.config.partial_windows:
+                result.window_partials.append(
+                    WindowPartial(
+                        model=self.contract.model,
+                        model_version=window.version,
+                        window_start_ms=window.start_ms,
+                        window_length_ms=self.config.window_length_ms,
+                        events=window.events,
+                        accepted=window.accepted,
+                        rejected_by_reason=tuple(sorted(window.rejected_by_reason.items())),
+                        undated=undated,
+                        fields={name: state.to_state() for name, state in window.features.items()},
+                    )
                 )
-            )
-        if last is None or window.start_ms > last:
-            self._last_closed_start_ms = window.start_ms
-
-    def _close(self, window: _OpenWindow, result: BatchResult) -> None:
-        config = self.config
-        profile = self._profile(window.version)
-        model_window = ModelWindow(
-            model=self.contract.model,
-            model_version=window.version,
-            window_start_ms=window.start_ms,
-            window_length_ms=config.window_length_ms,
-            events=window.events,
-            accepted=window.accepted,
-            rejected=window.events - window.accepted,
-            rejected_by_reason=tuple(sorted(window.rejected_by_reason.items())),
-        )
-        result.model_windows.append(model_window)
-        place = WindowPlace(self.contract.model, window.version, window.start_ms, config.window_length_ms)
-        for spec in self.fields:
-            feature_profile = profile.features[spec.name]
-            summary = window.features[spec.name].close(
-                feature_profile,
-                place,
-                false_alarm_rate=config.false_alarm_rate_per_window / len(self.fields),
-                min_psi=config.min_psi,
-            )
-            result.feature_windows.append(summary)
-            for verdict in feature_window_verdicts(spec, feature_profile, summary, window.events, config):
-                self._window_alert(result, window.version, window.start_ms, verdict)
-        for verdict in model_window_verdicts(model_window, config):
-            self._window_alert(result, window.version, window.start_ms, verdict)
-
-    def _window_alert(self, result: BatchResult, version: str, window_start_ms: int, verdict: Verdict) -> None:
-        self._gated_alert(
-            result, version, verdict.kind, verdict.feature, verdict.detector,
-            episode=verdict.detector,
-            window_start_ms=window_start_ms,
-            event_time_ms=window_start_ms + self.config.window_length_ms,
-            score=verdict.score,
-            threshold=verdict.threshold,
-            message=f"[{iso_time(window_start_ms)}] {verdict.message}",
-        )
-
-    def _gated_alert(
-        self,
-        result: BatchResult,
-        version: str,
-        kind: AlertKind,
-        feature: str | None,
-        detector: str,
-        *,
-        episode: str,
-        window_start_ms: int | None,
-        event_time_ms: int,
-        score: float,
-        threshold: float,
-        message: str,
-    ) -> None:
-        """Raise a warning unless it continues an open episode (see :class:`AlertGate`)."""
-        gate_time_ms = event_time_ms if window_start_ms is None else window_start_ms
-        if not self._gate.admit((version, str(feature), episode), gate_time_ms):
-            return
-        result.alerts.append(
-            make_alert(
-                model=self.contract.model,
-                model_version=version,
-                kind=kind,
-                feature=feature,
-                detector=detector,
-                severity="warning",
-                window_start_ms=window_start_ms,
-                event_time_ms=event_time_ms,
-                score=score,
-                threshold=threshold,
-                message=message,
-            )
-        )
+            else:
+                self._closer.close(window, result, undated=undated)
 
 
 def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:

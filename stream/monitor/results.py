@@ -23,7 +23,9 @@ __all__ = [
     "DetectorSignal",
     "FeatureWindow",
     "ModelWindow",
+    "PartialSignal",
     "SchemaChangeRecord",
+    "WindowPartial",
     "alert_identifier",
     "describe_alert",
     "iso_time",
@@ -140,6 +142,41 @@ class SchemaChangeRecord:
     first_seen_event_time_ms: int | None
 
 
+@dataclass(frozen=True)
+class WindowPartial:
+    """One partition's share of a closed window of a model split over partitions: mergeable, not yet compared.
+
+    A model whose topic has several partitions gets one engine per partition; each closes its windows
+    into partials (counts, and per field the window state of :mod:`~driftline.stream.monitor.window_state`
+    as ``to_state()`` gives it), which :class:`~driftline.stream.monitor.merge.WindowMerger` merges into
+    the model's windows. ``undated`` counts rejected events without an event time that the partition
+    attributes to this window (they explain a gap).
+    """
+
+    model: str
+    model_version: str
+    window_start_ms: int
+    window_length_ms: int
+    events: int
+    accepted: int
+    rejected_by_reason: tuple[tuple[str, int], ...]
+    undated: int
+    fields: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PartialSignal:
+    """A detector signal of one partition of a split model, for the merger to turn into (gated) alerts.
+
+    ``row`` is the event's position among the partition's decoded events: with the detector and the
+    field it orders a partition's signals, so the merger recognises one sent again after a restart.
+    """
+
+    signal: DetectorSignal
+    threshold: float
+    row: int
+
+
 @dataclass
 class BatchResult:
     """Everything one call into the engine produced."""
@@ -149,6 +186,8 @@ class BatchResult:
     signals: list[DetectorSignal] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     schema_changes: list[SchemaChangeRecord] = field(default_factory=list)
+    window_partials: list[WindowPartial] = field(default_factory=list)
+    partial_signals: list[PartialSignal] = field(default_factory=list)
     accepted: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     late_events: int = 0
@@ -160,6 +199,8 @@ class BatchResult:
         self.signals.extend(other.signals)
         self.alerts.extend(other.alerts)
         self.schema_changes.extend(other.schema_changes)
+        self.window_partials.extend(other.window_partials)
+        self.partial_signals.extend(other.partial_signals)
         self.accepted += other.accepted
         for reason, count in other.rejected_by_reason.items():
             self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + count

@@ -89,6 +89,22 @@ class FieldWindow(ABC):
         """Plain, JSON-serialisable state (sketch bytes base64-encoded)."""
         return {"kind": self.kind, "status_counts": self.status_counts.tolist(), **self._state()}
 
+    def merge(self, other: FieldWindow) -> None:
+        """Add ``other``'s window of the same field (another partition's) into this one.
+
+        Raises
+        ------
+        ValueError
+            ``other`` is of another kind, or binned differently.
+        """
+        if other.kind != self.kind:
+            raise ValueError(f"other: a {other.kind} window cannot be merged into a {self.kind} one")
+        self.status_counts = self.status_counts + other.status_counts
+        self._merge_sketch(other)
+
+    @abstractmethod
+    def _merge_sketch(self, other: FieldWindow) -> None: ...
+
     @abstractmethod
     def _add_values(self, accepted_values: np.ndarray, accepted_status: np.ndarray) -> None: ...
 
@@ -148,6 +164,12 @@ class NumericFieldWindow(FieldWindow):
             },
         }
 
+    def _merge_sketch(self, other: FieldWindow) -> None:
+        assert isinstance(other, NumericFieldWindow)
+        self._drain(whole_chunks_only=False)
+        other._drain(whole_chunks_only=False)
+        self.sketch = sketches.numeric_merge(self.sketch, other.sketch)
+
     def _state(self) -> dict[str, object]:
         pending = np.concatenate(self._pending) if self._pending else np.zeros(0)
         return {
@@ -192,6 +214,10 @@ class CategoricalFieldWindow(FieldWindow):
                 "top_items": tuple((str(value), int(estimate)) for value, estimate in result["top_items"][:10]),
             },
         }
+
+    def _merge_sketch(self, other: FieldWindow) -> None:
+        assert isinstance(other, CategoricalFieldWindow)
+        self.sketch = sketches.categorical_merge(self.sketch, other.sketch)
 
     def _state(self) -> dict[str, object]:
         return {"sketch": base64.b64encode(sketch_encoding.categorical_to_bytes(self.sketch)).decode("ascii")}

@@ -56,6 +56,7 @@ class WindowClock:
         self.window_length_ms = int(window_length_ms)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self._max_event_time_ms: int | None = None
+        self._closed_before_ms: int | None = None  # windows starting before this were closed early (flushed)
 
     @property
     def watermark_ms(self) -> int | None:
@@ -85,6 +86,8 @@ class WindowClock:
         # An event is late when its window's end is at or below the watermark that stood before it.
         seen_before = max_before != np.iinfo(np.int64).min
         late = seen_before & (starts + self.window_length_ms <= max_before - self.allowed_lateness_ms)
+        if self._closed_before_ms is not None:
+            late |= starts < self._closed_before_ms
         self._max_event_time_ms = int(running_max[-1])
         return WindowAssignment(starts, late)
 
@@ -96,9 +99,25 @@ class WindowClock:
         # window [s, s+L) is closed iff s + L <= watermark  <=>  s <= watermark - L
         return int(((watermark - self.window_length_ms) // self.window_length_ms + 1) * self.window_length_ms)
 
+    def close_before(self, start_ms: int) -> None:
+        """Close the windows starting before ``start_ms`` now, ahead of the watermark (end of input, an idle stream).
+
+        Their events that arrive later are late, like those of a window the watermark closed.
+
+        >>> clock = WindowClock(window_length_ms=1000, allowed_lateness_ms=5000)
+        >>> _ = clock.assign(np.array([100], dtype=np.int64))
+        >>> clock.close_before(1000)
+        >>> clock.assign(np.array([900, 1500], dtype=np.int64)).late.tolist()
+        [True, False]
+        """
+        if self._closed_before_ms is None or start_ms > self._closed_before_ms:
+            self._closed_before_ms = int(start_ms)
+
     def to_state(self) -> dict[str, int | None]:
-        return {"max_event_time_ms": self._max_event_time_ms}
+        return {"max_event_time_ms": self._max_event_time_ms, "closed_before_ms": self._closed_before_ms}
 
     def restore(self, state: dict[str, int | None]) -> None:
         value = state.get("max_event_time_ms")
         self._max_event_time_ms = None if value is None else int(value)
+        closed = state.get("closed_before_ms")
+        self._closed_before_ms = None if closed is None else int(closed)

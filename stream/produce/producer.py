@@ -10,9 +10,10 @@ to publish files and synthetic streams. Both write exactly what the worker's cod
 * **Confluent framing**: ``00``, the schema id, the body. The writer schema is registered under the
   subject ``<topic>-value`` (TopicNameStrategy) of the registry at ``schema_registry_url``.
 
-Messages are keyed by the event id: the model topic has a single partition (see
-:mod:`~driftline.stream.kafka.topics`), so the key places nothing; it lets a key-compacted copy of the
-topic keep one message per event, and lets consumers spot a producer's retried duplicates.
+Messages are keyed by the event id. On a model topic of several partitions the key places the event:
+librdkafka's default partitioner hashes it, so a model's events spread evenly and each id stays in
+one partition (see :mod:`~driftline.stream.kafka.topics`). The key also lets a key-compacted copy of
+the topic keep one message per event, and lets consumers spot a producer's retried duplicates.
 
 Delivery is at-least-once with idempotence (``acks=all``, ``enable.idempotence=true``): librdkafka
 retries transient failures without duplicating or reordering. A message that still fails (it timed

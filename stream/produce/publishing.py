@@ -49,8 +49,8 @@ def check_file(
     return total, sources
 
 
-def ensure_topic(bootstrap: str, topic: str, timeout: float) -> list[str]:
-    """Fail fast when Kafka does not answer; create a missing topic with one partition; return warnings.
+def ensure_topic(bootstrap: str, topic: str, timeout: float, *, partitions: int = 1) -> list[str]:
+    """Fail fast when Kafka does not answer; create a missing topic with ``partitions`` partitions; return warnings.
 
     Raises
     ------
@@ -58,14 +58,14 @@ def ensure_topic(bootstrap: str, topic: str, timeout: float) -> list[str]:
         Kafka did not answer.
     """
     try:
-        partitions = ensure_topics(bootstrap, [topic], timeout, answer_timeout=min(timeout, 15.0))[topic]
+        found = ensure_topics(bootstrap, [topic], timeout, answer_timeout=min(timeout, 15.0), partitions={topic: partitions})[topic]
     except KafkaUnavailableError as exc:
         raise DeliveryError(str(exc)) from exc
     except TopicSetupError as exc:
         # Not allowed to create topics: the broker may auto-create it, or the send fails then.
         return [str(exc)]
-    if partitions != 1:
-        return [f"topic {topic} has {partitions} partitions; driftline worker needs one"]
+    if found != partitions:
+        return [f"topic {topic} already has {found} partition(s), not {partitions}; its events go to those"]
     return []
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from driftline.schemas.results import Rejection
 from driftline.stream.monitor.results import BatchResult, Checkpoint
 
-__all__ = ["DeadLetter", "InMemoryCheckpointStore", "InMemoryDeadLetters"]
+__all__ = ["DeadLetter", "InMemoryCheckpointStore", "InMemoryDeadLetters", "InMemoryPartials"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,16 @@ class InMemoryCheckpointStore:
     def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
         self.results.extend(results)
         self.checkpoints[(checkpoint.consumer_group, checkpoint.topic, checkpoint.partition)] = checkpoint
+
+
+class InMemoryPartials:
+    """Keeps every window-partials message in a list (:attr:`messages`, ``(key, value)``), in the order sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes, bytes]] = []
+
+    def send(self, key: bytes, value: bytes) -> None:
+        self.messages.append((key, value))
+
+    def flush(self) -> None:
+        """Nothing to wait for."""

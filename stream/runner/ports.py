@@ -16,7 +16,7 @@ from typing import Protocol
 from driftline.schemas.results import Rejection
 from driftline.stream.monitor.results import BatchResult, Checkpoint
 
-__all__ = ["CheckpointStore", "DeadLetterPort", "EncodedMessage", "MessageBatch", "MetricsPort", "PartitionKey"]
+__all__ = ["CheckpointStore", "DeadLetterPort", "EncodedMessage", "MessageBatch", "MetricsPort", "PartialsPort", "PartitionKey"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,16 @@ class DeadLetterPort(Protocol):
 
     def send(self, payload: bytes | None, *, topic: str, partition: int, offset: int, rejection: Rejection) -> None:
         """Queue one rejected message (may return before it is durable)."""
+
+    def flush(self) -> None:
+        """Return once every queued message is durable; raise a ``DriftlineError`` if one is not."""
+
+
+class PartialsPort(Protocol):
+    """Where the partitions of a split model send their window partials, signals and progress (in order)."""
+
+    def send(self, key: bytes, value: bytes) -> None:
+        """Queue one message (may return before it is durable); messages of one key keep their order."""
 
     def flush(self) -> None:
         """Return once every queued message is durable; raise a ``DriftlineError`` if one is not."""

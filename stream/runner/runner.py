@@ -5,28 +5,31 @@ with a Kafka dead-letter producer and a PostgreSQL checkpoint store, ``driftline
 in-memory dead-letter list and a SQLite store, replay with its own. Only the ports differ, so the
 same messages give the same results whoever runs them (tested byte for byte).
 
-The protocol of the exactly-once *effect* (DESIGN decision 7):
+The protocol of the exactly-once *effect* (DESIGN decision 7), which :class:`CheckpointedRunner`
+keeps for every kind of runner (this module's, and the merger of split models' windows):
 
-* :meth:`PartitionRunner.process` takes messages of one partition in offset order. Messages below
+* :meth:`~CheckpointedRunner.process` takes messages of one partition in offset order. Messages below
   the checkpoint's ``next_offset`` were already processed before a restart: they are skipped, so
-  at-least-once redelivery never double-counts. The rest are decoded by the codec; rejections go to
-  the dead-letter port; the decoded batch goes through the engine; its results wait for the next
-  checkpoint.
-* :meth:`PartitionRunner.checkpoint` waits until the dead-letter port made every rejection durable,
-  then commits the waiting results **and** the engine's state with the next offset through the
-  checkpoint store, in one transaction. Only after that may the caller acknowledge the messages to
-  their source.
-* On (re)start the runner restores the engine from the store's checkpoint, so detector and window
+  at-least-once redelivery never double-counts. The rest are processed; rejections go to the
+  dead-letter port; the results wait for the next checkpoint.
+* :meth:`~CheckpointedRunner.checkpoint` first publishes what must leave before the commit (window
+  partials of a model split over partitions), waits until the dead-letter port made every rejection
+  durable, then commits the waiting results **and** the state with the next offset through the
+  checkpoint store, in one transaction. Only after that may the caller acknowledge the messages.
+* On (re)start a runner restores its state from the store's checkpoint, so detector and window
   state always match the offset the results were committed up to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,9 +40,10 @@ from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, Checkpoint
 
-from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MessageBatch, MetricsPort, PartitionKey
+from .partials import partial_messages, progress_message
+from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MessageBatch, MetricsPort, PartialsPort, PartitionKey
 
-__all__ = ["PartitionRunner", "RunnerCounts"]
+__all__ = ["CheckpointedRunner", "PartitionRunner", "RunnerCounts"]
 
 ResultObserver = Callable[[BatchResult], None]
 
@@ -56,17 +60,13 @@ class RunnerCounts:
     dead_lettered: int = 0
 
 
-class PartitionRunner:
-    """Processes one partition of a model's prediction topic.
+class CheckpointedRunner(ABC):
+    """The checkpoint protocol of a runner of one partition (see the module docstring); subclasses process.
 
     Parameters
     ----------
     key
         Which partition (and run) this is; the key of its checkpoint.
-    contract, profiles, config
-        The model's contract, its reference profile(s) by version and the engine's tunables.
-    codec
-        Decodes and checks the raw messages.
     store
         Loads the checkpoint at start and commits results with checkpoints.
     deadletters
@@ -81,18 +81,12 @@ class PartitionRunner:
         self,
         *,
         key: PartitionKey,
-        contract: Contract,
-        profiles: Mapping[str, ReferenceProfile],
-        codec: Codec,
         store: CheckpointStore,
         deadletters: DeadLetterPort,
-        config: EngineConfig | None = None,
         metrics: MetricsPort | None = None,
         on_result: ResultObserver | None = None,
     ) -> None:
         self.key = key
-        self.contract = contract
-        self.codec = codec
         self.store = store
         self.deadletters = deadletters
         self.metrics = metrics
@@ -104,22 +98,53 @@ class PartitionRunner:
         self._oldest_uncommitted_ms: int | None = None
         self._uncommitted_timestamps: list[np.ndarray] = []
         self.record_latencies = False
+        # The reader's thread checkpoints; a revocation or a stop may ask again meanwhile: one at a time.
         self._checkpoint_lock = threading.Lock()
         self.latencies_ms: list[np.ndarray] = []  # per committed message, when record_latencies is set
+        self.last_processed = time.monotonic()  # wall-clock time of the last message processed
         checkpoint = store.load_checkpoint(key.consumer_group, key.topic, key.partition)
         self.restored = checkpoint is not None  # started from a checkpoint (a restart, a rebalance)
         if checkpoint is None:
-            self.engine = MonitorEngine(contract, profiles, config)
+            self._start()
             self.next_offset: int | None = None
             self.counts = RunnerCounts()
         else:
-            self.engine = MonitorEngine.from_state(checkpoint.engine_state, contract, profiles, config)
+            self._restore(checkpoint.engine_state)
             self.next_offset = checkpoint.next_offset
             self.counts = RunnerCounts(checkpoint.consumed, checkpoint.accepted, checkpoint.dead_lettered)
 
+    # -- what a kind of runner does ---------------------------------------------------------------
+
     @property
-    def model(self) -> str:
-        return self.contract.model
+    @abstractmethod
+    def model(self) -> str | None:
+        """The model the runner's results and metrics belong to (``None``: several; the results name theirs)."""
+
+    @abstractmethod
+    def _start(self) -> None:
+        """Start from nothing (no checkpoint)."""
+
+    @abstractmethod
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """The state to store with the next checkpoint."""
+
+    @abstractmethod
+    def _run(self, batch: MessageBatch) -> tuple[BatchResult, int, Sequence[Rejection]]:
+        """Process fresh messages: their result, how many were accepted, the rejections (by batch index)."""
+
+    def _flush(self) -> BatchResult:
+        """End of input (see :meth:`finish`); nothing by default."""
+        return BatchResult()
+
+    def _before_commit(self, pending: Sequence[BatchResult]) -> list[BatchResult]:
+        """Publish what must leave before the results are committed; return the results to store (all, by default)."""
+        return list(pending)
+
+    # -- the protocol -------------------------------------------------------------------------------
 
     def process(self, messages: MessageBatch | Sequence[EncodedMessage]) -> BatchResult | None:
         """Process messages of this partition, in offset order; ``None`` when all were already done.
@@ -139,9 +164,8 @@ class PartitionRunner:
             return None
         offsets = fresh.offsets
         started = time.perf_counter()
-        payloads = [value if value is not None else b"" for value in fresh.values]
-        decoded = self.codec.decode_batch(payloads, model=self.contract.model)
-        for rejection in decoded.rejections:
+        result, accepted, rejections = self._run(fresh)
+        for rejection in rejections:
             self.deadletters.send(
                 fresh.values[rejection.index],
                 topic=self.key.topic,
@@ -149,17 +173,10 @@ class PartitionRunner:
                 offset=offsets[rejection.index],
                 rejection=rejection,
             )
-        result = self.engine.process(decoded)
         self.counts.consumed += len(fresh)
-        self.counts.accepted += decoded.n_accepted
-        self.counts.dead_lettered += decoded.n_rejected
-        self.next_offset = offsets[-1] + 1
-        self.uncommitted += len(fresh)
-        self._dirty = True
-        if self._oldest_uncommitted_ms is None:  # the first batch since the last checkpoint
-            self._oldest_uncommitted_ms = min(fresh.timestamps_ms)
-        if self.record_latencies:
-            self._uncommitted_timestamps.append(np.asarray(fresh.timestamps_ms, dtype=np.int64))
+        self.counts.accepted += accepted
+        self.counts.dead_lettered += len(fresh) - accepted
+        self._advance(offsets[-1] + 1, len(fresh), fresh.timestamps_ms)
         self._emit(result, started)
         return result
 
@@ -181,13 +198,7 @@ class PartitionRunner:
         self.deadletters.send(message.value, topic=self.key.topic, partition=self.key.partition, offset=message.offset, rejection=rejection)
         self.counts.consumed += 1
         self.counts.dead_lettered += 1
-        self.next_offset = message.offset + 1
-        self.uncommitted += 1
-        self._dirty = True
-        if self._oldest_uncommitted_ms is None:
-            self._oldest_uncommitted_ms = message.timestamp_ms
-        if self.record_latencies:
-            self._uncommitted_timestamps.append(np.asarray([message.timestamp_ms], dtype=np.int64))
+        self._advance(message.offset + 1, 1, [message.timestamp_ms])
         result = BatchResult(rejected_by_reason={RejectReason.ENGINE_FAILURE.value: 1})
         self._emit(result, started)
         return result
@@ -199,9 +210,9 @@ class PartitionRunner:
         that arrive later count as late.
         """
         started = time.perf_counter()
-        result = self.engine.flush()
+        result = self._flush()
         self._emit(result, started)
-        if result.model_windows or result.feature_windows or result.alerts:
+        if result.model_windows or result.feature_windows or result.alerts or result.window_partials:
             self._dirty = True  # the closed windows must be committed
         self.checkpoint()
         return result
@@ -212,48 +223,57 @@ class PartitionRunner:
         Raises
         ------
         DriftlineError
-            The dead-letter port or the store failed (``DeadLetterError``, ``SinkError``): nothing of
-            this checkpoint was committed, and the caller must not acknowledge the messages. The
-            runner is then out of step with the store: the caller must discard it and build a new
-            one, which restores from the last checkpoint that did commit.
+            The dead-letter port, the partials port or the store failed (``DeadLetterError``,
+            ``SinkError``): nothing of this checkpoint was committed, and the caller must not
+            acknowledge the messages. Calling it again retries with everything kept.
         """
-        # A worker stopping while a checkpoint runs in the executor calls this again from its agent's
-        # cleanup: the second call waits for the first and then finds nothing new.
         with self._checkpoint_lock:
             return self._checkpoint()
+
+    def _advance(self, next_offset: int, messages: int, timestamps_ms: Sequence[int]) -> None:
+        self.next_offset = next_offset
+        self.uncommitted += messages
+        self._dirty = True
+        self.last_processed = time.monotonic()
+        if self._oldest_uncommitted_ms is None:  # the first batch since the last checkpoint
+            self._oldest_uncommitted_ms = min(timestamps_ms)
+        if self.record_latencies:
+            self._uncommitted_timestamps.append(np.asarray(timestamps_ms, dtype=np.int64))
 
     def _emit(self, result: BatchResult, started: float) -> None:
         self._pending.append(result)
         if self.metrics is not None:
-            self.metrics.observe(
-                result,
-                now_s=time.time(),
-                model=self.contract.model,
-                processing_seconds=time.perf_counter() - started,
-            )
+            seconds = time.perf_counter() - started
+            for model, part in self._by_model(result):
+                self.metrics.observe(part, now_s=time.time(), model=model, processing_seconds=seconds)
         if self.on_result is not None:
             self.on_result(result)
+
+    def _by_model(self, result: BatchResult) -> list[tuple[str | None, BatchResult]]:
+        """``result`` in parts by model, for the metrics (one part, :attr:`model`'s, by default)."""
+        return [(self.model, result)]
 
     def _checkpoint(self) -> Checkpoint | None:
         if not self._dirty or self.next_offset is None:
             return None
+        stored = self._before_commit(self._pending)
         self.deadletters.flush()
         checkpoint = Checkpoint(
             consumer_group=self.key.consumer_group,
             topic=self.key.topic,
             partition=self.key.partition,
             next_offset=self.next_offset,
-            engine_state=self.engine.to_state(),
+            engine_state=self._state(),
             consumed=self.counts.consumed,
             accepted=self.counts.accepted,
             dead_lettered=self.counts.dead_lettered,
         )
         # Kept until the commit succeeded: a failed checkpoint (a database outage) is simply tried again.
-        self.store.commit(checkpoint, self._pending)
+        self.store.commit(checkpoint, stored)
         self._pending = []
         committed_ms = time.time() * 1000.0
-        if self.metrics is not None and self._oldest_uncommitted_ms is not None:
-            self.metrics.observe_commit(self.contract.model, (committed_ms - self._oldest_uncommitted_ms) / 1000.0)
+        if self.metrics is not None and self._oldest_uncommitted_ms is not None and self.model is not None:
+            self.metrics.observe_commit(self.model, (committed_ms - self._oldest_uncommitted_ms) / 1000.0)
         if self.record_latencies and self._uncommitted_timestamps:
             self.latencies_ms.append(committed_ms - np.concatenate(self._uncommitted_timestamps))
         self._uncommitted_timestamps = []
@@ -261,3 +281,113 @@ class PartitionRunner:
         self.uncommitted = 0
         self._dirty = False
         return checkpoint
+
+
+class PartitionRunner(CheckpointedRunner):
+    """Processes one partition of a model's prediction topic: decode and check, then the monitor engine.
+
+    Parameters
+    ----------
+    key, store, deadletters, metrics, on_result
+        As for :class:`CheckpointedRunner`.
+    contract, profiles, config
+        The model's contract, its reference profile(s) by version and the engine's tunables.
+    codec
+        Decodes and checks the raw messages.
+    partials, partitions
+        For a model whose topic has several partitions: where this partition's window partials,
+        signals, schema changes and progress go (:mod:`~driftline.stream.runner.partials`), and how many
+        partitions the model's topic has. The engine then runs with ``partial_windows`` and the
+        merger (:class:`~driftline.stream.runner.merge_runner.MergeRunner`) makes the model's windows
+        and alerts. Without ``partials``: the engine makes them itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: PartitionKey,
+        contract: Contract,
+        profiles: Mapping[str, ReferenceProfile],
+        codec: Codec,
+        store: CheckpointStore,
+        deadletters: DeadLetterPort,
+        config: EngineConfig | None = None,
+        metrics: MetricsPort | None = None,
+        on_result: ResultObserver | None = None,
+        partials: PartialsPort | None = None,
+        partitions: int = 1,
+    ) -> None:
+        if partitions < 1 or not 0 <= key.partition < partitions:
+            raise ValueError(f"partitions: partition {key.partition} is not one of {partitions}")
+        self.contract = contract
+        self.codec = codec
+        self.profiles = profiles
+        self.partials = partials
+        self.partitions = partitions
+        config = config or EngineConfig()
+        self.config = dataclasses.replace(config, partial_windows=partials is not None)
+        self.idle = False  # closed its windows after a quiet spell (see go_idle); a message wakes it
+        super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result)
+
+    @property
+    def model(self) -> str:
+        return self.contract.model
+
+    def _start(self) -> None:
+        self.engine = MonitorEngine(self.contract, self.profiles, self.config)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.engine = MonitorEngine.from_state(state, self.contract, self.profiles, self.config)
+
+    def _state(self) -> dict[str, Any]:
+        return self.engine.to_state()
+
+    def _run(self, batch: MessageBatch) -> tuple[BatchResult, int, Sequence[Rejection]]:
+        self.idle = False
+        payloads = [value if value is not None else b"" for value in batch.values]
+        decoded = self.codec.decode_batch(payloads, model=self.contract.model)
+        return self.engine.process(decoded), decoded.n_accepted, decoded.rejections
+
+    def _flush(self) -> BatchResult:
+        return self.engine.flush()
+
+    def _before_commit(self, pending: Sequence[BatchResult]) -> list[BatchResult]:
+        if self.partials is None:
+            return list(pending)
+        for result in pending:
+            for message in partial_messages(self.key, self.model, self.partitions, result):
+                self.partials.send(*message)
+        # Its progress goes after the partials it covers (one producer, one partition: Kafka keeps the order).
+        self.partials.send(*self._progress())
+        self.partials.flush()
+        # The merger reports the model's schema changes, once (each partition sees every new writer).
+        return [dataclasses.replace(result, schema_changes=[]) if result.schema_changes else result for result in pending]
+
+    def _progress(self) -> tuple[bytes, bytes]:
+        return progress_message(self.key, self.model, self.partitions, self.engine.max_event_time_ms, idle=self.idle)
+
+    def go_idle(self, quiet_seconds: float) -> bool:
+        """After ``quiet_seconds`` without a message, close every open window and tell the merger; True if it did.
+
+        A partition of a split model that receives nothing must not hold the model's windows open:
+        once idle, the merger stops waiting for it (``WindowMerger``). Its windows are closed now,
+        published and committed with the next :meth:`checkpoint`; events of them that come later are
+        late. A partition that never had a message says so at once. (Nothing to do for a model on
+        one partition, or an idle partition.)
+
+        Raises
+        ------
+        DriftlineError
+            The partials port failed to send the notice of a partition without a message.
+        """
+        if self.partials is None or self.idle or time.monotonic() - self.last_processed < quiet_seconds:
+            return False
+        self.idle = True
+        if self.next_offset is None:  # nothing ever processed, nothing to commit: just say so
+            self.partials.send(*self._progress())
+            self.partials.flush()
+            return True
+        started = time.perf_counter()
+        self._emit(self.engine.flush(), started)
+        self._dirty = True
+        return True

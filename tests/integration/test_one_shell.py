@@ -25,7 +25,7 @@ from driftline.stream.demo.demo import build_demo_runner, reference_profile
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.demo.sources import synthetic_batches
 from driftline.stream.kafka.settings import WorkerSettings
-from driftline.stream.kafka.worker import WorkerRuntime
+from driftline.stream.kafka.worker import WorkerRuntime, prepare_topics
 from driftline.stream.monitor.results import BatchResult, to_canonical_json
 from driftline.stream.runner import EncodedMessage, PartitionRunner
 
@@ -113,6 +113,7 @@ def test_the_demo_and_the_worker_configurations_give_identical_results(kafka_boo
             deadletter_topic=deadletter_topic,
         )
         runtime = WorkerRuntime.open(settings)
+        runtime.use_topics(prepare_topics(settings))
         worker_results, on_worker_result = _collector()
         worker_runner = runtime.make_runner(MODEL, TOPIC, 0)
         worker_runner.on_result = on_worker_result

@@ -1,0 +1,211 @@
+"""Closing a window: its summaries against the reference, its verdicts, gap alerts — and one alert per episode.
+
+Shared by the two places where model-level windows close: the engine of a model on one partition,
+and the merger of a model split over partitions (:mod:`~driftline.stream.monitor.merge`), so a window
+closes the same way whoever assembled it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from driftline.schemas.contract import Contract
+
+from .alerts import AlertGate, make_alert
+from .config import EngineConfig
+from .profile import ReferenceProfile
+from .results import AlertKind, BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
+from .verdicts import Verdict, feature_window_verdicts, format_number, model_window_verdicts
+from .window_state import FieldWindow, WindowPlace
+
+__all__ = ["OpenWindow", "WindowCloser"]
+
+
+@dataclass
+class OpenWindow:
+    """One model version's window: its event counts and the state of every monitored field."""
+
+    version: str
+    start_ms: int
+    events: int = 0
+    accepted: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    features: dict[str, FieldWindow] = field(default_factory=dict)
+
+
+class WindowCloser:
+    """Turns closed windows into results, and admits alerts one per episode (the gate is shared with its owner).
+
+    Parameters
+    ----------
+    contract, config
+        The model's contract and the engine's tunables.
+    profile_for
+        The reference profile of a model version.
+    gate
+        The alert gate of the model (the engine's detectors pass their signals through it too).
+    """
+
+    def __init__(self, contract: Contract, config: EngineConfig, profile_for: Callable[[str], ReferenceProfile], gate: AlertGate) -> None:
+        self.contract = contract
+        self.config = config
+        self.profile_for = profile_for
+        self.gate = gate
+        self.fields = contract.monitored_fields
+        self.last_closed_start_ms: int | None = None
+
+    def close(self, window: OpenWindow, result: BatchResult, *, undated: int = 0) -> None:
+        """Close ``window`` (in start order): a gap alert if windows are missing before it, then its results.
+
+        ``undated`` counts rejected events without an event time attributed to the window (they say
+        why windows before it were empty).
+        """
+        self._report_gap(window, undated, result)
+        self._close(window, result)
+
+    def _report_gap(self, window: OpenWindow, undated: int, result: BatchResult) -> None:
+        length = self.config.window_length_ms
+        last = self.last_closed_start_ms
+        if last is not None and window.start_ms > last + length:
+            missing = (window.start_ms - last) // length - 1
+            rejected = (
+                f"; {undated} undecodable or incompatible events were rejected meanwhile "
+                "(see the dead-letter topic and schema-change alerts)"
+                if undated
+                else ": the producer stopped or the data is missing"
+            )
+            result.alerts.append(
+                make_alert(
+                    model=self.contract.model,
+                    model_version=window.version,
+                    kind=AlertKind.NO_DATA,
+                    feature=None,
+                    detector="window_gap",
+                    severity="critical",
+                    window_start_ms=last + length,
+                    event_time_ms=window.start_ms,
+                    score=float(missing),
+                    threshold=0.0,
+                    message=f"no usable events for {missing} window(s) of {length // 1000} s before "
+                    f"{iso_time(window.start_ms)}{rejected}",
+                )
+            )
+        if last is None or window.start_ms > last:
+            self.last_closed_start_ms = window.start_ms
+
+    def _close(self, window: OpenWindow, result: BatchResult) -> None:
+        config = self.config
+        profile = self.profile_for(window.version)
+        model_window = ModelWindow(
+            model=self.contract.model,
+            model_version=window.version,
+            window_start_ms=window.start_ms,
+            window_length_ms=config.window_length_ms,
+            events=window.events,
+            accepted=window.accepted,
+            rejected=window.events - window.accepted,
+            rejected_by_reason=tuple(sorted(window.rejected_by_reason.items())),
+        )
+        result.model_windows.append(model_window)
+        place = WindowPlace(self.contract.model, window.version, window.start_ms, config.window_length_ms)
+        for spec in self.fields:
+            feature_profile = profile.features[spec.name]
+            summary = window.features[spec.name].close(
+                feature_profile,
+                place,
+                false_alarm_rate=config.false_alarm_rate_per_window / len(self.fields),
+                min_psi=config.min_psi,
+            )
+            result.feature_windows.append(summary)
+            for verdict in feature_window_verdicts(spec, feature_profile, summary, window.events, config):
+                self._window_alert(result, window.version, window.start_ms, verdict)
+        for verdict in model_window_verdicts(model_window, config):
+            self._window_alert(result, window.version, window.start_ms, verdict)
+
+    def _window_alert(self, result: BatchResult, version: str, window_start_ms: int, verdict: Verdict) -> None:
+        self.gated_alert(
+            result, version, verdict.kind, verdict.feature, verdict.detector,
+            episode=verdict.detector,
+            window_start_ms=window_start_ms,
+            event_time_ms=window_start_ms + self.config.window_length_ms,
+            score=verdict.score,
+            threshold=verdict.threshold,
+            message=f"[{iso_time(window_start_ms)}] {verdict.message}",
+        )
+
+    def signal_alert(self, result: BatchResult, signal: DetectorSignal, threshold: float, *, where: str = "") -> None:
+        """The alert of a streaming detector's signal, unless it continues an open episode.
+
+        ``where`` qualifies the event index (a split model's signal counts the events of its partition).
+        """
+        kind = AlertKind.SCORE_CHANGE if signal.detector == "adwin" else AlertKind.MEAN_SHIFT
+        profile = self.profile_for(signal.model_version).features[signal.feature]
+        what = "ADWIN found a change in the mean of" if signal.detector == "adwin" else "Page-Hinkley detected a mean shift in"
+        self.gated_alert(
+            result, signal.model_version, kind, signal.feature, signal.detector,
+            episode=kind.value,
+            window_start_ms=None,
+            event_time_ms=signal.event_time_ms,
+            score=signal.statistic,
+            threshold=threshold,
+            message=f"{what} {signal.feature} at event {signal.event_index}{where} "
+            f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})",
+        )
+
+    def schema_change_alert(self, result: BatchResult, record: SchemaChangeRecord, version: str) -> None:
+        """The alert of a writer schema that differs from the contract (raised once per writer schema)."""
+        assert record.first_seen_event_time_ms is not None
+        result.alerts.append(
+            make_alert(
+                model=self.contract.model,
+                model_version=version,
+                kind=AlertKind.SCHEMA_CHANGE,
+                feature=None,
+                detector="schema_diff",
+                severity="warning" if record.compatible else "critical",
+                window_start_ms=None,
+                event_time_ms=record.first_seen_event_time_ms,
+                score=float(len(record.missing_fields) + len(record.new_fields) + len(record.type_changes)),
+                threshold=0.0,
+                message=f"writer schema {record.writer_id} differs from contract "
+                f"{self.contract.model} v{self.contract.version}: {record.description}",
+                subject=record.writer_id,
+            )
+        )
+
+    def gated_alert(
+        self,
+        result: BatchResult,
+        version: str,
+        kind: AlertKind,
+        feature: str | None,
+        detector: str,
+        *,
+        episode: str,
+        window_start_ms: int | None,
+        event_time_ms: int,
+        score: float,
+        threshold: float,
+        message: str,
+    ) -> None:
+        """Raise a warning unless it continues an open episode (see :class:`AlertGate`)."""
+        gate_time_ms = event_time_ms if window_start_ms is None else window_start_ms
+        if not self.gate.admit((version, str(feature), episode), gate_time_ms):
+            return
+        result.alerts.append(
+            make_alert(
+                model=self.contract.model,
+                model_version=version,
+                kind=kind,
+                feature=feature,
+                detector=detector,
+                severity="warning",
+                window_start_ms=window_start_ms,
+                event_time_ms=event_time_ms,
+                score=score,
+                threshold=threshold,
+                message=message,
+            )
+        )
