@@ -390,6 +390,8 @@ class BatchReader:
             key = (tp.topic, tp.partition)
             try:
                 owned = self._own(key)
+            except WorkerError:
+                raise  # the worker cannot go on as it is (its topics changed): it stops, saying why
             except DriftlineError as exc:
                 log.warning("%s[%d]: cannot restore it yet (%s); it waits, paused", *key, exc)
                 self._unrestored.add(key)
@@ -421,6 +423,8 @@ class BatchReader:
         for key in sorted(self._unrestored):
             try:
                 owned = self._own(key)
+            except WorkerError:
+                raise
             except DriftlineError as exc:
                 log.debug("%s[%d]: still cannot restore it: %s", *key, exc)
                 self._retry_at = time.monotonic() + self._retry_pause

@@ -1,6 +1,6 @@
 """End-to-end throughput and latency of ``driftline worker`` on the local broker, against baselines of the same run.
 
-    python tests/benchmarks/end_to_end.py [--events N] [--latency-seconds S] [--rates R …] [--rss-events N]
+    python tests/benchmarks/end_to_end.py [--events N] [--latency-seconds S] [--rates R …] [--scale-events N] [--rss-events N]
 
 Needs Kafka and PostgreSQL (``eval "$(bash deploy/local/services.sh up)"``; ``make bench`` does it).
 
@@ -30,6 +30,14 @@ events/s and < 2 s at 20,000.
 Memory. A topic of ``--rss-events`` (default 5,000,000) events is processed by one worker while its
 resident set size is read from /proc every 0.1 s; the RSS when the checkpoint first passes the first
 million is compared with the RSS over the last million. Target: growth < 5 %.
+
+Scale (a figure, not a target). The same protocol twice, one after the other: (d) one worker on a
+1-partition topic, (e) two workers of one group on a 2-partition topic (the model split over
+partitions: a runner per partition, window partials merged by the Faust merge agent). The workers
+start on the empty topic and the group settles with every member assigned; then ``driftline produce``
+publishes ``--scale-events`` (default 1,000,000) keyed events at full speed, and the rate counts the
+events checkpointed from the first checkpoint to the last (all partitions, the workers' clocks). On
+this 2-core machine the two workers, the producer and the services share the same two cores.
 
 The benchmark reports; it does not assert its targets. It exits non-zero only when something broke:
 a process failed or timed out, or a count does not reconcile (e.g. the worker's checkpoint must
@@ -374,6 +382,83 @@ def latency_run(bootstrap: str, database_url: str, run: str, events: int, rate: 
         return LatencyRun(line, latencies, warmup, joined, drain, alert_counts(engine), counts)
 
 
+# -------------------------------------------------------------------------------- scale
+
+
+def _partition_checkpoints(engine: sa.Engine, group: str, topic: str) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT partition, next_offset, consumed, updated_at FROM checkpoints WHERE consumer_group = :g AND topic = :t"),
+            {"g": group, "t": topic},
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def wait_until_members_assigned(bootstrap: str, group: str, members: int, workers: list[Worker], timeout: float) -> None:
+    """Until ``group`` is stable with ``members`` members, each with partitions."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if not worker.running:
+                raise BenchmarkError(f"a scale worker exited {worker.process.returncode} before joining:\n{worker.log_tail()}")
+        with contextlib.suppress(Exception):
+            description = admin.describe_consumer_groups([group])[group].result(10)
+            assigned = [m for m in description.members if m.assignment and m.assignment.topic_partitions]
+            if description.state == ConsumerGroupState.STABLE and len(assigned) == members:
+                return
+        time.sleep(0.2)
+    raise BenchmarkError(f"group {group} did not settle with {members} assigned members within {timeout:.0f} s")
+
+
+def scale_run(bootstrap: str, database_url: str, run: str, events: int, partitions: int, workers: int,
+              worker_options: list[str], directory: Path, timeout: float) -> Rate:
+    """``workers`` workers of one group on a ``partitions``-partition topic fed ``events`` at full speed (see the module)."""
+    prefix = f"{run}.scale{partitions}."
+    topic = f"{prefix}{MODEL}"
+    group = f"{run}-scale{partitions}"
+    from driftline.stream.kafka.topics import ensure_topics
+
+    ensure_topics(bootstrap, [topic], 30.0, partitions={topic: partitions})
+    with isolated_database(database_url) as url, database_engine(url) as engine:
+        running = [
+            Worker(bootstrap=bootstrap, database_url=url, prefix=prefix, deadletter=f"{run}.deadletter", group=group,
+                   log=directory / f"worker-scale{partitions}-{index}.log", extra=worker_options)
+            for index in range(workers)
+        ]
+        try:
+            wait_until_members_assigned(bootstrap, group, min(workers, partitions), running, timeout=180)
+            produce(bootstrap, topic, events, "--seed", "11", "--events-per-second", "1000")
+            seen: list[tuple[int, datetime]] = []  # (events checkpointed, latest commit time) as it changed
+            deadline = time.monotonic() + timeout
+            while True:
+                rows = _partition_checkpoints(engine, group, topic)
+                if rows:
+                    done, latest = sum(r["next_offset"] for r in rows), max(r["updated_at"] for r in rows)
+                    if not seen or done != seen[-1][0]:
+                        seen.append((done, latest))
+                    if done == events:
+                        break
+                for worker in running:
+                    if not worker.running:
+                        raise BenchmarkError(f"a scale worker exited {worker.process.returncode}:\n{worker.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(f"scale run checkpointed {seen[-1][0] if seen else 0:,} of {events:,} events in {timeout:.0f} s")
+                time.sleep(0.1)
+            rows = _partition_checkpoints(engine, group, topic)
+            if sum(r["consumed"] for r in rows) != events:
+                raise BenchmarkError(f"scale run consumed {sum(r['consumed'] for r in rows):,} events, {events:,} were produced")
+        finally:
+            codes = [worker.stop() if worker.running else worker.wait(10) for worker in running]
+        if any(codes):
+            raise BenchmarkError(f"a scale worker exited {codes}:\n{running[0].log_tail()}")
+        first, last = seen[0], seen[-1]
+        return Rate(last[0] - first[0], (last[1] - first[1]).total_seconds())
+
+
 # -------------------------------------------------------------------------------- memory
 
 
@@ -453,6 +538,7 @@ def main() -> int:
     parser.add_argument("--latency-seconds", type=float, default=60.0, help="length of each latency run (default 60 s)")
     parser.add_argument("--warmup-seconds", type=float, default=5.0, help="leading seconds of a latency run left out (default 5)")
     parser.add_argument("--rss-events", type=int, default=5_000_000, help="events of the memory run (default 5,000,000; 0: none)")
+    parser.add_argument("--scale-events", type=int, default=1_000_000, help="events of each scale run (default 1,000,000; 0: none)")
     parser.add_argument("--batch-events", type=int, default=50_000, help="worker --batch-events (default: the worker's, 50000)")
     parser.add_argument("--batch-seconds", type=float, default=0.25, help="worker --batch-seconds (default: the worker's, 0.25)")
     parser.add_argument("--checkpoint-seconds", type=float, default=1.0, help="worker --checkpoint-seconds (default: the worker's, 1.0)")
@@ -476,6 +562,7 @@ def main() -> int:
     begun = time.monotonic()
     latencies: list[tuple[float, LatencyRun]] = []
     memory: MemoryRun | None = None
+    scale: list[tuple[str, Rate]] = []
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as temporary:
         directory = Path(temporary)
         try:
@@ -493,6 +580,11 @@ def main() -> int:
                 latencies.append((rate, latency_run(args.bootstrap, args.database_url, run, int(rate * args.latency_seconds), rate,
                                                     args.warmup_seconds, worker_options, directory)))
                 print(f"latency run at {rate:,.0f} events/s done")
+            if args.scale_events:
+                for label, partitions, workers in (("(d) 1 worker, 1 partition", 1, 1), ("(e) 2 workers, 2 partitions", 2, 2)):
+                    scale.append((label, scale_run(args.bootstrap, args.database_url, run, args.scale_events, partitions, workers,
+                                                   worker_options, directory, 120 + args.scale_events / 2_000)))
+                    print(f"{label}: {scale[-1][1].per_second:,.0f} events/s")
             if args.rss_events:
                 memory = memory_run(args.bootstrap, args.database_url, run, args.rss_events, worker_options, directory,
                                     120 + args.rss_events / 10_000)
@@ -536,6 +628,12 @@ def main() -> int:
         print(f"checkpoint counts {latency.counts}; alerts: {sum(latency.alerts.values())} {latency.alerts}")
         if target is not None:
             print(f"target: p99 < {target:,.0f} ms at {rate:,.0f} events/s -> {'met' if p99 < target else 'NOT met'} (p99 {p99:,.0f} ms)")
+
+    if scale:
+        print()
+        print(f"scale: {args.scale_events:,} keyed events produced at full speed once the group has settled (a figure, not a target)")
+        for label, rate in scale:
+            print(f"{label:52s} {rate.per_second:10,.0f} {rate.per_second / scale[0][1].per_second:7.3f}x {rate.events:10,} {rate.seconds:8.1f}")
 
     if memory is not None:
         first, last = memory.rss_after_first_million(), memory.rss_over_last_million()

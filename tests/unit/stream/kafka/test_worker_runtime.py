@@ -1,0 +1,40 @@
+"""How the worker builds runners from the topics it found at start (no broker, no database needed here)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from driftline.schemas.contract_catalog import Catalog
+from driftline.stream.kafka.errors import WorkerError
+from driftline.stream.kafka.settings import WorkerSettings
+from driftline.stream.kafka.worker import TopicLayout, WorkerRuntime
+
+TOPIC = "predictions.credit_risk"
+
+
+def _runtime(partitions: int) -> WorkerRuntime:
+    settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", database_url="sqlite://", models=("credit_risk",), metrics_port=None)
+    catalog = Catalog.load()
+    runtime = WorkerRuntime(
+        settings=settings, catalog=catalog, contracts={"credit_risk": catalog.contract("credit_risk")}, profiles={},
+        database=cast(Any, None), deadletters=cast(Any, None),
+    )
+    runtime.layout = TopicLayout({TOPIC: partitions}, {(TOPIC, p): 0 for p in range(partitions)})
+    return runtime
+
+
+def test_a_partition_beyond_those_found_at_start_stops_the_worker() -> None:
+    # A model's partition count decides how its windows are made (one engine, or partials merged):
+    # a topic that grew while the worker ran must not get a runner of the wrong kind.
+    with pytest.raises(WorkerError, match=r"predictions\.credit_risk now has more than the 1 partition\(s\) it had .* restart the workers"):
+        _runtime(1).make_runner("credit_risk", TOPIC, 1)
+
+
+def test_the_partials_topic_is_the_groups_own_by_default() -> None:
+    assert _runtime(2).settings.partials_topic == "driftline.window-partials"
+    settings = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",), consumer_group="replay-7")
+    assert settings.partials_topic == "replay-7.window-partials"
+    with pytest.raises(ValueError, match="is also a model or the dead-letter topic"):
+        WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",), partials_topic=TOPIC)
