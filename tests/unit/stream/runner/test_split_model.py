@@ -6,7 +6,7 @@ maximum, histogram distances (PSI and the others, computed from identical histog
 rounding, and quantiles within the KLL sketch's rank error of the exact ones. Restarts of partition
 runners and of the merger (from their checkpoints, redelivering and republishing) change nothing.
 
-The real broker and database are in tests/integration/test_split_model.py.
+The real broker and database are in tests/integration/test_split_model_workers.py.
 """
 
 from __future__ import annotations
