@@ -118,6 +118,20 @@ class SqlCheckpointStore(SqlStore):
         finally:
             self._results.clear()
 
+    def ping(self) -> None:
+        """Check that the database answers a query (the worker asks while it has nothing to commit).
+
+        Raises
+        ------
+        SinkError
+            It does not.
+        """
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise SinkError(f"the database {display_url(self.engine.url)} does not answer: {exc}") from exc
+
     def checkpointed_offset(self, consumer_group: str, topic: str, partition: int) -> int | None:
         """The ``next_offset`` of the last committed checkpoint, or None (without loading the engine state).
 

@@ -23,7 +23,9 @@ The protocol that gives the exactly-once effect (DESIGN decision 7):
   session expired) is dropped unchecked — its next owner redoes what was not committed.
 * **A database (or dead-letter topic) outage:** nothing is acknowledged; consumption pauses (memory
   stays bounded), the checkpoint is retried with a growing pause, one log line per change of state;
-  after ``database_outage_seconds`` the worker gives up with a clear message.
+  after ``database_outage_seconds`` the worker gives up with a clear message. A worker with nothing
+  new to checkpoint probes the database instead (every :data:`PROBE_SECONDS`), so an outage is noticed
+  — and ``/readyz`` says so — even while its topics are quiet.
 * **A message the engine fails on** (a bug, a corrupt profile of one version): the partition is
   restored from its checkpoint and the failed batch replayed in halves, checkpointing each part that
   works, until the single message is found; it is dead-lettered as ``engine_failure`` and the partition
@@ -60,6 +62,8 @@ RunnerFactory = Callable[[str, str, int], PartitionRunner]  # (model, topic, par
 FIRST_RETRY_SECONDS = 0.5
 #: Longest pause between two tries: a database that is back is noticed within this.
 MAX_RETRY_SECONDS = 5.0
+#: How often a worker that had nothing to checkpoint checks that the database still answers.
+PROBE_SECONDS = 5.0
 
 
 @dataclass
@@ -102,6 +106,10 @@ class BatchReader:
     merged
         With ``stop_at_end`` and split models: whether the merge stage has checkpointed every window
         partial published so far (asked once the model topics are done).
+    probe
+        Checks that the checkpoint store answers (raises ``DriftlineError`` if not); called when a
+        round of checkpoints wrote nothing, at most every :data:`PROBE_SECONDS` (every retry during
+        an outage).
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class BatchReader:
         on_caught_up: Callable[[], None] | None = None,
         set_lag: Callable[[str, int], None] | None = None,
         merged: Callable[[], bool] | None = None,
+        probe: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.make_runner = make_runner
@@ -122,6 +131,7 @@ class BatchReader:
         self.on_caught_up = on_caught_up
         self.set_lag = set_lag
         self.merged = merged
+        self.probe = probe
         self._models = {topic: model for model, topic in settings.topics.items()}
         self._owned: dict[PartitionId, _Owned] = {}
         self._unrestored: set[PartitionId] = set()
@@ -132,6 +142,7 @@ class BatchReader:
         self._retry_at = 0.0
         self._retry_pause = FIRST_RETRY_SECONDS
         self._last_checkpoint = time.monotonic()
+        self._last_contact = time.monotonic()  # the store last answered (a commit or a probe)
         self._consumer: Consumer | None = None
         self.last_beat = time.monotonic()  # the loop's last turn (liveness)
         self.latencies_ms: list[np.ndarray] = []  # of runners no longer owned (``--latency-record``)
@@ -319,16 +330,26 @@ class BatchReader:
 
     def _checkpoint_all(self, consumer: Consumer) -> None:
         try:
+            wrote = False
             for key, owned in list(self._owned.items()):
                 # A partition of a split model that has been quiet stops holding the model's windows open.
                 if owned.runner.go_idle(self.settings.idle_partition_seconds):
                     log.info("%s[%d]: no message for %.0f s: idle (its open windows are closed)", *key, self.settings.idle_partition_seconds)
                 if owned.runner.checkpoint() is not None:
+                    wrote = True
                     self._commit(consumer, key, owned.runner)
+            if (not wrote and self.probe is not None
+                    and (self._outage_since is not None or time.monotonic() - self._last_contact >= PROBE_SECONDS)):
+                # Nothing new to write says nothing about the database: ask it (an idle worker must
+                # notice an outage too, and give up after database_outage_seconds like a busy one).
+                self.probe()
+                wrote = True
         except DriftlineError as exc:
             self._enter_outage(consumer, exc)
             return
         self._last_checkpoint = time.monotonic()
+        if wrote:
+            self._last_contact = self._last_checkpoint
         self._report_lag(consumer)
         if self._outage_since is not None:
             log.warning("checkpoints go through again after %.1f s: consumption resumed", time.monotonic() - self._outage_since)

@@ -292,6 +292,7 @@ def run_worker(settings: WorkerSettings) -> int:
         on_caught_up=lambda: os.kill(os.getpid(), signal.SIGTERM),
         set_lag=metrics.set_consumer_lag,
         merged=merged,
+        probe=offsets.ping,
     )
     service = ReaderService(app, reader)
     # Started and stopped with the app, as one of its own dependencies: a service added with

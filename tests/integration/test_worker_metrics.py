@@ -69,6 +69,12 @@ def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
             # 6,000 events at 20/s are five minutes of event time: windows have closed and scored.
             psi_series = f'count(driftline_drift_score{{job="driftline", model="{MODEL}", statistic="psi"}})'
             assert _scalar(prometheus_url, psi_series) == len(contract.monitored_fields)
+            # The series that come with the first checkpoint (commit latency, consumer lag) belong to
+            # the steady set: wait for them, then the flood must add none.
+            committed = f'driftline_commit_latency_seconds_count{{job="driftline", model="{MODEL}"}}'
+            eventually(lambda: True if (_scalar(prometheus_url, committed) or 0) >= 1 else None, 60, "a checkpoint in Prometheus")
+            lag = f'driftline_consumer_lag_messages{{job="driftline", model="{MODEL}"}}'
+            eventually(lambda: True if _scalar(prometheus_url, lag) is not None else None, 60, "the consumer lag in Prometheus")
             before = _series(prometheus_url)
 
             produce(kafka_bootstrap, topic, encode(flood))

@@ -160,3 +160,10 @@ def test_the_database_enforces_the_checkpoint_invariants_too(store: SqlCheckpoin
     for update in ("consumed = consumed + 1", "next_offset = -1"):
         with pytest.raises(sa.exc.IntegrityError, match="CHECK constraint failed"), engine.begin() as connection:
             connection.execute(sa.text(f"UPDATE checkpoints SET {update}"))
+
+
+def test_ping_passes_on_a_database_that_answers_and_raises_on_one_that_does_not(store: SqlCheckpointStore, tmp_path: Any) -> None:
+    store.ping()
+    gone = SqlCheckpointStore(sa.create_engine(f"sqlite:///{tmp_path}/no/such/folder/db.sqlite"))
+    with pytest.raises(SinkError, match="does not answer"):
+        gone.ping()
