@@ -48,6 +48,7 @@ from driftline.schemas.errors import DriftlineError, RegistryError
 from driftline.stream.runner import MessageBatch, PartitionRunner
 
 from .errors import WorkerError
+from .heap import trim_heap
 from .settings import WorkerSettings
 from .topics import CLIENT_LOGGER
 
@@ -62,6 +63,8 @@ RunnerFactory = Callable[[str, str, int], PartitionRunner]  # (model, topic, par
 FIRST_RETRY_SECONDS = 0.5
 #: Longest pause between two tries: a database that is back is noticed within this.
 MAX_RETRY_SECONDS = 5.0
+#: How often the reader gives the heap's free pages back to the OS (see :mod:`.heap`), after a checkpoint.
+TRIM_SECONDS = 5.0
 #: How often a worker that had nothing to checkpoint checks that the database still answers.
 PROBE_SECONDS = 5.0
 
@@ -143,6 +146,7 @@ class BatchReader:
         self._retry_pause = FIRST_RETRY_SECONDS
         self._last_checkpoint = time.monotonic()
         self._last_contact = time.monotonic()  # the store last answered (a commit or a probe)
+        self._last_trim = time.monotonic()
         self._consumer: Consumer | None = None
         self.last_beat = time.monotonic()  # the loop's last turn (liveness)
         self.latencies_ms: list[np.ndarray] = []  # of runners no longer owned (``--latency-record``)
@@ -350,6 +354,12 @@ class BatchReader:
         self._last_checkpoint = time.monotonic()
         if wrote:
             self._last_contact = self._last_checkpoint
+        if self._last_checkpoint - self._last_trim >= TRIM_SECONDS:
+            # Between batches, when the least is live: RSS follows live memory (see .heap).
+            self._last_trim = self._last_checkpoint
+            seconds = trim_heap()
+            if seconds is not None:
+                log.debug("heap trimmed in %.1f ms", seconds * 1000)
         self._report_lag(consumer)
         if self._outage_since is not None:
             log.warning("checkpoints go through again after %.1f s: consumption resumed", time.monotonic() - self._outage_since)
