@@ -14,9 +14,10 @@ than deviations from the reference centre: ``(x - centre)^2`` also grows under a
 so every mean-shift alert would come with a spurious spread alert; a difference cancels the level
 and sees a mean shift only at the one step where it happens (a 1σ mean shift set the test off in
 1–2 of 100 trials at a 1e-5 target, none at 1e-7). The price is some efficiency (a difference
-carries the noise of two values); measured on Gaussian data at 2e-8 per event — the engine's share
-of a 1e-6 budget over 47 detectors — a doubling of the variance was found in 300 of 300 trials, with
-a median delay of 266 events (p90 577). ``cap`` (9: three standard deviations of a difference)
+carries the noise of two values); measured on Gaussian data at 1e-6 / 37 per event — the engine's
+share of a 1e-6 budget over the 37 detectors of the example contract — a doubling of the variance was
+found in 200 of 200 trials, with a median delay of 276 events (p90 587;
+``tests/unit/detectors/test_scale.py``). ``cap`` (9: three standard deviations of a difference)
 bounds what one outlier can add.
 
 Where it holds, and where not: the calibration assumes the reference is a stationary stretch of

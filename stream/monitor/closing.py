@@ -22,6 +22,14 @@ from .window_state import FieldWindow, WindowPlace
 
 __all__ = ["OpenWindow", "WindowCloser"]
 
+#: The alert kind of each streaming detector's signals, and how its message begins.
+_DETECTOR_KINDS = {"page_hinkley": AlertKind.MEAN_SHIFT, "adwin": AlertKind.SCORE_CHANGE, "scale_shift": AlertKind.SPREAD_CHANGE}
+_DETECTOR_FINDINGS = {
+    "page_hinkley": "Page-Hinkley detected a mean shift in",
+    "adwin": "ADWIN found a change in the mean of",
+    "scale_shift": "the spread test found a change in the spread (variance) of",
+}
+
 
 @dataclass
 class OpenWindow:
@@ -140,9 +148,9 @@ class WindowCloser:
 
         ``where`` qualifies the event index (a split model's signal counts the events of its partition).
         """
-        kind = AlertKind.SCORE_CHANGE if signal.detector == "adwin" else AlertKind.MEAN_SHIFT
+        kind = _DETECTOR_KINDS.get(signal.detector, AlertKind.MEAN_SHIFT)
         profile = self.profile_for(signal.model_version).features[signal.feature]
-        what = "ADWIN found a change in the mean of" if signal.detector == "adwin" else "Page-Hinkley detected a mean shift in"
+        what = _DETECTOR_FINDINGS.get(signal.detector, "Page-Hinkley detected a mean shift in")
         self.gated_alert(
             result, signal.model_version, kind, signal.feature, signal.detector,
             episode=kind.value,

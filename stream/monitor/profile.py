@@ -27,6 +27,7 @@ from driftline.detectors.calibration import MINIMUM_REFERENCE_LENGTH
 from driftline.detectors.distances import quantile_bin_edges
 from driftline.detectors.page_hinkley import PageHinkley
 from driftline.detectors.psi import WindowPSIThreshold
+from driftline.detectors.scale import ScaleShift
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.errors import DriftlineError
 
@@ -63,6 +64,7 @@ class FeatureProfile:
     psi_weights: tuple[float, ...] = ()  # n·PSI ≈ (1 + n/rows) · Σ w_j χ²(1) under the reference (detectors/psi.py)
     page_hinkley: dict[str, Any] | None = None
     adwin: dict[str, Any] | None = None
+    scale_shift: dict[str, Any] | None = None  # the spread test (absent from profiles written before it)
 
     @functools.cached_property
     def full_bin_edges(self) -> np.ndarray:
@@ -165,6 +167,7 @@ def _feature_to_dict(profile: FeatureProfile) -> dict[str, Any]:
         "psi_weights": list(profile.psi_weights),
         "page_hinkley": profile.page_hinkley,
         "adwin": profile.adwin,
+        "scale_shift": profile.scale_shift,
     }
 
 
@@ -184,6 +187,7 @@ def _feature_from_dict(name: str, data: dict[str, Any]) -> FeatureProfile:
         psi_weights=tuple(float(w) for w in data["psi_weights"]),
         page_hinkley=data.get("page_hinkley"),
         adwin=data.get("adwin"),
+        scale_shift=data.get("scale_shift"),
     )
 
 
@@ -209,7 +213,7 @@ def build_reference_profile(
         The version the profile belongs to.
     false_alarm_rate
         Target false alarms per event of the model's streaming detectors taken together: each
-        detector (a Page–Hinkley per numeric field, an ADWIN on the score) gets an equal share
+        detector (a Page–Hinkley and a spread test per numeric field, an ADWIN on the score) gets an equal share
         (Bonferroni), so adding features does not multiply the false alarms on-call sees.
     n_bins
         Quantile bins per numeric feature for PSI, Jensen–Shannon, KS and Wasserstein.
@@ -229,7 +233,7 @@ def build_reference_profile(
     if total < 1000:
         raise ProfileError(f"reference data has {total} rows; at least 1000 are needed to calibrate")
     numeric = [f for f in fields if f.kind != "categorical"]
-    detectors = len(numeric) + sum(1 for f in numeric if f.role == "prediction_score")
+    detectors = 2 * len(numeric) + sum(1 for f in numeric if f.role == "prediction_score")
     per_detector_rate = false_alarm_rate / max(detectors, 1)
     features: dict[str, FeatureProfile] = {}
     for spec in fields:
@@ -259,6 +263,7 @@ def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: flo
     bins = np.searchsorted(edges[1:-1], finite, side="right")
     detector = PageHinkley.calibrate(finite, false_alarm_rate=false_alarm_rate)
     adwin = ADWIN.calibrate(finite, false_alarm_rate=false_alarm_rate) if spec.role == "prediction_score" else None
+    spread = ScaleShift.calibrate(finite, false_alarm_rate=false_alarm_rate)
     return FeatureProfile(
         name=spec.name,
         kind="numeric",
@@ -273,6 +278,7 @@ def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: flo
         psi_weights=_psi_weights(bins, len(counts)),
         page_hinkley=detector.to_state(),
         adwin=None if adwin is None else adwin.to_state(),
+        scale_shift=spread.to_state(),
     )
 
 

@@ -105,6 +105,7 @@ class AlertKind(enum.StrEnum):
     MEAN_SHIFT = "mean_shift"  # Page-Hinkley on a numeric field or the score
     DISTRIBUTION_DRIFT = "distribution_drift"  # a closed window's PSI against the reference
     SCORE_CHANGE = "score_change"  # ADWIN on the prediction score
+    SPREAD_CHANGE = "spread_change"  # the spread test (ScaleShift) on a numeric field or the score
     SCHEMA_CHANGE = "schema_change"  # a writer schema that differs from the contract
     DATA_QUALITY = "data_quality"  # a window over a data-quality budget
     NO_DATA = "no_data"  # windows without a usable event

@@ -1,4 +1,4 @@
-"""The per-event detectors of each model version: Page–Hinkley on every numeric field, ADWIN on the score.
+"""The per-event detectors of each model version: Page–Hinkley and the spread test on every numeric field, ADWIN on the score.
 
 A version's detectors (its *track*) start from the calibrated states stored in its reference profile
 and are fed the accepted events of that version in arrival order; what they report are
@@ -15,6 +15,7 @@ import numpy as np
 
 from driftline.detectors.adwin import ADWIN
 from driftline.detectors.page_hinkley import PageHinkley
+from driftline.detectors.scale import ScaleShift
 from driftline.schemas.contract import FieldContract
 from driftline.schemas.results import DecodedBatch, FieldStatus
 
@@ -29,7 +30,7 @@ class DetectorHit:
 
     model_version: str
     feature: str
-    detector: str  # page_hinkley | adwin
+    detector: str  # page_hinkley | adwin | scale_shift
     statistic: float
     threshold: float
     row: int  # position of the event in the batch's decoded rows
@@ -43,6 +44,7 @@ class Track:
     profile: ReferenceProfile
     page_hinkley: dict[str, PageHinkley]
     adwin: dict[str, ADWIN]
+    scale_shift: dict[str, ScaleShift]
     accepted_seen: int = 0
 
     @classmethod
@@ -50,6 +52,7 @@ class Track:
         """Fresh detectors, in the calibrated states of ``profile``, for the numeric ``fields``."""
         page_hinkley: dict[str, PageHinkley] = {}
         adwin: dict[str, ADWIN] = {}
+        scale_shift: dict[str, ScaleShift] = {}
         for spec in fields:
             feature = profile.features[spec.name]
             if feature.kind != "numeric":
@@ -58,7 +61,9 @@ class Track:
                 page_hinkley[spec.name] = PageHinkley.from_state(feature.page_hinkley)
             if feature.adwin is not None:
                 adwin[spec.name] = ADWIN.from_state(feature.adwin)
-        return cls(profile, page_hinkley, adwin)
+            if feature.scale_shift is not None:  # profiles written before the spread test have none
+                scale_shift[spec.name] = ScaleShift.from_state(feature.scale_shift)
+        return cls(profile, page_hinkley, adwin, scale_shift)
 
     def run(self, version: str, batch: DecodedBatch, rows: np.ndarray) -> list[DetectorHit]:
         """Feed the accepted events among ``rows`` (a mask of the batch's decoded rows) to every detector."""
@@ -68,7 +73,10 @@ class Track:
         hits: list[DetectorHit] = []
         if not len(accepted):
             return hits
-        for name, detectors in (("page_hinkley", self.page_hinkley), ("adwin", self.adwin)):
+        detector_sets: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("page_hinkley", self.page_hinkley), ("adwin", self.adwin), ("scale_shift", self.scale_shift),
+        )
+        for name, detectors in detector_sets:
             for feature, detector in detectors.items():
                 status = batch.status[feature][accepted]
                 usable = accepted[status == FieldStatus.OK]
@@ -84,12 +92,16 @@ class Track:
             "accepted_seen": self.accepted_seen,
             "page_hinkley": {name: d.to_state() for name, d in sorted(self.page_hinkley.items())},
             "adwin": {name: d.to_state() for name, d in sorted(self.adwin.items())},
+            "scale_shift": {name: d.to_state() for name, d in sorted(self.scale_shift.items())},
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.accepted_seen = int(state["accepted_seen"])
         self.page_hinkley = {n: PageHinkley.from_state(d) for n, d in state["page_hinkley"].items()}
         self.adwin = {n: ADWIN.from_state(d) for n, d in state["adwin"].items()}
+        # A checkpoint written before the spread test existed keeps the fresh, calibrated ones.
+        if "scale_shift" in state:
+            self.scale_shift = {n: ScaleShift.from_state(d) for n, d in state["scale_shift"].items()}
 
 
 class DetectorTracks:

@@ -168,3 +168,25 @@ def test_a_flood_of_model_versions_keeps_the_state_and_the_metrics_bounded(catal
     # (what varies is the open windows: each version's windows close once the watermark passes them).
     assert max(state_sizes[13:]) <= 1.05 * max(state_sizes[:13]), state_sizes
     assert len(set(series[1:])) == 1  # no label per version: not one series more
+
+
+def test_a_doubled_variance_raises_a_spread_change_before_any_mean_shift(catalog: Catalog, contract: Contract, profile: ReferenceProfile) -> None:
+    n, start, feature = 30_000, 12_000, "credit_score"
+    stream = SyntheticStream(contract, seed=5)
+    columns = stream.columns(n)
+    values = np.asarray(columns[feature], dtype=np.float64)
+    mean = float(np.nanmean(values[:start]))
+    values[start:] = mean + (values[start:] - mean) * np.sqrt(2.0)  # same mean, twice the variance
+    columns[feature] = values
+    times = stream.event_times(n)
+    payloads = [encode_single_object(r, contract.schema_json) for r in stream.records(columns, times)]
+    result = _run(catalog, contract, profile, payloads, [5_000, 17_000])
+    spread = [a for a in result.alerts if a.kind == "spread_change"]
+    assert spread, [a.message for a in result.alerts]
+    assert {a.feature for a in spread} == {feature}, [a.message for a in spread]
+    assert all(a.event_time_ms >= times[start] for a in spread)
+    assert spread[0].event_time_ms <= times[start + 2_000], "found within 2,000 events of the change"
+    # The wider distribution is cut by the contract's range and the detectors' Huber clip, so its
+    # accepted mean may move a little later on; the spread test must be what sees it first.
+    shifts = [a.event_time_ms for a in result.alerts if a.kind == "mean_shift" and a.feature == feature]
+    assert all(t > spread[0].event_time_ms for t in shifts)
