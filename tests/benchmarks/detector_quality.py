@@ -1,12 +1,13 @@
-"""Detector quality: false alarms on stationary streams and detection delays after mean shifts.
+"""Detector quality: false alarms on stationary streams and detection delays after mean and variance changes.
 
-For each calibrated detector (Page–Hinkley, ADWIN, PSI) and each stationary stream (Gaussian,
+For each calibrated detector (Page–Hinkley, ADWIN, PSI, the spread test) and each stationary stream (Gaussian,
 Student-t with 3 dof, AR(1) with phi = 0.5), calibrated on a separate 50,000-event reference sample
 of the same process (another seed) at the product's target of 1e-6 false alarms per event:
 
 * false alarms per 1,000,000 events, over a long seeded stream fed in 10,000-event batches;
 * median / p90 detection delay (events from the change to the first signal at or after it) for a
-  0.5-sigma and a 0.25-sigma mean shift, sigma = the stream's marginal standard deviation; each
+  0.5-sigma and a 0.25-sigma mean shift, sigma = the stream's marginal standard deviation, and for a
+  doubling of the variance (values after the change times sqrt(2); every stream has mean 0); each
   trial starts with 5,000-5,999 pre-change events (random offset, so that change points do not
   align with ADWIN blocks or PSI windows), and a trial without a signal in the 20,000 events
   after the change is a miss (counted as an infinite delay in the percentiles).
@@ -35,11 +36,14 @@ from driftline.detectors.adwin import ADWIN
 from driftline.detectors.base import DriftDetector
 from driftline.detectors.page_hinkley import PageHinkley
 from driftline.detectors.psi import PSI
+from driftline.detectors.scale import ScaleShift
 
 TARGET_RATE = 1e-6
 REFERENCE_SIZE = 50_000
 HORIZON = 20_000
 SHIFTS = (0.5, 0.25)
+#: The changes of the delay columns: a mean shift in marginal standard deviations, or the variance doubled.
+CHANGES: tuple[tuple[str, float | None], ...] = (*((f"{shift:g}σ", shift) for shift in SHIFTS), ("var×2", None))
 STREAMS = {
     # name: (marginal standard deviation, index used in seeds)
     "gaussian": (1.0, 0),
@@ -50,6 +54,7 @@ DETECTORS: dict[str, Callable[[np.ndarray], DriftDetector]] = {
     "PageHinkley": lambda reference: PageHinkley.calibrate(reference, TARGET_RATE),
     "ADWIN": lambda reference: ADWIN.calibrate(reference, TARGET_RATE),
     "PSI": lambda reference: PSI.calibrate(reference, TARGET_RATE),
+    "ScaleShift": lambda reference: ScaleShift.calibrate(reference, TARGET_RATE),
 }
 
 
@@ -100,12 +105,12 @@ def main(argv: list[str]) -> None:
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     print(
         f"target {TARGET_RATE:g} false alarms/event; reference {REFERENCE_SIZE:,} events per stream (own seed); "
-        f"false alarms over {fa_events:,} events per stream; {trials} trials per shift, horizon {HORIZON:,}"
+        f"false alarms over {fa_events:,} events per stream; {trials} trials per change, horizon {HORIZON:,}"
     )
     print()
     header = f"{'detector':<12} {'stream':<11} {'FA/1M':>6} {'alarms':>6}"
-    for shift in SHIFTS:
-        header += f" | {shift:g}σ: {'median':>6} {'p90':>6} {'miss':>4}"
+    for label, _ in CHANGES:
+        header += f" | {label}: {'median':>6} {'p90':>6} {'miss':>4}"
     header += f" | {'pre-change FA':>13}"
     print(header)
     print("-" * len(header))
@@ -114,27 +119,29 @@ def main(argv: list[str]) -> None:
         reference = sample(stream, REFERENCE_SIZE, [base, stream_index, 0])
         calibrated = {name: make(reference) for name, make in DETECTORS.items()}
         states = {name: detector.to_state() for name, detector in calibrated.items()}
-        delays: dict[tuple[str, float], list[float]] = {(name, shift): [] for name in DETECTORS for shift in SHIFTS}
+        delays: dict[tuple[str, str], list[float]] = {(name, label): [] for name in DETECTORS for label, _ in CHANGES}
         early: dict[str, int] = {name: 0 for name in DETECTORS}
-        for shift_index, shift in enumerate(SHIFTS):
+        for change_index, (label, shift) in enumerate(CHANGES):
             for trial in range(trials):
-                rng = np.random.default_rng([base, stream_index, 2, shift_index, trial])
+                rng = np.random.default_rng([base, stream_index, 2, change_index, trial])
                 change = 5_000 + int(rng.integers(0, 1_000))
-                values = sample(stream, change + HORIZON, [base, stream_index, 3, shift_index, trial])
-                values[change:] += shift * sigma
+                values = sample(stream, change + HORIZON, [base, stream_index, 3, change_index, trial])
+                if shift is None:
+                    values[change:] *= math.sqrt(2.0)
+                else:
+                    values[change:] += shift * sigma
                 for name in DETECTORS:
                     hits = type(calibrated[name]).from_state(states[name]).update_many(values)
                     early[name] += int((hits < change).sum())
                     after = hits[hits >= change]
-                    delays[(name, shift)].append(float(after[0] - change) if after.size else math.inf)
+                    delays[(name, label)].append(float(after[0] - change) if after.size else math.inf)
         for name, detector in calibrated.items():
             alarms = false_alarms(detector, stream, fa_events, [base, stream_index, 1])
             row = f"{name:<12} {stream:<11} {alarms / (fa_events / 1e6):>6.2f} {alarms:>6d}"
-            for shift in SHIFTS:
-                d = np.asarray(delays[(name, shift)])
-                label = f"{shift:g}σ:"
-                row += f" | {'':<{len(label)}} {percentile(d, 50):>6} {percentile(d, 90):>6} {int(np.isinf(d).sum()):>4}"
-            row += f" | {early[name]:>7d} / {trials * len(SHIFTS) * 5_500 / 1e6:.1f}M"
+            for label, _ in CHANGES:
+                d = np.asarray(delays[(name, label)])
+                row += f" | {'':<{len(label) + 1}} {percentile(d, 50):>6} {percentile(d, 90):>6} {int(np.isinf(d).sum()):>4}"
+            row += f" | {early[name]:>7d} / {trials * len(CHANGES) * 5_500 / 1e6:.1f}M"
             print(row, flush=True)
     print()
     print("pre-change FA: false alarms in the trials' pre-change segments / events in them (about 5,500 each).")
