@@ -6,8 +6,10 @@ of the same process (another seed) at the product's target of 1e-6 false alarms 
 
 * false alarms per 1,000,000 events, over a long seeded stream fed in 10,000-event batches;
 * median / p90 detection delay (events from the change to the first signal at or after it) for a
-  0.5-sigma and a 0.25-sigma mean shift, sigma = the stream's marginal standard deviation, and for a
-  doubling of the variance (values after the change times sqrt(2); every stream has mean 0); each
+  1-sigma, a 0.5-sigma and a 0.25-sigma mean shift, sigma = the stream's marginal standard deviation,
+  a gradual drift (the mean rising linearly by 1 sigma over the 5,000 events after the change, then
+  staying there), and a doubling of the variance (values after the change times sqrt(2); every stream
+  has mean 0); each
   trial starts with 5,000-5,999 pre-change events (random offset, so that change points do not
   align with ADWIN blocks or PSI windows), and a trial without a signal in the 20,000 events
   after the change is a miss (counted as an infinite delay in the percentiles).
@@ -41,9 +43,12 @@ from driftline.detectors.scale import ScaleShift
 TARGET_RATE = 1e-6
 REFERENCE_SIZE = 50_000
 HORIZON = 20_000
-SHIFTS = (0.5, 0.25)
-#: The changes of the delay columns: a mean shift in marginal standard deviations, or the variance doubled.
-CHANGES: tuple[tuple[str, float | None], ...] = (*((f"{shift:g}σ", shift) for shift in SHIFTS), ("var×2", None))
+SHIFTS = (1.0, 0.5, 0.25)
+#: Events over which the gradual drift's mean rises by 1 sigma.
+RAMP = 5_000
+#: The changes of the delay columns: an abrupt mean shift (in marginal standard deviations), the gradual
+#: drift, or the variance doubled.
+CHANGES: tuple[tuple[str, float | str], ...] = (*((f"{shift:g}σ", shift) for shift in SHIFTS), ("ramp", "ramp"), ("var×2", "variance"))
 STREAMS = {
     # name: (marginal standard deviation, index used in seeds)
     "gaussian": (1.0, 0),
@@ -126,10 +131,12 @@ def main(argv: list[str]) -> None:
                 rng = np.random.default_rng([base, stream_index, 2, change_index, trial])
                 change = 5_000 + int(rng.integers(0, 1_000))
                 values = sample(stream, change + HORIZON, [base, stream_index, 3, change_index, trial])
-                if shift is None:
+                if shift == "variance":
                     values[change:] *= math.sqrt(2.0)
+                elif shift == "ramp":
+                    values[change:] += sigma * np.minimum(np.arange(1, values.size - change + 1) / RAMP, 1.0)
                 else:
-                    values[change:] += shift * sigma
+                    values[change:] += float(shift) * sigma
                 for name in DETECTORS:
                     hits = type(calibrated[name]).from_state(states[name]).update_many(values)
                     early[name] += int((hits < change).sum())
