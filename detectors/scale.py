@@ -125,8 +125,9 @@ class ScaleShift(DriftDetector):
             raise ValueError(f"reference_values has {values.size} values; calibration needs more than {MINIMUM_REFERENCE_LENGTH}")
         differences = np.diff(values)
         _, scale = robust_center_scale(differences)
-        squared = np.minimum((differences / scale) ** 2, cap)
-        widened = np.minimum(factor * (differences / scale) ** 2, cap)
+        standardised = (differences / scale) ** 2
+        squared = np.minimum(standardised, cap)
+        widened = np.minimum(factor * standardised, cap)
         spread = float(squared.std())
         # The shift of the statistic's mean that the tuned change causes, in its standard deviations;
         # a constant reference (no spread at all) gets a nominal 1.

@@ -334,25 +334,25 @@ class BatchReader:
 
     def _checkpoint_all(self, consumer: Consumer) -> None:
         try:
-            wrote = False
+            answered = False  # the store took a checkpoint or answered the probe
             for key, owned in list(self._owned.items()):
                 # A partition of a split model that has been quiet stops holding the model's windows open.
                 if owned.runner.go_idle(self.settings.idle_partition_seconds):
                     log.info("%s[%d]: no message for %.0f s: idle (its open windows are closed)", *key, self.settings.idle_partition_seconds)
                 if owned.runner.checkpoint() is not None:
-                    wrote = True
+                    answered = True
                     self._commit(consumer, key, owned.runner)
-            if (not wrote and self.probe is not None
+            if (not answered and self.probe is not None
                     and (self._outage_since is not None or time.monotonic() - self._last_contact >= PROBE_SECONDS)):
                 # Nothing new to write says nothing about the database: ask it (an idle worker must
                 # notice an outage too, and give up after database_outage_seconds like a busy one).
                 self.probe()
-                wrote = True
+                answered = True
         except DriftlineError as exc:
             self._enter_outage(consumer, exc)
             return
         self._last_checkpoint = time.monotonic()
-        if wrote:
+        if answered:
             self._last_contact = self._last_checkpoint
         if self._last_checkpoint - self._last_trim >= TRIM_SECONDS:
             # Between batches, when the least is live: RSS follows live memory (see .heap).

@@ -8,8 +8,8 @@ drifted upward from peak to peak although its live objects did not grow (measure
 run, peak RSS per million 396, 408, 409, 419, 421 MiB — +6.3 %; the same engine in one thread without
 Kafka or Faust stayed flat, and the number of Python objects was constant). RSS is what a Kubernetes
 memory limit and the OOM killer count. ``malloc_trim(0)`` walks every arena and returns the free pages
-(``MADV_DONTNEED``), so RSS follows live memory: with it after checkpoints, two runs gave +3.0 % and
-+1.6 %, flat after the second million (README, Performance).
+(``MADV_DONTNEED``), so RSS follows live memory: with it after a checkpoint every 5 s, three runs of
+5,000,000 events gave +1.3 %, −0.4 % and +1.7 % (README, Performance).
 
 Elsewhere than glibc (musl, macOS) it does nothing: :func:`trim_heap` returns ``None``.
 """

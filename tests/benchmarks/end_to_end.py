@@ -260,6 +260,27 @@ class WorkerRun:
     alerts: dict[str, int]
 
 
+def _while_running(worker: Worker, timeout: float, what: str) -> Iterator[None]:
+    """Yield every 0.1 s while ``worker`` runs; kill it after ``timeout`` s; then it must have exited 0.
+
+    Raises
+    ------
+    BenchmarkError
+        The worker outlived ``timeout`` (it is killed), or exited with another code.
+    """
+    deadline = time.monotonic() + timeout
+    while worker.running:
+        if time.monotonic() > deadline:
+            worker.process.kill()
+            worker.process.wait()
+            raise BenchmarkError(f"{what} still running after {timeout:.0f} s:\n{worker.log_tail()}")
+        yield
+        time.sleep(0.1)
+    code = worker.wait(10)
+    if code != 0:
+        raise BenchmarkError(f"{what} exited {code}:\n{worker.log_tail()}")
+
+
 def worker_throughput(bootstrap: str, database_url: str, run: str, prefix: str, events: int,
                       worker_options: list[str], directory: Path, timeout: float) -> WorkerRun:
     """``driftline worker --stop-at-end`` over the pre-filled topic.
@@ -277,20 +298,11 @@ def worker_throughput(bootstrap: str, database_url: str, run: str, prefix: str, 
         worker = Worker(bootstrap=bootstrap, database_url=url, prefix=prefix, deadletter=f"{run}.deadletter",
                         group=group, log=directory / "worker-throughput.log", extra=worker_options, stop_at_end=True)
         seen: list[tuple[float, dict[str, Any]]] = []  # (monotonic time seen, checkpoint)
-        deadline = started + timeout
-        while worker.running:
-            if time.monotonic() > deadline:
-                worker.process.kill()
-                worker.process.wait()
-                raise BenchmarkError(f"worker still running after {timeout:.0f} s:\n{worker.log_tail()}")
+        for _ in _while_running(worker, timeout, "worker"):
             row = read_checkpoint(engine, group, topic)
             if row is not None and (not seen or row["updated_at"] != seen[-1][1]["updated_at"]):
                 seen.append((time.monotonic(), row))
-            time.sleep(0.1)
         wall = time.monotonic() - started
-        code = worker.wait(10)
-        if code != 0:
-            raise BenchmarkError(f"worker exited {code}:\n{worker.log_tail()}")
         final = read_checkpoint(engine, group, topic)
         if final is None:
             raise BenchmarkError(f"worker wrote no checkpoint:\n{worker.log_tail()}")
@@ -478,12 +490,17 @@ class MemoryRun:
     def million(self) -> int:
         return min(1_000_000, max(1, self.events // 5))
 
-    def peak_rss(self, start: int, end: int) -> int:
-        """The highest RSS sampled while the checkpoint was in ``[start, end)`` (``end`` = events: to the end)."""
+    def _peak(self, start: int, end: int) -> int | None:
+        """The highest RSS sampled while the checkpoint was in ``[start, end)`` (``end`` = events: to the end); None: no sample."""
         values = [rss for offset, rss in self.samples if start <= offset < end or (end >= self.events and offset >= start)]
-        if not values:
+        return max(values) if values else None
+
+    def peak_rss(self, start: int, end: int) -> int:
+        """:meth:`_peak`, which must have samples."""
+        peak = self._peak(start, end)
+        if peak is None:
             raise BenchmarkError(f"no RSS sample while the checkpoint was between {start:,} and {end:,}")
-        return max(values)
+        return peak
 
     def rss_over_first_million(self) -> int:
         return self.peak_rss(0, self.million)
@@ -491,9 +508,9 @@ class MemoryRun:
     def rss_over_last_million(self) -> int:
         return self.peak_rss(self.events - self.million, self.events)
 
-    def peaks(self) -> list[int]:
-        """The peak RSS of each million (each fifth of a shorter run)."""
-        return [self.peak_rss(start, min(start + self.million, self.events)) for start in range(0, self.events, self.million)]
+    def peaks(self) -> list[int | None]:
+        """The peak RSS of each million (each fifth of a shorter run); None where no sample fell (a short, fast run)."""
+        return [self._peak(start, min(start + self.million, self.events)) for start in range(0, self.events, self.million)]
 
 
 def _rss_bytes(pid: int) -> int | None:
@@ -517,22 +534,12 @@ def memory_run(bootstrap: str, database_url: str, run: str, events: int, worker_
         worker = Worker(bootstrap=bootstrap, database_url=url, prefix=prefix, deadletter=f"{run}.deadletter",
                         group=group, log=directory / "worker-memory.log", extra=worker_options, stop_at_end=True)
         samples: list[tuple[int, int]] = []
-        deadline = time.monotonic() + timeout
-        offset = 0
-        while worker.running:
-            if time.monotonic() > deadline:
-                worker.process.kill()
-                worker.process.wait()
-                raise BenchmarkError(f"memory worker still running after {timeout:.0f} s:\n{worker.log_tail()}")
+        for _ in _while_running(worker, timeout, "memory worker"):
             row = read_checkpoint(engine, group, topic)
             offset = row["next_offset"] if row is not None else 0
             rss = _rss_bytes(worker.process.pid)
             if rss is not None:
                 samples.append((offset, rss))
-            time.sleep(0.1)
-        code = worker.wait(10)
-        if code != 0:
-            raise BenchmarkError(f"memory worker exited {code}:\n{worker.log_tail()}")
         final = read_checkpoint(engine, group, topic)
         if final is None or final["consumed"] != events:
             raise BenchmarkError(f"memory worker consumed {final['consumed'] if final else 0:,} of {events:,} events")
@@ -661,7 +668,7 @@ def main() -> int:
         print(f"memory over {memory.events:,} events: peak RSS {first / 2**20:,.0f} MiB over the first million, "
               f"{last / 2**20:,.0f} MiB over the last million ({len(memory.samples)} samples): growth {growth:+.1%} "
               f"(target < {RSS_GROWTH_TARGET:.0%}: {'met' if growth < RSS_GROWTH_TARGET else 'NOT met'})")
-        print("  peak RSS per million (MiB): " + ", ".join(f"{peak / 2**20:,.0f}" for peak in memory.peaks()))
+        print("  peak RSS per million (MiB): " + ", ".join("-" if peak is None else f"{peak / 2**20:,.0f}" for peak in memory.peaks()))
     print(f"total {time.monotonic() - begun:.0f} s, finished {datetime.now().isoformat(timespec='seconds')}")
     return 0
 
