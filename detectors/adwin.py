@@ -125,8 +125,7 @@ class ADWIN(DriftDetector):
         # Blocks each sub-window needs, and squared Bonferroni z for N = 0, 1, 2, ... cut points.
         self._min_blocks = max(1, -(-self.min_window_length // self.clock))
         self._grace_blocks = -(-self.grace_period // self.clock)
-        checks = np.arange(1, 64 * self.max_buckets + 1, dtype=np.float64)
-        self._z_squared = np.concatenate(([np.inf], ndtri(1.0 - self.delta / (2.0 * checks)) ** 2))
+        self._z_squared = self._bonferroni_z_squared()
         # Uncalibrated sums are taken relative to the first value, so that prefix sums of data
         # with a large mean keep their precision (ADWIN's decisions are shift-invariant).
         self._origin: float | None = None
@@ -139,6 +138,26 @@ class ADWIN(DriftDetector):
         self._prefix = np.empty((0, 2))  # prefix (sum, sum of squares) at those positions
         self._last_statistic = 0.0
         self._last_checks = 0  # cut points of the last check
+
+    def _bonferroni_z_squared(self) -> np.ndarray:
+        # ndtri(p) rather than ndtri(1 - p): budgets in time make delta tiny (~1e-10 at 1,000
+        # events/s), where 1 - p would lose most of p's digits.
+        checks = np.arange(1, 64 * self.max_buckets + 1, dtype=np.float64)
+        return np.concatenate(([np.inf], ndtri(self.delta / (2.0 * checks)) ** 2))
+
+    def retarget(self, false_alarm_rate: float) -> None:
+        """Aim a calibrated detector at a new false-alarm rate per event, keeping its window.
+
+        The engine re-targets its detectors as it learns the model's event rate (budgets are in
+        alerts per month, so a busier model needs a smaller rate per event).
+        """
+        if self.center is None:
+            raise ValueError("only a calibrated ADWIN (ADWIN.calibrate) can be re-targeted")
+        delta = validate_false_alarm_rate(false_alarm_rate) * self.clock / SAFETY_FACTOR
+        if not delta < 1.0:
+            raise ValueError(f"false_alarm_rate must be below 1/{self.clock}, got {false_alarm_rate!r}")
+        self.delta = delta
+        self._z_squared = self._bonferroni_z_squared()
 
     @property
     def width(self) -> int:

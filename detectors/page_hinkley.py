@@ -67,6 +67,13 @@ def cusum_threshold(average_run_length: float, allowance: float, sigma: float) -
     )
 
 
+def _calibrated_threshold(false_alarm_rate: float, allowance: float, sigma: float, direction: str) -> float:
+    # A two-sided test gives each side half the rate: run length 2 / rate per side. The safety
+    # factor lengthens the target run length (see SAFETY_FACTOR).
+    sides = 2.0 if direction == "both" else 1.0
+    return max(cusum_threshold(SAFETY_FACTOR * sides / false_alarm_rate, allowance, sigma), 1e-12)
+
+
 class PageHinkley(DriftDetector):
     """Two-sided Page–Hinkley (CUSUM) test for a change in the mean.
 
@@ -94,6 +101,9 @@ class PageHinkley(DriftDetector):
         ``"both"``, ``"up"`` (increases of the mean) or ``"down"``.
     center, scale, offset, clip
         Reference transform of the calibrated form; ``center=None`` selects the running mean.
+    long_run_sigma
+        Long-run standard deviation of the calibrated increments (set by :meth:`calibrate`): what
+        :meth:`retarget` needs to move the threshold to another false-alarm rate.
 
     Examples
     --------
@@ -119,6 +129,7 @@ class PageHinkley(DriftDetector):
         scale: float = 1.0,
         offset: float = 0.0,
         clip: float | None = None,
+        long_run_sigma: float | None = None,
     ) -> None:
         super().__init__()
         if isinstance(min_instances, bool) or not isinstance(min_instances, (int, np.integer)) or min_instances < 1:
@@ -130,6 +141,8 @@ class PageHinkley(DriftDetector):
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
         check_standardisation(center, scale, offset, clip)
+        if long_run_sigma is not None and not (math.isfinite(long_run_sigma) and long_run_sigma > 0.0):
+            raise ValueError(f"long_run_sigma must be None or a finite number > 0, got {long_run_sigma!r}")
         self.min_instances = int(min_instances)
         self.delta = float(delta)
         self.threshold = float(threshold)
@@ -138,6 +151,7 @@ class PageHinkley(DriftDetector):
         self.scale = float(scale)
         self.offset = float(offset)
         self.clip = None if clip is None else float(clip)
+        self.long_run_sigma = None if long_run_sigma is None else float(long_run_sigma)
         self._reset()
         self._last_statistic = 0.0
 
@@ -185,18 +199,30 @@ class PageHinkley(DriftDetector):
             raise ValueError(f"shift must be a finite number > 0, got {shift!r}")
         reference = standardise_reference(reference_values, clip)
         allowance = 0.5 * shift * math.sqrt(reference.variance)
-        # Each side of the two-sided test gets half the rate: run length 2 / rate per side.
-        threshold = cusum_threshold(SAFETY_FACTOR * 2.0 / rate, allowance, math.sqrt(reference.long_run_variance))
+        sigma = math.sqrt(reference.long_run_variance)
         return cls(
             min_instances=1,
             delta=allowance,
-            threshold=threshold,
+            threshold=_calibrated_threshold(rate, allowance, sigma, "both"),
             direction="both",
             center=reference.center,
             scale=reference.scale,
             offset=reference.offset,
             clip=reference.clip,
+            long_run_sigma=sigma,
         )
+
+    def retarget(self, false_alarm_rate: float) -> None:
+        """Move the threshold of a calibrated detector to a new false-alarm rate per event.
+
+        The statistic carries on: only the boundary it is compared with moves. The engine
+        re-targets its detectors as it learns the model's event rate (budgets are in alerts per
+        month, so a busier model needs a smaller rate per event).
+        """
+        if self.long_run_sigma is None:
+            raise ValueError("only a calibrated Page-Hinkley test (PageHinkley.calibrate) can be re-targeted")
+        rate = validate_false_alarm_rate(false_alarm_rate)
+        self.threshold = _calibrated_threshold(rate, self.delta, self.long_run_sigma, self.direction)
 
     def _process(self, values: np.ndarray) -> np.ndarray:
         signals: list[int] = []
@@ -320,6 +346,7 @@ class PageHinkley(DriftDetector):
             "scale": self.scale,
             "offset": self.offset,
             "clip": self.clip,
+            "long_run_sigma": self.long_run_sigma,
         }
 
     def _get_state(self) -> dict[str, Any]:

@@ -88,6 +88,10 @@ class ScaleShift(DriftDetector):
         """The threshold of the underlying Page–Hinkley test (squared-difference units)."""
         return self.test.threshold
 
+    def retarget(self, false_alarm_rate: float) -> None:
+        """Aim the calibrated test at a new false-alarm rate per event (see :meth:`PageHinkley.retarget`)."""
+        self.test.retarget(false_alarm_rate)
+
     @classmethod
     def calibrate(
         cls,
