@@ -77,6 +77,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_budget(parser: argparse.ArgumentParser) -> None:
+    """``--false-alarms-per-month``: the model's false-alarm budget in time (see stream/monitor/budget.py)."""
+    parser.add_argument(
+        "--false-alarms-per-month", type=positive_float, default=1.0,
+        help="false alerts a model may raise per 30 days on a clean stream, shared by all of its detectors "
+        "and window checks (default 1)",
+    )
+
+
 def port_number(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free port) to 65535.
 

@@ -16,16 +16,6 @@ from .arguments import UsageError, add_data_dir, data_dir
 __all__ = ["register", "run"]
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value
-
-
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "baseline",
@@ -40,16 +30,13 @@ def register(commands: Any) -> None:
     parser.add_argument("--profiles", type=Path, help="profile directory (default: <data dir>/profiles)")
     add_data_dir(parser)
     parser.add_argument("--schemas", type=Path, help="contract directory (default: the bundled contracts)")
-    parser.add_argument(
-        "--false-alarm-rate", type=_rate, default=1e-6,
-        help="false alarms per event of all the model's streaming detectors together (default 1e-6)",
-    )
     parser.add_argument("--database-url", help="also store the profile in this database's reference_profiles table (where the worker reads it)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from driftline.schemas.contract_catalog import Catalog
+    from driftline.stream.monitor.budget import FALLBACK_EVENTS_PER_SECOND
     from driftline.stream.monitor.profile import build_reference_profile
     from driftline.stream.profiles import ProfileDirectory, read_training_data
 
@@ -57,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     contract = catalog.contract(args.model)
     store = _profile_store(args.database_url) if args.database_url else None
     directory = ProfileDirectory(args.profiles if args.profiles is not None else data_dir(args) / "profiles")
-    columns, model_version = read_training_data(args.input, contract, args.model_version)
+    data = read_training_data(args.input, contract, args.model_version)
     profile = build_reference_profile(
-        contract, columns, model_version=model_version, false_alarm_rate=args.false_alarm_rate, source=str(args.input)
+        contract, data.columns, model_version=data.model_version, event_times_ms=data.event_times_ms, source=str(args.input)
     )
     if store is not None:
         from driftline.sinks.database import display_url
@@ -68,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"reference profile of {profile.model} {profile.model_version} stored in {display_url(args.database_url)}")
     path = directory.save(profile)
     print(f"reference profile written to {path}")
+    if profile.events_per_second is None:
+        print(
+            f"note: the training data has no event times, so the worker assumes the model sees "
+            f"{FALLBACK_EVENTS_PER_SECOND:,.0f} events/s until its live rate says more (pass --events-per-second to the worker to set it)"
+        )
+    else:
+        print(f"reference event rate: {profile.events_per_second:,.3g} events/s (the worker's false-alarm budget is spread over it)")
     return 0
 
 

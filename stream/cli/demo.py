@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .arguments import add_data_dir, add_metrics, at_least, data_dir, metrics_port
+from .arguments import add_budget, add_data_dir, add_metrics, at_least, data_dir, metrics_port
 
 __all__ = ["register", "run"]
 
@@ -24,6 +24,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--output", type=Path, help="directory for the database and the report (default: <data dir>/demo)")
     parser.add_argument("--events", type=at_least(10_000), default=200_000, help="events in the stream (default 200000)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the synthetic stream (default 7)")
+    add_budget(parser)
     add_metrics(parser)
     add_data_dir(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
@@ -39,5 +40,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         metrics_port=metrics_port(args),
         progress=not args.no_progress and sys.stderr.isatty(),
+        false_alarms_per_month=args.false_alarms_per_month,
     )
     return 0 if summary.ok else 1

@@ -12,6 +12,7 @@ from driftline.stream.kafka.topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PRE
 from .arguments import (
     DEFAULT_BOOTSTRAP,
     UsageError,
+    add_budget,
     add_data_dir,
     add_database_url,
     add_metrics,
@@ -62,9 +63,11 @@ def register(commands: Any) -> None:
     worker.add_argument("--checkpoint-seconds", type=positive_float, default=1.0, help="time between checkpoints (default 1.0)")
     worker.add_argument("--max-message-bytes", type=positive_int, default=1_000_000, help="larger messages are rejected as oversized")
     worker.add_argument("--window-seconds", type=positive_int, default=None, help="event-time window length (default: the engine's, 60)")
+    add_budget(worker)
     worker.add_argument(
-        "--false-alarm-rate-per-window", type=float, default=None,
-        help="probability that a clean window raises any PSI alert, shared by the model's fields (default: the engine's, 1e-4)",
+        "--events-per-second", type=positive_float, default=None,
+        help="each model's event rate the budget is spread over (default: its reference's, from the training "
+        "data's timestamps); a floor: a busier live stream tightens the thresholds",
     )
     worker.add_argument("--allowed-lateness-seconds", type=at_least(0), default=None,
                         help="how far behind the latest event time an event still counts in its window (default: the engine's, 120)")
@@ -120,8 +123,9 @@ def _settings(args: argparse.Namespace) -> Any:
         engine["window_length_ms"] = args.window_seconds * 1000
     if args.allowed_lateness_seconds is not None:
         engine["allowed_lateness_ms"] = args.allowed_lateness_seconds * 1000
-    if args.false_alarm_rate_per_window is not None:
-        engine["false_alarm_rate_per_window"] = args.false_alarm_rate_per_window
+    engine["false_alarms_per_month"] = args.false_alarms_per_month
+    if args.events_per_second is not None:
+        engine["events_per_second"] = args.events_per_second
     try:
         return WorkerSettings(
             bootstrap_servers=kafka_bootstrap(args.bootstrap),

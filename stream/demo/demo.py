@@ -150,7 +150,11 @@ def demo_event_times(stream: SyntheticStream, n: int, offset: int) -> np.ndarray
 def reference_profile(contract: Contract, stream: SyntheticStream, rows: int = 50_000) -> ReferenceProfile:
     """The demo model's training data: clean rows from the same generator, another seed."""
     return build_reference_profile(
-        contract, stream.columns(rows, seed_offset=1), model_version=MODEL_VERSION, source="synthetic training data"
+        contract,
+        stream.columns(rows, seed_offset=1),
+        model_version=MODEL_VERSION,
+        event_times_ms=stream.event_times(rows),
+        source="synthetic training data",
     )
 
 
@@ -193,10 +197,12 @@ def run_demo(
     metrics_port: int | None = 9464,
     progress: bool = True,
     echo: bool = True,
+    false_alarms_per_month: float = 1.0,
 ) -> DemoSummary:
     """Run the demo; return its summary (alerts, windows, where the database and report are).
 
     ``metrics_port``: where Prometheus metrics are served while it runs (0: any free port, None: not served).
+    ``false_alarms_per_month``: the model's false-alarm budget (see :mod:`driftline.stream.monitor.budget`).
     """
     from driftline.sinks import DriftlineMetrics, SqlProfileStore, create_database_engine, serve, upgrade_database
 
@@ -254,6 +260,7 @@ def run_demo(
         profiles={profile.model_version: profile},
         codec=codec,
         database=database,
+        config=EngineConfig(false_alarms_per_month=false_alarms_per_month),
         metrics=metrics,
         on_result=on_result,
     )

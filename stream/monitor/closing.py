@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from driftline.schemas.contract import Contract
 
 from .alerts import AlertGate, make_alert
+from .budget import AlarmBudget
 from .config import EngineConfig
 from .profile import ReferenceProfile
 from .results import AlertKind, BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
@@ -62,6 +63,9 @@ class WindowCloser:
         self.profile_for = profile_for
         self.gate = gate
         self.fields = contract.monitored_fields
+        # Each field's window check gets its share of the model's budget per window.
+        budget = AlarmBudget.for_fields(self.fields, config.false_alarms_per_month)
+        self.window_false_alarm_rate = budget.per_window_rate(config.window_length_ms)
         self.last_closed_start_ms: int | None = None
 
     def close(self, window: OpenWindow, result: BatchResult, *, undated: int = 0) -> None:
@@ -123,7 +127,7 @@ class WindowCloser:
             summary = window.features[spec.name].close(
                 feature_profile,
                 place,
-                false_alarm_rate=config.false_alarm_rate_per_window / len(self.fields),
+                false_alarm_rate=self.window_false_alarm_rate,
                 min_psi=config.min_psi,
             )
             result.feature_windows.append(summary)

@@ -1,4 +1,4 @@
-"""The engine's tunables, all in event time: windows, lateness, per-window budgets, alert episodes."""
+"""The engine's tunables, all in event time: windows, lateness, the false-alarm budget, alert episodes."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ class EngineConfig:
         Length of the tumbling event-time windows.
     allowed_lateness_ms
         How long after the largest event time seen a window stays open for late events.
-    false_alarm_rate_per_window
-        Per window, the probability that any field's PSI test fires on a stationary stream (each
-        field gets an equal share).
+    false_alarms_per_month
+        The model's false-alarm budget: alerts per 30 days on a stream like its reference, shared by
+        all of its streaming detectors and window checks (:mod:`~driftline.stream.monitor.budget`).
+    events_per_second
+        The model's event rate the budget is spread over; ``None``: the reference profile's own rate
+        (from its timestamps). Either way it is a floor: a busier live stream tightens the thresholds.
+    partitions
+        The model's topic partitions, when this engine watches one of them (``partial_windows``): the
+        live rate it measures is scaled by this to the model's.
     min_psi
         Smallest PSI worth an alert, however significant (an effect-size floor: 0.1 is the usual
         "some shift" mark in credit-risk practice).
@@ -42,7 +48,9 @@ class EngineConfig:
 
     window_length_ms: int = 60_000
     allowed_lateness_ms: int = 120_000
-    false_alarm_rate_per_window: float = 1e-4
+    false_alarms_per_month: float = 1.0
+    events_per_second: float | None = None
+    partitions: int = 1
     min_psi: float = 0.1
     min_window_count: int = 100
     max_unseen_fraction: float = 0.02
@@ -53,13 +61,17 @@ class EngineConfig:
     partial_windows: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("window_length_ms", "min_window_count", "max_live_versions"):
+        for name in ("window_length_ms", "min_window_count", "max_live_versions", "partitions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("allowed_lateness_ms", "alert_cooldown_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("false_alarm_rate_per_window", "max_unseen_fraction", "max_invalid_fraction", "max_rejected_fraction"):
+        for name in ("false_alarms_per_month", "events_per_second"):
+            value = getattr(self, name)
+            if value is not None and not (0.0 < value < float("inf")):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+        for name in ("max_unseen_fraction", "max_invalid_fraction", "max_rejected_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")

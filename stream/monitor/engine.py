@@ -6,7 +6,8 @@ drive it unchanged, and the same events in the same order always produce the sam
 the stream is cut into batches (tested byte-for-byte on :func:`~driftline.stream.results.to_canonical_json`).
 
 Per event, in arrival order, each numeric field and the prediction score feed a calibrated
-Page–Hinkley detector (and the score an ADWIN). Per event-time window, per field, sketches summarise
+Page–Hinkley detector and a spread test (and the score an ADWIN), aimed at the model's false-alarm
+budget in time (:mod:`.budget`). Per event-time window, per field, sketches summarise
 the accepted values and status counts record nulls, NaN/inf, out-of-range and unseen categories of
 *every* decoded event (accepted or rejected), so a flood of bad values is visible even though those
 events went to the dead-letter topic. When a window closes it is compared with the reference profile
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,18 +27,22 @@ from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.results import DecodedBatch
 
 from .alerts import AlertGate
+from .budget import FALLBACK_EVENTS_PER_SECOND, AlarmBudget, EventRate
 from .closing import OpenWindow, WindowCloser
 from .config import EngineConfig
 from .profile import ReferenceProfile
 from .results import BatchResult, DetectorSignal, PartialSignal, SchemaChangeRecord, WindowPartial
-from .tracks import DetectorHit, DetectorTracks
+from .tracks import DetectorHit, DetectorTracks, RetargetAt
 from .window_state import field_window_from_state, new_field_window
 from .windows import WindowClock
 
 __all__ = ["EngineConfig", "MonitorEngine"]
 
-#: Format 3: typed field windows per kind, schema changes waiting for an event time, tracks in use order.
-STATE_FORMAT = 3
+#: Format 4: the model's event rate and each track's false-alarm rate (budgets in time). Format 3
+#: (typed field windows per kind, schema changes waiting for an event time, tracks in use order) is
+#: still read: its streaming detectors, aimed at a per-event budget, restart from the profiles.
+STATE_FORMAT = 4
+_READABLE_FORMATS = (3, STATE_FORMAT)
 
 
 class MonitorEngine:
@@ -82,7 +87,11 @@ class MonitorEngine:
         self._clock = WindowClock(self.config.window_length_ms, self.config.allowed_lateness_ms)
         self._gate = AlertGate(self.config.alert_cooldown_ms)
         self._closer = WindowCloser(contract, self.config, self._profile, self._gate)
-        self._tracks = DetectorTracks(self._profile, self.fields, self.config.max_live_versions)
+        self._budget = AlarmBudget.for_fields(self.fields, self.config.false_alarms_per_month)
+        self._rate = EventRate(self.config.events_per_second or _reference_rate(self.profiles.values()), self.config.partitions)
+        self._tracks = DetectorTracks(
+            self._profile, self.fields, self.config.max_live_versions, false_alarm_rate=self._detector_rate()
+        )
         self._rows_seen = 0  # decoded events so far: the sequence numbers of "least recently seen"
         self._open: dict[tuple[int, str], OpenWindow] = {}
         self._schema_changes_seen: set[str] = set()
@@ -120,6 +129,14 @@ class MonitorEngine:
         return result
 
     @property
+    def events_per_second(self) -> float:
+        """The model's event rate the detectors' thresholds are set for (see :class:`~driftline.stream.monitor.budget.EventRate`)."""
+        return self._rate.events_per_second
+
+    def _detector_rate(self) -> float:
+        return self._budget.per_event_rate(self._rate.events_per_second)
+
+    @property
     def open_windows(self) -> int:
         """Windows open now (of every version)."""
         return len(self._open)
@@ -153,6 +170,7 @@ class MonitorEngine:
             "undated_pending": self._undated_pending,
             "undated_by_window": [[start, count] for start, count in sorted(self._undated_by_window.items())],
             "tracks": self._tracks.to_state(),
+            "rate": self._rate.to_state(),
             "rows_seen": self._rows_seen,
             "open_windows": [
                 {
@@ -178,7 +196,7 @@ class MonitorEngine:
         default_version: str | None = None,
     ) -> MonitorEngine:
         """An engine continuing from :meth:`to_state` (same contract, profiles and config)."""
-        if state.get("format") != STATE_FORMAT:
+        if state.get("format") not in _READABLE_FORMATS:
             raise ValueError(f"state: unsupported engine state format {state.get('format')!r}")
         if state.get("model") != contract.model:
             raise ValueError(f"state: state is for model {state.get('model')!r}, not {contract.model!r}")
@@ -193,7 +211,11 @@ class MonitorEngine:
         ]
         engine._undated_pending = int(state["undated_pending"])
         engine._undated_by_window = {int(start): int(count) for start, count in state["undated_by_window"]}
-        engine._tracks.restore(state["tracks"])
+        if state["format"] == STATE_FORMAT:
+            engine._rate.restore(state["rate"])
+            engine._tracks.restore(state["tracks"])
+        # The budget may have changed since the checkpoint (--false-alarms-per-month): aim at the current one.
+        engine._tracks.retarget(engine._detector_rate())
         engine._rows_seen = int(state["rows_seen"])
         for saved in state["open_windows"]:
             window = OpenWindow(
@@ -283,17 +305,24 @@ class MonitorEngine:
         assignment = self._clock.assign(batch.event_time_ms)
         result.late_events += int(np.count_nonzero(assignment.late))
         row_reasons = _row_rejection_reasons(batch)
+        accepted_rows = np.flatnonzero(batch.accepted)
+        retargets = [
+            RetargetAt(int(accepted_rows[change.position]), self._budget.per_event_rate(change.events_per_second))
+            for change in self._rate.advance(batch.event_time_ms[accepted_rows])
+        ]
         versions = batch.model_version
         for version in sorted(set(versions.tolist())):
             in_version = versions == version
             last_seen = self._rows_seen + int(np.flatnonzero(in_version)[-1])
-            self._run_detectors(version, batch, in_version, last_seen, result)
+            self._run_detectors(version, batch, in_version, last_seen, result, retargets)
             on_time = in_version & ~assignment.late
             starts = assignment.window_start_ms[on_time]
             positions = np.flatnonzero(on_time)
             for start in np.unique(starts):
                 rows = positions[starts == start]
                 self._add_to_window(self._window(version, int(start)), batch, rows, row_reasons)
+        if retargets:  # the tracks this batch did not touch, too
+            self._tracks.retarget(retargets[-1].false_alarm_rate)
         self._rows_seen += len(batch.rows)
         self._tracks.trim()
 
@@ -301,8 +330,10 @@ class MonitorEngine:
         """The reference of a model version: its own profile, else the default version's."""
         return self.profiles.get(version, self.profiles[self.default_version])
 
-    def _run_detectors(self, version: str, batch: DecodedBatch, rows: np.ndarray, last_seen: int, result: BatchResult) -> None:
-        for hit in self._tracks.run(version, batch, rows, last_seen):
+    def _run_detectors(
+        self, version: str, batch: DecodedBatch, rows: np.ndarray, last_seen: int, result: BatchResult, retargets: list[RetargetAt]
+    ) -> None:
+        for hit in self._tracks.run(version, batch, rows, last_seen, retargets):
             self._signal(hit, batch, result)
 
     def _signal(self, hit: DetectorHit, batch: DecodedBatch, result: BatchResult) -> None:
@@ -371,6 +402,12 @@ class MonitorEngine:
                 )
             else:
                 self._closer.close(window, result, undated=undated)
+
+
+def _reference_rate(profiles: Iterable[ReferenceProfile]) -> float:
+    """The highest event rate among the profiles' references (the fallback when none has timestamps)."""
+    rates = [profile.events_per_second for profile in profiles if profile.events_per_second is not None]
+    return max(rates, default=FALLBACK_EVENTS_PER_SECOND)
 
 
 def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:

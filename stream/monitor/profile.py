@@ -31,11 +31,18 @@ from driftline.detectors.scale import ScaleShift
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.errors import DriftlineError
 
+from .budget import reference_event_rate
+
 __all__ = ["FeatureProfile", "ProfileError", "ReferenceProfile", "build_reference_profile"]
 
-#: Format 2: PSI weights from the reference (the calibrated window threshold) replace format 1's
-#: dependence factor; reference quantiles and the false-alarm rate, which nothing read, are gone.
-PROFILE_FORMAT = 2
+#: Format 3: the reference's event rate, and detectors that carry what re-targeting them needs
+#: (budgets in time: the engine aims them at the model's false alarms per month). Format 2 had PSI
+#: weights from the reference (the calibrated window threshold) instead of format 1's dependence factor.
+PROFILE_FORMAT = 3
+
+#: The false-alarm rate per event the stored detectors are calibrated at. It is only where they start:
+#: the engine re-targets them to the model's budget (:mod:`~driftline.stream.monitor.budget`).
+NOMINAL_FALSE_ALARM_RATE = 1e-8
 
 #: Pseudo-window length of the bootstrap that calibrates the windows' PSI threshold (capped at half
 #: the reference): windows of a thousand events carry the short-range dependence of the stream.
@@ -106,6 +113,7 @@ class ReferenceProfile:
     rows: int
     features: dict[str, FeatureProfile]
     source: str = ""  # where the reference data came from (logged when a worker loads the profile)
+    events_per_second: float | None = None  # the reference's event rate (from its timestamps), if it has any
 
     def check_covers(self, contract: Contract) -> None:
         """Raise :class:`ProfileError` unless every field ``contract`` monitors has a summary here."""
@@ -126,6 +134,7 @@ class ReferenceProfile:
             "contract_version": self.contract_version,
             "rows": self.rows,
             "source": self.source,
+            "events_per_second": self.events_per_second,
             "features": {name: _feature_to_dict(f) for name, f in sorted(self.features.items())},
         }
         return json.dumps(data, sort_keys=True, indent=1)
@@ -147,6 +156,7 @@ class ReferenceProfile:
                 rows=int(data["rows"]),
                 features=features,
                 source=str(data.get("source", "")),
+                events_per_second=None if data.get("events_per_second") is None else float(data["events_per_second"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"malformed reference profile: {exc}") from exc
@@ -196,7 +206,7 @@ def build_reference_profile(
     columns: dict[str, np.ndarray],
     *,
     model_version: str,
-    false_alarm_rate: float = 1e-6,
+    event_times_ms: np.ndarray | None = None,
     n_bins: int = 20,
     source: str = "",
 ) -> ReferenceProfile:
@@ -211,15 +221,12 @@ def build_reference_profile(
         fields, object arrays of ``str`` (``None`` = missing) for categorical fields.
     model_version
         The version the profile belongs to.
-    false_alarm_rate
-        Target false alarms per event of the model's streaming detectors taken together: each
-        detector (a Page–Hinkley and a spread test per numeric field, an ADWIN on the score) gets an equal share
-        (Bonferroni), so adding features does not multiply the false alarms on-call sees.
+    event_times_ms
+        Event times of the rows (epoch milliseconds), if the reference has them: the profile keeps
+        the reference's event rate, which the engine spreads the model's false-alarm budget over.
     n_bins
         Quantile bins per numeric feature for PSI, Jensen–Shannon, KS and Wasserstein.
     """
-    if not 0.0 < false_alarm_rate < 1.0:
-        raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
     if n_bins < 2:
         raise ValueError(f"n_bins must be >= 2, got {n_bins}")
     fields = contract.monitored_fields
@@ -232,15 +239,14 @@ def build_reference_profile(
     total = rows.pop()
     if total < 1000:
         raise ProfileError(f"reference data has {total} rows; at least 1000 are needed to calibrate")
-    numeric = [f for f in fields if f.kind != "categorical"]
-    detectors = 2 * len(numeric) + sum(1 for f in numeric if f.role == "prediction_score")
-    per_detector_rate = false_alarm_rate / max(detectors, 1)
+    if event_times_ms is not None and len(event_times_ms) != total:
+        raise ProfileError(f"reference event times ({len(event_times_ms)}) and columns ({total}) differ in length")
     features: dict[str, FeatureProfile] = {}
     for spec in fields:
         if spec.kind == "categorical":
             features[spec.name] = _categorical_profile(spec, columns[spec.name])
         else:
-            features[spec.name] = _numeric_profile(spec, columns[spec.name], per_detector_rate, n_bins)
+            features[spec.name] = _numeric_profile(spec, columns[spec.name], NOMINAL_FALSE_ALARM_RATE, n_bins)
     return ReferenceProfile(
         model=contract.model,
         model_version=model_version,
@@ -248,6 +254,7 @@ def build_reference_profile(
         rows=total,
         features=features,
         source=source,
+        events_per_second=reference_event_rate(event_times_ms),
     )
 
 

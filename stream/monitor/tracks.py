@@ -1,8 +1,10 @@
 """The per-event detectors of each model version: Page–Hinkley and the spread test on every numeric field, ADWIN on the score.
 
-A version's detectors (its *track*) start from the calibrated states stored in its reference profile
-and are fed the accepted events of that version in arrival order; what they report are
-:class:`DetectorHit` values, which the engine turns into signals and (de-duplicated) alerts.
+A version's detectors (its *track*) start from the calibrated states stored in its reference profile,
+re-targeted to the model's false-alarm rate per event (:mod:`~driftline.stream.monitor.budget`), and
+are fed the accepted events of that version in arrival order; what they report are
+:class:`DetectorHit` values, which the engine turns into signals and (de-duplicated) alerts. When the
+model's event rate changes, every track is re-targeted at the same event, whatever the batching.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from driftline.schemas.results import DecodedBatch, FieldStatus
 
 from .profile import ReferenceProfile
 
-__all__ = ["DetectorHit", "DetectorTracks", "Track"]
+__all__ = ["DetectorHit", "DetectorTracks", "RetargetAt", "Track"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,14 @@ class DetectorHit:
     event_index: int  # position of the event in the version's accepted stream (0-based)
 
 
+@dataclass(frozen=True)
+class RetargetAt:
+    """From the batch's decoded row ``row`` on, every detector runs at ``false_alarm_rate`` per event."""
+
+    row: int
+    false_alarm_rate: float
+
+
 @dataclass
 class Track:
     """Streaming detectors of one model version, fed in arrival order."""
@@ -46,10 +56,11 @@ class Track:
     adwin: dict[str, ADWIN]
     scale_shift: dict[str, ScaleShift]
     accepted_seen: int = 0
+    false_alarm_rate: float | None = None  # per event, per detector: where the thresholds are aimed
 
     @classmethod
-    def start(cls, profile: ReferenceProfile, fields: Sequence[FieldContract]) -> Track:
-        """Fresh detectors, in the calibrated states of ``profile``, for the numeric ``fields``."""
+    def start(cls, profile: ReferenceProfile, fields: Sequence[FieldContract], false_alarm_rate: float) -> Track:
+        """Fresh detectors, in the calibrated states of ``profile`` aimed at ``false_alarm_rate``, for the numeric ``fields``."""
         page_hinkley: dict[str, PageHinkley] = {}
         adwin: dict[str, ADWIN] = {}
         scale_shift: dict[str, ScaleShift] = {}
@@ -63,11 +74,37 @@ class Track:
                 adwin[spec.name] = ADWIN.from_state(feature.adwin)
             if feature.scale_shift is not None:  # profiles written before the spread test have none
                 scale_shift[spec.name] = ScaleShift.from_state(feature.scale_shift)
-        return cls(profile, page_hinkley, adwin, scale_shift)
+        track = cls(profile, page_hinkley, adwin, scale_shift)
+        track.retarget(false_alarm_rate)
+        return track
 
-    def run(self, version: str, batch: DecodedBatch, rows: np.ndarray) -> list[DetectorHit]:
-        """Feed the accepted events among ``rows`` (a mask of the batch's decoded rows) to every detector."""
+    def retarget(self, false_alarm_rate: float) -> None:
+        """Aim every detector at ``false_alarm_rate`` per event (nothing to do if they already are)."""
+        if false_alarm_rate == self.false_alarm_rate:
+            return
+        for detectors in (self.page_hinkley, self.adwin, self.scale_shift):
+            for detector in detectors.values():
+                detector.retarget(false_alarm_rate)
+        self.false_alarm_rate = false_alarm_rate
+
+    def run(self, version: str, batch: DecodedBatch, rows: np.ndarray, retargets: Sequence[RetargetAt] = ()) -> list[DetectorHit]:
+        """Feed the accepted events among ``rows`` (a mask of the batch's decoded rows) to every detector.
+
+        At each of ``retargets`` (in row order) the detectors are re-targeted before the events
+        from that row on; after the batch they stand at the last one.
+        """
         accepted = np.flatnonzero(rows & batch.accepted)
+        hits: list[DetectorHit] = []
+        done = 0
+        for change in retargets:
+            stop = int(np.searchsorted(accepted, change.row))
+            hits.extend(self._run(version, batch, accepted[done:stop]))
+            done = stop
+            self.retarget(change.false_alarm_rate)
+        hits.extend(self._run(version, batch, accepted[done:]))
+        return hits
+
+    def _run(self, version: str, batch: DecodedBatch, accepted: np.ndarray) -> list[DetectorHit]:
         base_index = self.accepted_seen
         self.accepted_seen += len(accepted)
         hits: list[DetectorHit] = []
@@ -90,6 +127,7 @@ class Track:
     def to_state(self) -> dict[str, Any]:
         return {
             "accepted_seen": self.accepted_seen,
+            "false_alarm_rate": self.false_alarm_rate,
             "page_hinkley": {name: d.to_state() for name, d in sorted(self.page_hinkley.items())},
             "adwin": {name: d.to_state() for name, d in sorted(self.adwin.items())},
             "scale_shift": {name: d.to_state() for name, d in sorted(self.scale_shift.items())},
@@ -99,9 +137,8 @@ class Track:
         self.accepted_seen = int(state["accepted_seen"])
         self.page_hinkley = {n: PageHinkley.from_state(d) for n, d in state["page_hinkley"].items()}
         self.adwin = {n: ADWIN.from_state(d) for n, d in state["adwin"].items()}
-        # A checkpoint written before the spread test existed keeps the fresh, calibrated ones.
-        if "scale_shift" in state:
-            self.scale_shift = {n: ScaleShift.from_state(d) for n, d in state["scale_shift"].items()}
+        self.scale_shift = {n: ScaleShift.from_state(d) for n, d in state["scale_shift"].items()}
+        self.false_alarm_rate = float(state["false_alarm_rate"])
 
 
 class DetectorTracks:
@@ -126,12 +163,20 @@ class DetectorTracks:
         The most versions whose detectors are kept.
     """
 
-    def __init__(self, profile_for: Callable[[str], ReferenceProfile], fields: Sequence[FieldContract], max_live: int = 16) -> None:
+    def __init__(
+        self,
+        profile_for: Callable[[str], ReferenceProfile],
+        fields: Sequence[FieldContract],
+        max_live: int = 16,
+        *,
+        false_alarm_rate: float,
+    ) -> None:
         if max_live < 1:
             raise ValueError(f"max_live must be at least 1, got {max_live}")
         self._profile_for = profile_for
         self._fields = tuple(fields)
         self.max_live = max_live
+        self.false_alarm_rate = false_alarm_rate  # per event, per detector, as of the end of the last batch
         self._tracks: dict[str, Track] = {}
         self._last_seen: dict[str, int] = {}  # version -> sequence number of its last decoded event
         self.dropped = 0  # tracks dropped to keep within max_live (this engine's life)
@@ -142,13 +187,21 @@ class DetectorTracks:
     def track(self, version: str) -> Track:
         track = self._tracks.get(version)
         if track is None:
-            track = self._tracks[version] = Track.start(self._profile_for(version), self._fields)
+            track = self._tracks[version] = Track.start(self._profile_for(version), self._fields, self.false_alarm_rate)
         return track
 
-    def run(self, version: str, batch: DecodedBatch, rows: np.ndarray, last_seen: int) -> list[DetectorHit]:
+    def run(
+        self, version: str, batch: DecodedBatch, rows: np.ndarray, last_seen: int, retargets: Sequence[RetargetAt] = ()
+    ) -> list[DetectorHit]:
         """Feed the version's rows of the batch; ``last_seen`` is the sequence number of its last event."""
         self._last_seen[version] = last_seen
-        return self.track(version).run(version, batch, rows)
+        return self.track(version).run(version, batch, rows, retargets)
+
+    def retarget(self, false_alarm_rate: float) -> None:
+        """Aim every track at ``false_alarm_rate`` (at the end of a batch: also those it did not touch)."""
+        self.false_alarm_rate = false_alarm_rate
+        for track in self._tracks.values():
+            track.retarget(false_alarm_rate)
 
     def trim(self) -> None:
         """Drop the tracks beyond ``max_live``, the least recently seen first (call at the end of a batch)."""

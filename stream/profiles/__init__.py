@@ -8,6 +8,6 @@ profiles as JSON files (``driftline.sinks.SqlProfileStore`` keeps them in the da
 from __future__ import annotations
 
 from .directory import ProfileDirectory
-from .training_data import columns_from_table, read_training_data
+from .training_data import TrainingData, columns_from_table, event_times_from_table, read_training_data
 
-__all__ = ["ProfileDirectory", "columns_from_table", "read_training_data"]
+__all__ = ["ProfileDirectory", "TrainingData", "columns_from_table", "event_times_from_table", "read_training_data"]

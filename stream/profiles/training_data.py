@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,15 @@ import pyarrow.parquet as pq
 from driftline.schemas.contract import Contract
 from driftline.stream.monitor.profile import ProfileError
 
-__all__ = ["columns_from_table", "read_training_data"]
+__all__ = ["TrainingData", "columns_from_table", "event_times_from_table", "read_training_data"]
+
+
+class TrainingData(NamedTuple):
+    """What a training file gives a reference profile."""
+
+    columns: dict[str, np.ndarray]
+    model_version: str
+    event_times_ms: np.ndarray | None  # epoch milliseconds, when the file has the contract's event-time column
 
 
 def columns_from_table(table: pa.Table, contract: Contract) -> dict[str, np.ndarray]:
@@ -45,8 +54,32 @@ def columns_from_table(table: pa.Table, contract: Contract) -> dict[str, np.ndar
     return columns
 
 
-def read_training_data(path: Path, contract: Contract, model_version: str | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """The monitored columns of a Parquet file, and the model version they describe.
+def event_times_from_table(table: pa.Table, contract: Contract) -> np.ndarray | None:
+    """The contract's event-time column as epoch milliseconds (None if the table lacks it).
+
+    Arrow timestamps of any unit are converted; integers are taken as milliseconds, as the
+    contract's ``timestamp-millis`` says. Rows without a time are dropped (they cannot date anything).
+
+    Raises
+    ------
+    ProfileError
+        The column holds something else than timestamps or integers.
+    """
+    name = contract.role_field("event_time").name
+    if name not in table.column_names:
+        return None
+    column = table.column(name)
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("ms", tz=column.type.tz)).cast(pa.int64())
+    elif not pa.types.is_integer(column.type):
+        raise ProfileError(f"column {name!r} is {column.type}; the contract's event time needs timestamps or epoch milliseconds")
+    values = np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    times: np.ndarray = values[np.isfinite(values)].astype(np.int64)
+    return times
+
+
+def read_training_data(path: Path, contract: Contract, model_version: str | None = None) -> TrainingData:
+    """The monitored columns of a Parquet file, the model version they describe and their event times.
 
     ``model_version`` defaults to the most frequent value of the file's ``model_version`` column.
 
@@ -69,4 +102,4 @@ def read_training_data(path: Path, contract: Contract, model_version: str | None
         if not versions:
             raise ProfileError(f"{path}: the model_version column is empty; pass --model-version")
         model_version = str(versions.most_common(1)[0][0])
-    return columns_from_table(table, contract), model_version
+    return TrainingData(columns_from_table(table, contract), model_version, event_times_from_table(table, contract))

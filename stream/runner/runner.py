@@ -325,7 +325,10 @@ class PartitionRunner(CheckpointedRunner):
         self.partials = partials
         self.partitions = partitions
         config = config or EngineConfig()
-        self.config = dataclasses.replace(config, partial_windows=partials is not None)
+        # A partition of a split model sees a share of its traffic: its engine scales the rate it measures.
+        self.config = dataclasses.replace(
+            config, partial_windows=partials is not None, partitions=partitions if partials is not None else 1
+        )
         self.idle = False  # closed its windows after a quiet spell (see go_idle); a message wakes it
         super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result)
 

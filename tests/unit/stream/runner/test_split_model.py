@@ -26,6 +26,7 @@ from driftline.schemas.errors import DriftlineError
 from driftline.schemas.results import FieldStatus
 from driftline.stream.demo.demo import demo_episodes, demo_messages
 from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.budget import SECONDS_PER_MONTH, AlarmBudget
 from driftline.stream.monitor.engine import EngineConfig
 from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
 from driftline.stream.monitor.results import BatchResult, Checkpoint, FeatureWindow, ModelWindow
@@ -343,11 +344,14 @@ def test_the_partials_message_round_trips() -> None:
 
 
 def test_the_detectors_false_alarm_budget_is_shared_across_partitions(catalog: Catalog, contract: Contract) -> None:
-    """Each partition's detectors are calibrated per event: four partitions of N/4 events each raise, in all,
+    """Each partition's detectors are aimed at the model's rate: four partitions of N/4 events each raise, in all,
     as many false signals as one partition of N events — the model's budget, not four times it."""
-    rate, n = 1e-3, 200_000  # a budget loose enough that a stationary stream signals often enough to count
-    profile = build_reference_profile(contract, SyntheticStream(contract, seed=3).columns(50_000, seed_offset=1), model_version="v1",
-                                      false_alarm_rate=rate)
+    n = 200_000
+    # A budget loose enough that a stationary stream signals often enough to count: 1e-3 per event
+    # over the 37 streaming detectors at 100 events/s, as alerts per month.
+    tests = AlarmBudget.for_fields(contract.monitored_fields, 1.0).tests
+    config = EngineConfig(false_alarms_per_month=1e-3 / 37 * tests * 100 * SECONDS_PER_MONTH, events_per_second=100)
+    profile = build_reference_profile(contract, SyntheticStream(contract, seed=3).columns(50_000, seed_offset=1), model_version="v1")
     stream = SyntheticStream(contract, seed=5, events_per_second=100)
     payloads = [
         encode_single_object(record, contract.schema_json)
@@ -359,7 +363,8 @@ def test_the_detectors_false_alarm_budget_is_shared_across_partitions(catalog: C
         partials = InMemoryPartials() if partitions > 1 else None
         runners = [
             PartitionRunner(key=PartitionKey("g", TOPIC, p), contract=contract, profiles={"v1": profile}, codec=Codec(catalog),
-                            store=InMemoryCheckpointStore(), deadletters=InMemoryDeadLetters(), partials=partials, partitions=partitions)
+                            store=InMemoryCheckpointStore(), deadletters=InMemoryDeadLetters(), partials=partials, partitions=partitions,
+                            config=config)
             for p in range(partitions)
         ]
         count = 0
