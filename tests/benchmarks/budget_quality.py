@@ -1,6 +1,6 @@
 """False alerts per model-month on clean streams, at 10 and at 1,000 events per second of event time.
 
-    python tests/benchmarks/budget_quality.py [--slow-days 30] [--fast-days 3] [--budgets 1,300]
+    python tests/benchmarks/budget_quality.py [--slow-days 7] [--fast-days 3] [--budgets 1,300]
 
 The whole engine (every streaming detector and window check of the example credit-risk contract)
 runs over clean synthetic streams — the generator without drift episodes, fresh values throughout —
@@ -116,7 +116,7 @@ def run(contract: Contract, profile: ReferenceProfile, rate: float, days: float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slow-days", type=float, default=30.0, help="simulated days at 10 events/s (default 30)")
+    parser.add_argument("--slow-days", type=float, default=7.0, help="simulated days at 10 events/s (default 7)")
     parser.add_argument("--fast-days", type=float, default=3.0, help="simulated days at 1,000 events/s (default 3)")
     parser.add_argument("--budgets", default="1,300", help="false alarms per month to run at 10 events/s (default 1,300)")
     parser.add_argument("--fast-budget", type=float, default=300.0, help="the budget at 1,000 events/s (default 300)")
