@@ -6,8 +6,9 @@ user states one figure — false alarms per model per month (``--false-alarms-pe
 a month is 30 days here) — and the engine turns it into what each test needs:
 
 * every test of the model gets an equal share (Bonferroni): the streaming detectors (a Page–Hinkley
-  and a spread test on every numeric field, an ADWIN on the score) and the window checks (one PSI
-  test per monitored field per window) — ``tests`` below;
+  and a spread test on every numeric field, an ADWIN on the score, the joint-drift test over the
+  numeric features) and the window checks (one PSI test per monitored field per window) — ``tests``
+  below;
 * a streaming detector's share per *event* is ``share / (events per month)``, from the model's event
   rate (:class:`EventRate`);
 * a window check's share per *window* is ``share / (windows per month)``, from the window length.
@@ -46,6 +47,7 @@ __all__ = [
     "AlarmBudget",
     "EventRate",
     "RateChange",
+    "joint_field_names",
     "reference_event_rate",
 ]
 
@@ -93,10 +95,12 @@ class AlarmBudget:
 
     @classmethod
     def for_fields(cls, fields: Sequence[FieldContract], false_alarms_per_month: float) -> AlarmBudget:
-        """The budget of a model monitoring ``fields``: 2 detectors per numeric field, 1 ADWIN per score, 1 window check per field."""
+        """The budget of a model monitoring ``fields``: 2 detectors per numeric field, 1 ADWIN per score,
+        1 joint-drift test (with at least 2 numeric features), 1 window check per field."""
         numeric = [f for f in fields if f.kind != "categorical"]
         streaming = 2 * len(numeric) + sum(1 for f in numeric if f.role == "prediction_score")
-        return cls(false_alarms_per_month, streaming + len(fields))
+        joint = 1 if len(joint_field_names(fields)) >= 2 else 0
+        return cls(false_alarms_per_month, streaming + joint + len(fields))
 
     @property
     def share_per_month(self) -> float:
@@ -113,6 +117,11 @@ class AlarmBudget:
         """A window check's false-alarm rate per window of ``window_length_ms``."""
         windows_per_month = SECONDS_PER_MONTH * 1000.0 / window_length_ms
         return min(self.share_per_month / windows_per_month, MAX_TEST_RATE)
+
+
+def joint_field_names(fields: Sequence[FieldContract]) -> tuple[str, ...]:
+    """The fields the joint-drift test watches: the numeric features (not the model's outputs)."""
+    return tuple(f.name for f in fields if f.kind != "categorical" and f.role == "feature")
 
 
 def reference_event_rate(event_times_ms: np.ndarray | None) -> float | None:

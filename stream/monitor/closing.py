@@ -17,19 +17,28 @@ from .alerts import AlertGate, make_alert
 from .budget import AlarmBudget
 from .config import EngineConfig
 from .profile import ReferenceProfile
-from .results import AlertKind, BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
+from .results import JOINT_FEATURE, AlertKind, BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
 from .verdicts import Verdict, feature_window_verdicts, format_number, model_window_verdicts
 from .window_state import FieldWindow, WindowPlace
 
 __all__ = ["OpenWindow", "WindowCloser"]
 
 #: The alert kind of each streaming detector's signals, and how its message begins.
-_DETECTOR_KINDS = {"page_hinkley": AlertKind.MEAN_SHIFT, "adwin": AlertKind.SCORE_CHANGE, "scale_shift": AlertKind.SPREAD_CHANGE}
+_DETECTOR_KINDS = {
+    "page_hinkley": AlertKind.MEAN_SHIFT,
+    "adwin": AlertKind.SCORE_CHANGE,
+    "scale_shift": AlertKind.SPREAD_CHANGE,
+    "joint_shift": AlertKind.JOINT_DRIFT,
+}
 _DETECTOR_FINDINGS = {
     "page_hinkley": "Page-Hinkley detected a mean shift in",
     "adwin": "ADWIN found a change in the mean of",
     "scale_shift": "the spread test found a change in the spread (variance) of",
 }
+
+
+#: A joint-drift alert names this many of the features that changed most.
+JOINT_FEATURES_NAMED = 3
 
 
 @dataclass
@@ -153,6 +162,9 @@ class WindowCloser:
         ``where`` qualifies the event index (a split model's signal counts the events of its partition).
         """
         kind = _DETECTOR_KINDS.get(signal.detector, AlertKind.MEAN_SHIFT)
+        if signal.feature == JOINT_FEATURE:
+            self._joint_alert(result, signal, threshold, where)
+            return
         profile = self.profile_for(signal.model_version).features[signal.feature]
         what = _DETECTOR_FINDINGS.get(signal.detector, "Page-Hinkley detected a mean shift in")
         self.gated_alert(
@@ -164,6 +176,19 @@ class WindowCloser:
             threshold=threshold,
             message=f"{what} {signal.feature} at event {signal.event_index}{where} "
             f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})",
+        )
+
+    def _joint_alert(self, result: BatchResult, signal: DetectorSignal, threshold: float, where: str) -> None:
+        changed = ", ".join(f"{name} ({share:.0%})" for name, share in signal.evidence[:JOINT_FEATURES_NAMED])
+        self.gated_alert(
+            result, signal.model_version, AlertKind.JOINT_DRIFT, None, signal.detector,
+            episode=AlertKind.JOINT_DRIFT.value,
+            window_start_ms=None,
+            event_time_ms=signal.event_time_ms,
+            score=signal.statistic,
+            threshold=threshold,
+            message=f"the joint-drift test found a change in how the numeric features vary together at event "
+            f"{signal.event_index}{where}" + (f"; most changed: {changed}" if changed else ""),
         )
 
     def schema_change_alert(self, result: BatchResult, record: SchemaChangeRecord, version: str) -> None:

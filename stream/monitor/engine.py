@@ -345,6 +345,7 @@ class MonitorEngine:
             event_index=hit.event_index,
             event_time_ms=int(batch.event_time_ms[hit.row]),
             statistic=hit.statistic,
+            evidence=hit.evidence,
         )
         result.signals.append(signal)
         if self.config.partial_windows:  # one partition of several: the merger gates the model's signals

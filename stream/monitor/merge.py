@@ -399,6 +399,7 @@ def partial_signal_from_dict(data: Mapping[str, Any]) -> PartialSignal:
             event_index=int(signal["event_index"]),
             event_time_ms=int(signal["event_time_ms"]),
             statistic=float(signal["statistic"]),
+            evidence=tuple((str(name), float(share)) for name, share in signal.get("evidence", ())),
         ),
         threshold=float(data["threshold"]),
         row=int(data["row"]),

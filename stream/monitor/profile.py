@@ -25,13 +25,14 @@ from driftline.detectors import distances, sketches
 from driftline.detectors.adwin import ADWIN
 from driftline.detectors.calibration import MINIMUM_REFERENCE_LENGTH
 from driftline.detectors.distances import quantile_bin_edges
+from driftline.detectors.joint import JointShift
 from driftline.detectors.page_hinkley import PageHinkley
 from driftline.detectors.psi import WindowPSIThreshold
 from driftline.detectors.scale import ScaleShift
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.errors import DriftlineError
 
-from .budget import reference_event_rate
+from .budget import joint_field_names, reference_event_rate
 
 __all__ = ["FeatureProfile", "ProfileError", "ReferenceProfile", "build_reference_profile"]
 
@@ -114,6 +115,8 @@ class ReferenceProfile:
     features: dict[str, FeatureProfile]
     source: str = ""  # where the reference data came from (logged when a worker loads the profile)
     events_per_second: float | None = None  # the reference's event rate (from its timestamps), if it has any
+    joint_fields: tuple[str, ...] = ()  # the numeric features the joint-drift test watches, in its column order
+    joint: dict[str, Any] | None = None  # the joint-drift test's calibrated state (None: too few features or rows)
 
     def check_covers(self, contract: Contract) -> None:
         """Raise :class:`ProfileError` unless every field ``contract`` monitors has a summary here."""
@@ -135,6 +138,8 @@ class ReferenceProfile:
             "rows": self.rows,
             "source": self.source,
             "events_per_second": self.events_per_second,
+            "joint_fields": list(self.joint_fields),
+            "joint": self.joint,
             "features": {name: _feature_to_dict(f) for name, f in sorted(self.features.items())},
         }
         return json.dumps(data, sort_keys=True, indent=1)
@@ -157,6 +162,8 @@ class ReferenceProfile:
                 features=features,
                 source=str(data.get("source", "")),
                 events_per_second=None if data.get("events_per_second") is None else float(data["events_per_second"]),
+                joint_fields=tuple(str(name) for name in data.get("joint_fields", ())),
+                joint=data.get("joint"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"malformed reference profile: {exc}") from exc
@@ -247,6 +254,7 @@ def build_reference_profile(
             features[spec.name] = _categorical_profile(spec, columns[spec.name])
         else:
             features[spec.name] = _numeric_profile(spec, columns[spec.name], NOMINAL_FALSE_ALARM_RATE, n_bins)
+    joint_fields, joint = _joint_profile(fields, columns)
     return ReferenceProfile(
         model=contract.model,
         model_version=model_version,
@@ -255,7 +263,23 @@ def build_reference_profile(
         features=features,
         source=source,
         events_per_second=reference_event_rate(event_times_ms),
+        joint_fields=joint_fields,
+        joint=joint,
     )
+
+
+def _joint_profile(fields: tuple[FieldContract, ...], columns: dict[str, np.ndarray]) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """The joint-drift test calibrated on the reference rows where every numeric feature is present."""
+    names = joint_field_names(fields)
+    if len(names) < 2:
+        return (), None
+    matrix = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in names])
+    complete = matrix[np.isfinite(matrix).all(axis=1)]
+    try:
+        test = JointShift.calibrate(complete, false_alarm_rate=NOMINAL_FALSE_ALARM_RATE)
+    except ValueError:  # too few complete rows to calibrate on: the model runs without the joint test
+        return (), None
+    return names, test.to_state()
 
 
 def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: float, n_bins: int) -> FeatureProfile:

@@ -97,6 +97,12 @@ class DetectorSignal:
     event_index: int  # position of the event in the model's accepted stream (0-based)
     event_time_ms: int
     statistic: float
+    # The joint-drift test's signal: the features that changed most, with their shares, largest first.
+    evidence: tuple[tuple[str, float], ...] = ()
+
+
+#: The ``feature`` of a joint-drift signal (it is about how the numeric features vary together).
+JOINT_FEATURE = "(joint)"
 
 
 class AlertKind(enum.StrEnum):
@@ -109,6 +115,7 @@ class AlertKind(enum.StrEnum):
     SCHEMA_CHANGE = "schema_change"  # a writer schema that differs from the contract
     DATA_QUALITY = "data_quality"  # a window over a data-quality budget
     NO_DATA = "no_data"  # windows without a usable event
+    JOINT_DRIFT = "joint_drift"  # the joint-drift test (JointShift) on the model's numeric features
 
 
 @dataclass(frozen=True)

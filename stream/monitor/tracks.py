@@ -1,4 +1,4 @@
-"""The per-event detectors of each model version: Page–Hinkley and the spread test on every numeric field, ADWIN on the score.
+"""The per-event detectors of each model version: Page–Hinkley and the spread test on every numeric field, ADWIN on the score, the joint-drift test.
 
 A version's detectors (its *track*) start from the calibrated states stored in its reference profile,
 re-targeted to the model's false-alarm rate per event (:mod:`~driftline.stream.monitor.budget`), and
@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 
 from driftline.detectors.adwin import ADWIN
+from driftline.detectors.joint import JointShift
 from driftline.detectors.page_hinkley import PageHinkley
 from driftline.detectors.scale import ScaleShift
 from driftline.schemas.contract import FieldContract
 from driftline.schemas.results import DecodedBatch, FieldStatus
 
 from .profile import ReferenceProfile
+from .results import JOINT_FEATURE
 
 __all__ = ["DetectorHit", "DetectorTracks", "RetargetAt", "Track"]
 
@@ -32,11 +34,15 @@ class DetectorHit:
 
     model_version: str
     feature: str
-    detector: str  # page_hinkley | adwin | scale_shift
+    detector: str  # page_hinkley | adwin | scale_shift | joint_shift
     statistic: float
     threshold: float
     row: int  # position of the event in the batch's decoded rows
     event_index: int  # position of the event in the version's accepted stream (0-based)
+    evidence: tuple[tuple[str, float], ...] = ()  # joint_shift: the features that changed most, with their shares
+
+
+_DETECTOR_ORDER = {"page_hinkley": 0, "adwin": 1, "scale_shift": 2, "joint_shift": 3}
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Track:
     page_hinkley: dict[str, PageHinkley]
     adwin: dict[str, ADWIN]
     scale_shift: dict[str, ScaleShift]
+    joint: JointShift | None = None  # over profile.joint_fields
     accepted_seen: int = 0
     false_alarm_rate: float | None = None  # per event, per detector: where the thresholds are aimed
 
@@ -74,7 +81,8 @@ class Track:
                 adwin[spec.name] = ADWIN.from_state(feature.adwin)
             if feature.scale_shift is not None:  # profiles written before the spread test have none
                 scale_shift[spec.name] = ScaleShift.from_state(feature.scale_shift)
-        track = cls(profile, page_hinkley, adwin, scale_shift)
+        joint = JointShift.from_state(profile.joint) if profile.joint is not None else None
+        track = cls(profile, page_hinkley, adwin, scale_shift, joint)
         track.retarget(false_alarm_rate)
         return track
 
@@ -85,6 +93,8 @@ class Track:
         for detectors in (self.page_hinkley, self.adwin, self.scale_shift):
             for detector in detectors.values():
                 detector.retarget(false_alarm_rate)
+        if self.joint is not None:
+            self.joint.retarget(false_alarm_rate)
         self.false_alarm_rate = false_alarm_rate
 
     def run(self, version: str, batch: DecodedBatch, rows: np.ndarray, retargets: Sequence[RetargetAt] = ()) -> list[DetectorHit]:
@@ -102,7 +112,8 @@ class Track:
             done = stop
             self.retarget(change.false_alarm_rate)
         hits.extend(self._run(version, batch, accepted[done:]))
-        return hits
+        # In event order, so the signals' order does not depend on where a batch ended.
+        return sorted(hits, key=lambda hit: (hit.row, _DETECTOR_ORDER[hit.detector], hit.feature))
 
     def _run(self, version: str, batch: DecodedBatch, accepted: np.ndarray) -> list[DetectorHit]:
         base_index = self.accepted_seen
@@ -122,6 +133,28 @@ class Track:
                     row = int(usable[hit])
                     event_index = base_index + int(np.searchsorted(accepted, row))
                     hits.append(DetectorHit(version, feature, name, statistic, threshold, row, event_index))
+        if self.joint is not None:
+            hits.extend(self._run_joint(version, batch, accepted, base_index))
+        return hits
+
+    def _run_joint(self, version: str, batch: DecodedBatch, accepted: np.ndarray, base_index: int) -> list[DetectorHit]:
+        """The joint-drift test on the accepted events (a field without a usable value: NaN, the row is skipped)."""
+        assert self.joint is not None
+        names = self.profile.joint_fields
+        matrix = np.empty((len(accepted), len(names)))
+        for column, name in enumerate(names):
+            values = batch.values[name][accepted]
+            matrix[:, column] = np.where(batch.status[name][accepted] == FieldStatus.OK, values, np.nan)
+        fired = self.joint.update_many(matrix)
+        hits = []
+        for hit, statistic, threshold, shares in zip(
+            fired.tolist(), self.joint.signal_statistics, self.joint.signal_thresholds, self.joint.signal_contributions, strict=True
+        ):
+            ranked = sorted(zip(names, shares.tolist(), strict=True), key=lambda item: (-item[1], item[0]))
+            evidence = tuple((name, share) for name, share in ranked if share > 0.0)
+            hits.append(DetectorHit(
+                version, JOINT_FEATURE, "joint_shift", statistic, threshold, int(accepted[hit]), base_index + hit, evidence
+            ))
         return hits
 
     def to_state(self) -> dict[str, Any]:
@@ -131,6 +164,7 @@ class Track:
             "page_hinkley": {name: d.to_state() for name, d in sorted(self.page_hinkley.items())},
             "adwin": {name: d.to_state() for name, d in sorted(self.adwin.items())},
             "scale_shift": {name: d.to_state() for name, d in sorted(self.scale_shift.items())},
+            "joint": None if self.joint is None else self.joint.to_state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -138,6 +172,7 @@ class Track:
         self.page_hinkley = {n: PageHinkley.from_state(d) for n, d in state["page_hinkley"].items()}
         self.adwin = {n: ADWIN.from_state(d) for n, d in state["adwin"].items()}
         self.scale_shift = {n: ScaleShift.from_state(d) for n, d in state["scale_shift"].items()}
+        self.joint = None if state["joint"] is None else JointShift.from_state(state["joint"])
         self.false_alarm_rate = float(state["false_alarm_rate"])
 
 

@@ -27,7 +27,8 @@ from driftline.stream.monitor.results import BatchResult, to_canonical_json
 def test_the_budget_is_shared_by_every_detector_and_window_check(contract: Contract) -> None:
     budget = AlarmBudget.for_fields(contract.monitored_fields, 2.0)
     numeric = [f for f in contract.monitored_fields if f.kind != "categorical"]
-    assert budget.tests == 2 * len(numeric) + 1 + len(contract.monitored_fields)  # PH + spread per numeric, ADWIN on the score
+    # PH + spread per numeric field, ADWIN on the score, the joint test, a window check per field.
+    assert budget.tests == 2 * len(numeric) + 1 + 1 + len(contract.monitored_fields)
     # 10 events/s: each test may raise 2 / tests alerts in 30 days of 10 events/s.
     assert budget.per_event_rate(10.0) == pytest.approx(2.0 / budget.tests / (10.0 * SECONDS_PER_MONTH))
     # A hundred times the traffic: a hundred times smaller a rate per event, the same alerts per month.

@@ -9,6 +9,7 @@ from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import Episode, SyntheticStream
+from driftline.stream.monitor.budget import AlarmBudget
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import Alert, BatchResult, to_canonical_json
@@ -198,3 +199,29 @@ def test_a_doubled_variance_raises_a_spread_change_before_any_mean_shift(catalog
     # accepted mean may move a little later on; the spread test must be what sees it first.
     shifts = [a.event_time_ms for a in result.alerts if a.kind == "mean_shift" and a.feature == feature]
     assert all(t > spread[0].event_time_ms for t in shifts)
+
+
+def test_a_flipped_correlation_raises_a_joint_drift_naming_the_feature_while_the_per_feature_tests_stay_quiet(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile
+) -> None:
+    n, start, feature = 30_000, 12_000, "credit_score"
+    assert feature in profile.joint_fields and profile.joint is not None
+    stream = SyntheticStream(contract, seed=6)
+    columns = stream.columns(n)
+    values = np.asarray(columns[feature], dtype=np.float64)
+    # credit_score = round(690 + 55 (0.7 z + 0.71 e)) shares z with income and the other features.
+    # Mirrored about 690 its marginal is unchanged (a symmetric Gaussian), its correlations flip.
+    values[start:] = 2 * 690 - values[start:]
+    columns[feature] = values
+    times = stream.event_times(n)
+    payloads = [encode_single_object(r, contract.schema_json) for r in stream.records(columns, times)]
+    result = _run(catalog, contract, profile, payloads, [7_000, 19_000])
+    joint = [a for a in result.alerts if a.kind == "joint_drift"]
+    assert joint, [a.message for a in result.alerts]
+    assert joint[0].feature is None and times[start] <= joint[0].event_time_ms <= times[start + 1_000]
+    assert f"most changed: {feature} (" in joint[0].message, joint[0].message
+    # The marginals did not move: no per-feature alert on the mirrored field.
+    assert not [a.message for a in result.alerts if a.feature == feature]
+    # The budget counts the joint test: 61 tests for the example contract (37 streaming detectors, the
+    # joint test, 23 window checks).
+    assert AlarmBudget.for_fields(contract.monitored_fields, 1.0).tests == 61
