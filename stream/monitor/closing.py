@@ -3,13 +3,21 @@
 Shared by the two places where model-level windows close: the engine of a model on one partition,
 and the merger of a model split over partitions (:mod:`~driftline.stream.monitor.merge`), so a window
 closes the same way whoever assembled it.
+
+Alerts on the prediction score say where to look: they name the input features that moved most in
+the same window, ranked by PSI over its calibrated threshold. A streaming detector's score alert is
+therefore held (admitted by the gate at once, emitted later) until the window of its event closes;
+its time and id are its event's, and what it names comes from that closed window alone, so any
+batching gives the same alert. An alert whose event is late (its window already closed) names none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from driftline.schemas.contract import Contract
 
@@ -17,11 +25,20 @@ from .alerts import AlertGate, make_alert
 from .budget import AlarmBudget
 from .config import EngineConfig
 from .profile import ReferenceProfile
-from .results import JOINT_FEATURE, AlertKind, BatchResult, DetectorSignal, ModelWindow, SchemaChangeRecord, iso_time
+from .results import (
+    JOINT_FEATURE,
+    AlertKind,
+    BatchResult,
+    DetectorSignal,
+    FeatureWindow,
+    ModelWindow,
+    SchemaChangeRecord,
+    iso_time,
+)
 from .verdicts import Verdict, feature_window_verdicts, format_number, model_window_verdicts
 from .window_state import FieldWindow, WindowPlace
 
-__all__ = ["OpenWindow", "WindowCloser"]
+__all__ = ["HeldScoreAlert", "OpenWindow", "WindowCloser"]
 
 #: The alert kind of each streaming detector's signals, and how its message begins.
 _DETECTOR_KINDS = {
@@ -37,8 +54,28 @@ _DETECTOR_FINDINGS = {
 }
 
 
-#: A joint-drift alert names this many of the features that changed most.
+#: A joint-drift alert names this many of the features that changed most; a score alert as many inputs.
 JOINT_FEATURES_NAMED = 3
+INPUTS_NAMED = 3
+
+
+@dataclass(frozen=True)
+class HeldScoreAlert:
+    """A score alert admitted by the gate, waiting for the window of its event to close."""
+
+    signal: DetectorSignal
+    threshold: float
+    message: str
+    window_start_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "signal": dataclasses.asdict(self.signal)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeldScoreAlert:
+        signal = dict(data["signal"])
+        signal["evidence"] = tuple((str(name), float(share)) for name, share in signal.get("evidence", ()))
+        return cls(DetectorSignal(**signal), float(data["threshold"]), str(data["message"]), int(data["window_start_ms"]))
 
 
 @dataclass
@@ -76,6 +113,10 @@ class WindowCloser:
         budget = AlarmBudget.for_fields(self.fields, config.false_alarms_per_month)
         self.window_false_alarm_rate = budget.per_window_rate(config.window_length_ms)
         self.last_closed_start_ms: int | None = None
+        scores = [f.name for f in self.fields if f.role == "prediction_score"]
+        self.score_field = scores[0] if scores else None
+        self.inputs = [f.name for f in self.fields if f.role == "feature"]
+        self.held: list[HeldScoreAlert] = []  # score alerts waiting for their window, in admission order
 
     def close(self, window: OpenWindow, result: BatchResult, *, undated: int = 0) -> None:
         """Close ``window`` (in start order): a gap alert if windows are missing before it, then its results.
@@ -131,19 +172,75 @@ class WindowCloser:
         )
         result.model_windows.append(model_window)
         place = WindowPlace(self.contract.model, window.version, window.start_ms, config.window_length_ms)
-        for spec in self.fields:
-            feature_profile = profile.features[spec.name]
-            summary = window.features[spec.name].close(
-                feature_profile,
-                place,
-                false_alarm_rate=self.window_false_alarm_rate,
-                min_psi=config.min_psi,
+        summaries = {
+            spec.name: window.features[spec.name].close(
+                profile.features[spec.name], place, false_alarm_rate=self.window_false_alarm_rate, min_psi=config.min_psi
             )
+            for spec in self.fields
+        }
+        moved = self._inputs_that_moved(summaries)
+        for spec in self.fields:
+            summary = summaries[spec.name]
             result.feature_windows.append(summary)
-            for verdict in feature_window_verdicts(spec, feature_profile, summary, window.events, config):
+            for verdict in feature_window_verdicts(spec, profile.features[spec.name], summary, window.events, config):
+                if spec.name == self.score_field and moved:
+                    verdict = dataclasses.replace(verdict, message=f"{verdict.message}; {moved}")
                 self._window_alert(result, window.version, window.start_ms, verdict)
         for verdict in model_window_verdicts(model_window, config):
             self._window_alert(result, window.version, window.start_ms, verdict)
+        self._release_held(result, window.start_ms, window.version, moved)
+
+    def _inputs_that_moved(self, summaries: dict[str, FeatureWindow]) -> str:
+        """The inputs that moved most in a window, ranked by PSI over its calibrated threshold ('' if none can tell)."""
+        ranked = sorted(
+            (
+                (summary.psi / summary.psi_threshold, name, summary.psi)
+                for name in self.inputs
+                if (summary := summaries[name]).psi is not None and summary.psi_threshold and summary.count >= self.config.min_window_count
+            ),
+            key=lambda item: (-item[0], item[1]),
+        )[:INPUTS_NAMED]
+        if not ranked:
+            return ""
+        return "inputs that moved most in the window: " + ", ".join(
+            f"{name} (PSI {psi:.3g}, {ratio:.2g}x its threshold)" for ratio, name, psi in ranked
+        )
+
+    def _release_held(self, result: BatchResult, start_ms: int, version: str, moved: str) -> None:
+        """Emit the held score alerts of this window (naming what moved) and of earlier ones (whose window never came)."""
+        keep: list[HeldScoreAlert] = []
+        for held in self.held:
+            if held.window_start_ms == start_ms and held.signal.model_version == version:
+                self._emit_held(result, held, moved)
+            elif held.window_start_ms < start_ms:
+                self._emit_held(result, held, "")
+            else:
+                keep.append(held)
+        self.held = keep
+
+    def release_all(self, result: BatchResult) -> None:
+        """Emit every held score alert (end of input: their windows will not close)."""
+        for held in self.held:
+            self._emit_held(result, held, "")
+        self.held = []
+
+    def _emit_held(self, result: BatchResult, held: HeldScoreAlert, moved: str) -> None:
+        signal = held.signal
+        result.alerts.append(
+            make_alert(
+                model=self.contract.model,
+                model_version=signal.model_version,
+                kind=_DETECTOR_KINDS.get(signal.detector, AlertKind.MEAN_SHIFT),
+                feature=signal.feature,
+                detector=signal.detector,
+                severity="warning",
+                window_start_ms=None,
+                event_time_ms=signal.event_time_ms,
+                score=signal.statistic,
+                threshold=held.threshold,
+                message=held.message + (f"; {moved}" if moved else ""),
+            )
+        )
 
     def _window_alert(self, result: BatchResult, version: str, window_start_ms: int, verdict: Verdict) -> None:
         self.gated_alert(
@@ -167,6 +264,21 @@ class WindowCloser:
             return
         profile = self.profile_for(signal.model_version).features[signal.feature]
         what = _DETECTOR_FINDINGS.get(signal.detector, "Page-Hinkley detected a mean shift in")
+        message = (
+            f"{what} {signal.feature} at event {signal.event_index}{where} "
+            f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})"
+        )
+        if signal.feature == self.score_field:
+            length = self.config.window_length_ms
+            start = signal.event_time_ms // length * length
+            if not self.gate.admit((signal.model_version, signal.feature, kind.value), signal.event_time_ms):
+                return
+            held = HeldScoreAlert(signal, threshold, message, start)
+            if self.last_closed_start_ms is not None and start <= self.last_closed_start_ms:
+                self._emit_held(result, held, "")  # a late event: its window is closed already
+            else:
+                self.held.append(held)
+            return
         self.gated_alert(
             result, signal.model_version, kind, signal.feature, signal.detector,
             episode=kind.value,
@@ -174,8 +286,7 @@ class WindowCloser:
             event_time_ms=signal.event_time_ms,
             score=signal.statistic,
             threshold=threshold,
-            message=f"{what} {signal.feature} at event {signal.event_index}{where} "
-            f"(reference mean {format_number(profile.mean)}, std {format_number(profile.std)})",
+            message=message,
         )
 
     def _joint_alert(self, result: BatchResult, signal: DetectorSignal, threshold: float, where: str) -> None:

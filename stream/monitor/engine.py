@@ -28,7 +28,7 @@ from driftline.schemas.results import DecodedBatch
 
 from .alerts import AlertGate
 from .budget import FALLBACK_EVENTS_PER_SECOND, AlarmBudget, EventRate
-from .closing import OpenWindow, WindowCloser
+from .closing import HeldScoreAlert, OpenWindow, WindowCloser
 from .config import EngineConfig
 from .profile import ReferenceProfile
 from .results import BatchResult, DetectorSignal, PartialSignal, SchemaChangeRecord, WindowPartial
@@ -126,6 +126,7 @@ class MonitorEngine:
             before = max(start for start, _ in self._open) + self.config.window_length_ms
             self._clock.close_before(before)  # closed for good: their events that come later are late
             self._close_windows(before, result)
+        self._closer.release_all(result)
         return result
 
     @property
@@ -165,6 +166,7 @@ class MonitorEngine:
             "clock": self._clock.to_state(),
             "gate": self._gate.to_state(),
             "last_closed_start_ms": self._closer.last_closed_start_ms,
+            "held_score_alerts": [held.to_dict() for held in self._closer.held],
             "schema_changes_seen": sorted(self._schema_changes_seen),
             "schema_changes_pending": [dataclasses.asdict(record) for record in self._schema_changes_pending],
             "undated_pending": self._undated_pending,
@@ -204,6 +206,7 @@ class MonitorEngine:
         engine._clock.restore(state["clock"])
         engine._gate.restore(state["gate"])
         engine._closer.last_closed_start_ms = state["last_closed_start_ms"]
+        engine._closer.held = [HeldScoreAlert.from_dict(held) for held in state.get("held_score_alerts", ())]
         engine._schema_changes_seen = set(state["schema_changes_seen"])
         engine._schema_changes_pending = [
             SchemaChangeRecord(**{**saved, **{k: tuple(saved[k]) for k in ("missing_fields", "new_fields", "type_changes")}})

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from driftline.schemas.contract import Contract
 
 from .alerts import AlertGate
-from .closing import OpenWindow, WindowCloser
+from .closing import HeldScoreAlert, OpenWindow, WindowCloser
 from .config import EngineConfig
 from .profile import ReferenceProfile
 from .results import BatchResult, DetectorSignal, PartialSignal, SchemaChangeRecord, WindowPartial
@@ -299,6 +299,7 @@ class WindowMerger:
             "closed_before_ms": self._closed_before_ms,
             "released_before_ms": self._released_before_ms,
             "last_closed_start_ms": self._closer.last_closed_start_ms,
+            "held_score_alerts": [held.to_dict() for held in self._closer.held],
             "gate": self._gate.to_state(),
             "late_partials": self.late_partials,
             "repeats": self.repeats,
@@ -338,6 +339,7 @@ class WindowMerger:
         merger._closed_before_ms = state["closed_before_ms"]
         merger._released_before_ms = state["released_before_ms"]
         merger._closer.last_closed_start_ms = state["last_closed_start_ms"]
+        merger._closer.held = [HeldScoreAlert.from_dict(held) for held in state.get("held_score_alerts", ())]
         merger._gate.restore(state["gate"])
         merger.late_partials = int(state["late_partials"])
         merger.repeats = int(state["repeats"])
