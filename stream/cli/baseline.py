@@ -30,6 +30,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--profiles", type=Path, help="profile directory (default: <data dir>/profiles)")
     add_data_dir(parser)
     parser.add_argument("--schemas", type=Path, help="contract directory (default: the bundled contracts)")
+    parser.add_argument(
+        "--seasonality", choices=("auto", "none", "daily", "weekly"), default="auto",
+        help="daily or weekly cycles of the numeric fields' means, from the training data's event times: found where "
+        "significant (auto, the default), fitted on every numeric field (daily, weekly) or not at all (none); a cycle "
+        "needs two whole periods of data",
+    )
     parser.add_argument("--database-url", help="also store the profile in this database's reference_profiles table (where the worker reads it)")
     parser.set_defaults(handler=run)
 
@@ -46,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     directory = ProfileDirectory(args.profiles if args.profiles is not None else data_dir(args) / "profiles")
     data = read_training_data(args.input, contract, args.model_version)
     profile = build_reference_profile(
-        contract, data.columns, model_version=data.model_version, event_times_ms=data.event_times_ms, source=str(args.input)
+        contract, data.columns, model_version=data.model_version, event_times_ms=data.event_times_ms,
+        source=str(args.input), seasonality=args.seasonality,
     )
     if store is not None:
         from driftline.sinks.database import display_url
@@ -62,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(f"reference event rate: {profile.events_per_second:,.3g} events/s (the worker's false-alarm budget is spread over it)")
+    cycles = {name: f.seasonal_cycle.period for name, f in sorted(profile.features.items()) if f.seasonal_cycle is not None}
+    if cycles:
+        print("cycles found: " + ", ".join(f"{name} ({period})" for name, period in cycles.items()))
     return 0
 
 

@@ -172,9 +172,11 @@ class WindowCloser:
         )
         result.model_windows.append(model_window)
         place = WindowPlace(self.contract.model, window.version, window.start_ms, config.window_length_ms)
+        # A field with a daily or weekly cycle is compared with the reference of the window's hour.
+        references = {spec.name: profile.features[spec.name].at_time(window.start_ms) for spec in self.fields}
         summaries = {
             spec.name: window.features[spec.name].close(
-                profile.features[spec.name], place, false_alarm_rate=self.window_false_alarm_rate, min_psi=config.min_psi
+                references[spec.name], place, false_alarm_rate=self.window_false_alarm_rate, min_psi=config.min_psi
             )
             for spec in self.fields
         }
@@ -182,7 +184,7 @@ class WindowCloser:
         for spec in self.fields:
             summary = summaries[spec.name]
             result.feature_windows.append(summary)
-            for verdict in feature_window_verdicts(spec, profile.features[spec.name], summary, window.events, config):
+            for verdict in feature_window_verdicts(spec, references[spec.name], summary, window.events, config):
                 if spec.name == self.score_field and moved:
                     verdict = dataclasses.replace(verdict, message=f"{verdict.message}; {moved}")
                 self._window_alert(result, window.version, window.start_ms, verdict)

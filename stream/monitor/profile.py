@@ -14,6 +14,7 @@ stream; calibrate from a time-ordered stretch of production data when the stream
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from driftline.detectors.joint import JointShift
 from driftline.detectors.page_hinkley import PageHinkley
 from driftline.detectors.psi import WindowPSIThreshold
 from driftline.detectors.scale import ScaleShift
+from driftline.detectors.seasonal import PERIODS, SeasonalCycle, find_cycle
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.errors import DriftlineError
 
@@ -73,6 +75,8 @@ class FeatureProfile:
     page_hinkley: dict[str, Any] | None = None
     adwin: dict[str, Any] | None = None
     scale_shift: dict[str, Any] | None = None  # the spread test (absent from profiles written before it)
+    cycle: dict[str, Any] | None = None  # the daily or weekly cycle of the mean (detectors/seasonal.py), if any
+    seasonal_counts: tuple[tuple[int, ...], ...] = ()  # with a cycle: the bin counts of each hour of the day/week
 
     @functools.cached_property
     def full_bin_edges(self) -> np.ndarray:
@@ -88,6 +92,28 @@ class FeatureProfile:
     @functools.cached_property
     def counts_array(self) -> np.ndarray:
         return np.asarray(self.counts, dtype=np.int64)
+
+    @functools.cached_property
+    def seasonal_cycle(self) -> SeasonalCycle | None:
+        return None if self.cycle is None else SeasonalCycle.from_dict(self.cycle)
+
+    def at_time(self, time_ms: int) -> FeatureProfile:
+        """The reference a window starting at ``time_ms`` is compared with: that hour's, for a field with a cycle."""
+        cycle = self.seasonal_cycle
+        if cycle is None or not self.seasonal_counts:
+            return self
+        index = int(cycle.bin_of(time_ms))
+        view = self._hour_views.get(index)
+        if view is None:
+            counts = self.seasonal_counts[index]
+            view = self._hour_views[index] = dataclasses.replace(
+                self, counts=counts, rows=max(sum(counts), 1), seasonal_counts=(), cycle=None
+            )
+        return view
+
+    @functools.cached_property
+    def _hour_views(self) -> dict[int, FeatureProfile]:
+        return {}
 
     @functools.cached_property
     def window_psi(self) -> WindowPSIThreshold:
@@ -185,6 +211,8 @@ def _feature_to_dict(profile: FeatureProfile) -> dict[str, Any]:
         "page_hinkley": profile.page_hinkley,
         "adwin": profile.adwin,
         "scale_shift": profile.scale_shift,
+        "cycle": profile.cycle,
+        "seasonal_counts": [list(row) for row in profile.seasonal_counts],
     }
 
 
@@ -205,6 +233,8 @@ def _feature_from_dict(name: str, data: dict[str, Any]) -> FeatureProfile:
         page_hinkley=data.get("page_hinkley"),
         adwin=data.get("adwin"),
         scale_shift=data.get("scale_shift"),
+        cycle=data.get("cycle"),
+        seasonal_counts=tuple(tuple(int(c) for c in row) for row in data.get("seasonal_counts", ())),
     )
 
 
@@ -216,6 +246,7 @@ def build_reference_profile(
     event_times_ms: np.ndarray | None = None,
     n_bins: int = 20,
     source: str = "",
+    seasonality: str = "auto",
 ) -> ReferenceProfile:
     """Summarise reference data and calibrate the streaming detectors for one model version.
 
@@ -229,8 +260,12 @@ def build_reference_profile(
     model_version
         The version the profile belongs to.
     event_times_ms
-        Event times of the rows (epoch milliseconds), if the reference has them: the profile keeps
-        the reference's event rate, which the engine spreads the model's false-alarm budget over.
+        Event times of the rows (epoch milliseconds), if the reference has them: the rows are put in
+        time order, the profile keeps the reference's event rate (which the engine spreads the model's
+        false-alarm budget over), and numeric fields are tested for a daily or weekly cycle.
+    seasonality
+        ``auto`` (a cycle where the reference shows one), ``daily`` or ``weekly`` (fit that cycle on
+        every numeric field), ``none``. A cycle needs event times spanning two whole periods.
     n_bins
         Quantile bins per numeric feature for PSI, Jensen–Shannon, KS and Wasserstein.
     """
@@ -246,15 +281,27 @@ def build_reference_profile(
     total = rows.pop()
     if total < 1000:
         raise ProfileError(f"reference data has {total} rows; at least 1000 are needed to calibrate")
-    if event_times_ms is not None and len(event_times_ms) != total:
-        raise ProfileError(f"reference event times ({len(event_times_ms)}) and columns ({total}) differ in length")
+    if seasonality not in ("auto", "none", *PERIODS):
+        raise ValueError(f"seasonality must be auto, none, daily or weekly, got {seasonality!r}")
+    times: np.ndarray | None = None
+    if event_times_ms is not None:
+        if len(event_times_ms) != total:
+            raise ProfileError(f"reference event times ({len(event_times_ms)}) and columns ({total}) differ in length")
+        order = np.argsort(np.asarray(event_times_ms, dtype=np.int64), kind="stable")  # the detectors calibrate in time order
+        times = np.asarray(event_times_ms, dtype=np.int64)[order]
+        columns = {f.name: np.asarray(columns[f.name])[order] for f in fields}
+    elif seasonality in PERIODS:
+        raise ProfileError(f"a {seasonality} cycle needs the reference's event times")
     features: dict[str, FeatureProfile] = {}
+    residuals: dict[str, np.ndarray] = {}  # numeric columns with their cycle taken away
     for spec in fields:
         if spec.kind == "categorical":
             features[spec.name] = _categorical_profile(spec, columns[spec.name])
         else:
-            features[spec.name] = _numeric_profile(spec, columns[spec.name], NOMINAL_FALSE_ALARM_RATE, n_bins)
-    joint_fields, joint = _joint_profile(fields, columns)
+            features[spec.name], residuals[spec.name] = _numeric_profile(
+                spec, columns[spec.name], NOMINAL_FALSE_ALARM_RATE, n_bins, times, "none" if times is None else seasonality
+            )
+    joint_fields, joint = _joint_profile(fields, residuals)
     return ReferenceProfile(
         model=contract.model,
         model_version=model_version,
@@ -282,9 +329,13 @@ def _joint_profile(fields: tuple[FieldContract, ...], columns: dict[str, np.ndar
     return names, test.to_state()
 
 
-def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: float, n_bins: int) -> FeatureProfile:
+def _numeric_profile(
+    spec: FieldContract, raw: np.ndarray, false_alarm_rate: float, n_bins: int, times: np.ndarray | None, seasonality: str
+) -> tuple[FeatureProfile, np.ndarray]:
+    """The field's profile, and its values with the cycle (if any) taken away (NaN where missing)."""
     values = np.asarray(raw, dtype=np.float64)
-    finite = values[np.isfinite(values)]
+    present = np.isfinite(values)
+    finite = values[present]
     if finite.size < 1000:
         raise ProfileError(f"field {spec.name!r} has only {finite.size} finite reference values; need >= 1000")
     edges = quantile_bin_edges(finite, n_bins)
@@ -292,10 +343,26 @@ def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: flo
     counts = sketches.numeric_add(sketches.numeric_initialize(edges), finite).histogram
     # Bin of each value in time order (the sketch's own rule: bin i holds edges[i] <= v < edges[i + 1]).
     bins = np.searchsorted(edges[1:-1], finite, side="right")
-    detector = PageHinkley.calibrate(finite, false_alarm_rate=false_alarm_rate)
-    adwin = ADWIN.calibrate(finite, false_alarm_rate=false_alarm_rate) if spec.role == "prediction_score" else None
-    spread = ScaleShift.calibrate(finite, false_alarm_rate=false_alarm_rate)
-    return FeatureProfile(
+    value_times = None if times is None else times[present]
+    try:
+        cycle = None if value_times is None else find_cycle(finite, value_times, seasonality)
+    except ValueError as exc:
+        raise ProfileError(f"field {spec.name!r}: {exc}") from exc
+    # The detectors watch what the clock does not explain: calibrated on the residual of the cycle.
+    residual = finite
+    seasonal_counts: tuple[tuple[int, ...], ...] = ()
+    if cycle is not None and value_times is not None:
+        residual = cycle.remove(finite, value_times)
+        hour_bins = cycle.bin_of(value_times)
+        table = np.zeros((cycle.bins, len(counts)), dtype=np.int64)
+        np.add.at(table, (hour_bins, bins), 1)
+        seasonal_counts = tuple(tuple(int(c) for c in row) for row in table)
+    detector = PageHinkley.calibrate(residual, false_alarm_rate=false_alarm_rate)
+    adwin = ADWIN.calibrate(residual, false_alarm_rate=false_alarm_rate) if spec.role == "prediction_score" else None
+    spread = ScaleShift.calibrate(residual, false_alarm_rate=false_alarm_rate)
+    residuals = np.full(values.shape, np.nan)
+    residuals[present] = residual
+    profile = FeatureProfile(
         name=spec.name,
         kind="numeric",
         rows=int(finite.size),
@@ -310,7 +377,10 @@ def _numeric_profile(spec: FieldContract, raw: np.ndarray, false_alarm_rate: flo
         page_hinkley=detector.to_state(),
         adwin=None if adwin is None else adwin.to_state(),
         scale_shift=spread.to_state(),
+        cycle=None if cycle is None else cycle.to_dict(),
+        seasonal_counts=seasonal_counts,
     )
+    return profile, residuals
 
 
 def _categorical_profile(spec: FieldContract, raw: np.ndarray) -> FeatureProfile:

@@ -128,7 +128,7 @@ class Track:
             for feature, detector in detectors.items():
                 status = batch.status[feature][accepted]
                 usable = accepted[status == FieldStatus.OK]
-                fired = detector.update_many(batch.values[feature][usable])
+                fired = detector.update_many(self._residual(feature, batch, usable))
                 for hit, statistic, threshold in zip(fired.tolist(), detector.signal_statistics, detector.signal_thresholds):
                     row = int(usable[hit])
                     event_index = base_index + int(np.searchsorted(accepted, row))
@@ -137,13 +137,19 @@ class Track:
             hits.extend(self._run_joint(version, batch, accepted, base_index))
         return hits
 
+    def _residual(self, feature: str, batch: DecodedBatch, rows: np.ndarray) -> np.ndarray:
+        """The values of ``rows``, less what their hour adds for a field with a daily or weekly cycle."""
+        values: np.ndarray = batch.values[feature][rows]
+        cycle = self.profile.features[feature].seasonal_cycle
+        return values if cycle is None else cycle.remove(values, batch.event_time_ms[rows])
+
     def _run_joint(self, version: str, batch: DecodedBatch, accepted: np.ndarray, base_index: int) -> list[DetectorHit]:
         """The joint-drift test on the accepted events (a field without a usable value: NaN, the row is skipped)."""
         assert self.joint is not None
         names = self.profile.joint_fields
         matrix = np.empty((len(accepted), len(names)))
         for column, name in enumerate(names):
-            values = batch.values[name][accepted]
+            values = self._residual(name, batch, accepted)
             matrix[:, column] = np.where(batch.status[name][accepted] == FieldStatus.OK, values, np.nan)
         fired = self.joint.update_many(matrix)
         hits = []

@@ -10,8 +10,8 @@ would see, after the 15-minute episode gate), the tests' firings before the gate
 alerts per 30 days, and the budget. A budget of 1 a month cannot be told apart from 0 in a few
 days, so a looser budget (300 a month) runs too: its expected count is large enough to measure.
 
-Events go to the engine as decoded columns (the codec's work is not what is measured here); the
-first batch is also decoded through the real codec and checked to give the same columns.
+Events go to the engine as decoded columns (``SyntheticStream.decoded_batch``: the codec's work is
+not what is measured here; tests/unit/stream/demo/test_generator.py checks it against the codec).
 """
 
 from __future__ import annotations
@@ -21,55 +21,16 @@ import sys
 import time
 from collections import Counter
 
-import numpy as np
 from scipy.stats import chi2
 
-from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
-from driftline.schemas.results import DecodedBatch, FieldStatus
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.budget import SECONDS_PER_MONTH
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
 
 CHUNK = 100_000
-
-
-def decoded(contract: Contract, stream: SyntheticStream, offset: int, n: int) -> DecodedBatch:
-    """``n`` clean events from ``offset`` as the codec would decode them (all accepted)."""
-    columns = stream.columns(n, offset=offset)
-    status: dict[str, np.ndarray] = {}
-    for spec in contract.monitored_fields:
-        values = columns[spec.name]
-        missing = np.isnan(values) if spec.kind != "categorical" else np.array([v is None for v in values])
-        status[spec.name] = np.where(missing, FieldStatus.NULL, FieldStatus.OK).astype(np.int8)
-    return DecodedBatch(
-        model=contract.model,
-        n_input=n,
-        rows=np.arange(n, dtype=np.int64),
-        event_time_ms=stream.event_times(n, offset=offset),
-        model_version=np.full(n, "v1", dtype=object),
-        event_id=np.array([f"e{offset + i}" for i in range(n)], dtype=object),
-        values=columns,
-        status=status,
-        accepted=np.ones(n, dtype=bool),
-    )
-
-
-def check_against_codec(catalog: Catalog, contract: Contract, stream: SyntheticStream) -> None:
-    """The shortcut gives what the codec gives on the same events (values, statuses, times)."""
-    n = 2_000
-    mine = decoded(contract, stream, 0, n)
-    records = stream.records(stream.columns(n), stream.event_times(n), model_version="v1")
-    real = Codec(catalog).decode_batch([encode_single_object(r, contract.schema_json) for r in records], model=contract.model)
-    assert real.accepted.all() and np.array_equal(real.event_time_ms, mine.event_time_ms)
-    for spec in contract.monitored_fields:
-        assert np.array_equal(real.status[spec.name], mine.status[spec.name]), spec.name
-        if spec.kind == "categorical":
-            assert list(real.values[spec.name]) == list(mine.values[spec.name]), spec.name
-        else:
-            assert np.allclose(real.values[spec.name], mine.values[spec.name], equal_nan=True), spec.name
 
 
 def _psi_fired(psi: float | None, threshold: float | None) -> bool:
@@ -90,7 +51,8 @@ def run(contract: Contract, profile: ReferenceProfile, rate: float, days: float,
     total = int(days * 86_400 * rate)
     started = time.perf_counter()
     for offset in range(0, total, CHUNK):
-        batch = decoded(contract, stream, offset, min(CHUNK, total - offset))
+        n = min(CHUNK, total - offset)
+        batch = stream.decoded_batch(stream.columns(n, offset=offset), stream.event_times(n, offset=offset), offset=offset)
         for budget, engine in engines.items():
             result = engine.process(batch)
             alerts[budget].update(f"{a.kind}/{a.detector}" for a in result.alerts)
@@ -124,7 +86,6 @@ def main() -> int:
     print(f"$ python {' '.join(sys.argv)}")
     catalog = Catalog.load()
     contract = catalog.contract("credit_risk")
-    check_against_codec(catalog, contract, SyntheticStream(contract, seed=1))
     print(f"{'ev/s':>7} {'days':>5} {'events':>12} {'budget':>7} {'alerts':>7} {'per month':>10} {'95% CI':>16} {'firings/mo':>9}   alerts by kind")
     budgets = [float(b) for b in args.budgets.split(",")]
     for rate, days, run_budgets, seed in ((10.0, args.slow_days, budgets, 21), (1000.0, args.fast_days, [args.fast_budget], 22)):
