@@ -21,12 +21,13 @@ import sys
 import time
 from collections import Counter
 
+import numpy as np
 from scipy.stats import chi2
 
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
-from driftline.stream.monitor.budget import SECONDS_PER_MONTH
+from driftline.stream.monitor.budget import SECONDS_PER_MONTH, AlarmBudget
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
 
@@ -43,10 +44,46 @@ def poisson_interval(count: int) -> tuple[float, float]:
     return low, chi2.ppf(0.975, 2 * count + 2) / 2
 
 
-def run(contract: Contract, profile: ReferenceProfile, rate: float, days: float, budgets: list[float], seed: int) -> list[str]:
+def field_kinds(contract: Contract, columns: dict[str, np.ndarray]) -> dict[str, str]:
+    """Each monitored field's kind, from its reference values (the kinds the calibration must hold on)."""
+    kinds: dict[str, str] = {}
+    for spec in contract.monitored_fields:
+        if spec.kind == "categorical":
+            kinds[spec.name] = "categorical"
+            continue
+        values = columns[spec.name][np.isfinite(columns[spec.name])]
+        distinct = np.unique(values)
+        integer = bool(np.all(values == np.round(values)))
+        centred = (values - values.mean()) / max(values.std(), 1e-12)
+        if distinct.size == 2:
+            kinds[spec.name] = "binary"
+        elif integer and np.mean(values == 0) >= 0.5:
+            kinds[spec.name] = "count"
+        elif distinct.size <= 10:
+            kinds[spec.name] = "low-cardinality"
+        elif abs(float(np.mean(centred**3))) > 2 or float(np.mean(centred**4)) > 6:
+            kinds[spec.name] = "heavy/skewed"
+        else:
+            kinds[spec.name] = "continuous"
+    return kinds
+
+
+def tests_by_kind(contract: Contract, kinds: dict[str, str]) -> Counter[str]:
+    """How many of the model's tests watch each kind of field (the budget's shares)."""
+    shares: Counter[str] = Counter()
+    for spec in contract.monitored_fields:
+        numeric = spec.kind != "categorical"
+        shares[kinds[spec.name]] += 1 + (2 if numeric else 0) + (1 if spec.role == "prediction_score" else 0)
+    shares["joint"] += AlarmBudget.for_fields(contract.monitored_fields, 1.0).tests - sum(shares.values())
+    return shares
+
+
+def run(contract: Contract, profile: ReferenceProfile, kinds: dict[str, str], rate: float, days: float, budgets: list[float],
+        seed: int) -> list[str]:
     stream = SyntheticStream(contract, seed=seed, events_per_second=rate)
     engines = {b: MonitorEngine(contract, profile, EngineConfig(false_alarms_per_month=b)) for b in budgets}
     alerts: dict[float, Counter[str]] = {b: Counter() for b in budgets}
+    by_kind: dict[float, Counter[str]] = {b: Counter() for b in budgets}
     firings: dict[float, int] = {b: 0 for b in budgets}
     total = int(days * 86_400 * rate)
     started = time.perf_counter()
@@ -56,21 +93,29 @@ def run(contract: Contract, profile: ReferenceProfile, rate: float, days: float,
         for budget, engine in engines.items():
             result = engine.process(batch)
             alerts[budget].update(f"{a.kind}/{a.detector}" for a in result.alerts)
+            by_kind[budget].update(kinds.get(str(a.feature), "joint" if a.kind == "joint_drift" else "model") for a in result.alerts)
             firings[budget] += len(result.signals) + sum(1 for w in result.feature_windows if _psi_fired(w.psi, w.psi_threshold))
     for budget, engine in engines.items():
         result = engine.flush()
         alerts[budget].update(f"{a.kind}/{a.detector}" for a in result.alerts)
+        by_kind[budget].update(kinds.get(str(a.feature), "joint" if a.kind == "joint_drift" else "model") for a in result.alerts)
     seconds = time.perf_counter() - started
     months = days * 86_400 / SECONDS_PER_MONTH
     lines = []
     for budget in budgets:
         count = sum(alerts[budget].values())
         low, high = poisson_interval(count)
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(alerts[budget].items())) or "-"
+        listing = ", ".join(f"{k} {v}" for k, v in sorted(alerts[budget].items())) or "-"
         lines.append(
             f"{rate:>7,.0f} {days:>5g} {total:>12,} {budget:>7g} {count:>7} {count / months:>10.2f} "
-            f"{low / months:>7.2f}-{high / months:<8.2f} {firings[budget] / months:>9.2f}   {kinds}"
+            f"{low / months:>7.2f}-{high / months:<8.2f} {firings[budget] / months:>9.2f}   {listing}"
         )
+    shares = tests_by_kind(contract, kinds)
+    tests = sum(shares.values())
+    for budget in budgets:
+        lines.append(f"        by field kind at budget {budget:g}: alerts per month (the kind's share of the budget): " + ", ".join(
+            f"{kind} {by_kind[budget][kind] / months:.1f} ({budget * count / tests:.1f})" for kind, count in sorted(shares.items())
+        ) + (f", model-level {by_kind[budget]['model'] / months:.1f}" if by_kind[budget]["model"] else ""))
     lines.append(f"        ({total:,} events through {len(budgets)} engine(s) in {seconds:.0f} s; "
                  f"rate used by the engine at the end: {engines[budgets[0]].events_per_second:,.1f} events/s)")
     return lines
@@ -90,10 +135,13 @@ def main() -> int:
     budgets = [float(b) for b in args.budgets.split(",")]
     for rate, days, run_budgets, seed in ((10.0, args.slow_days, budgets, 21), (1000.0, args.fast_days, [args.fast_budget], 22)):
         reference = SyntheticStream(contract, seed=seed + 100, events_per_second=rate)
-        profile = build_reference_profile(
-            contract, reference.columns(50_000, seed_offset=1), model_version="v1", event_times_ms=reference.event_times(50_000)
-        )
-        for line in run(contract, profile, rate, days, run_budgets, seed):
+        columns = reference.columns(50_000, seed_offset=1)
+        profile = build_reference_profile(contract, columns, model_version="v1", event_times_ms=reference.event_times(50_000))
+        kinds = field_kinds(contract, columns)
+        if rate == 10.0:
+            groups = {kind: ", ".join(n for n, k in kinds.items() if k == kind) for kind in sorted(set(kinds.values()))}
+            print("field kinds: " + "; ".join(f"{kind}: {names}" for kind, names in groups.items()))
+        for line in run(contract, profile, kinds, rate, days, run_budgets, seed):
             print(line, flush=True)
     print("per month: alerts / simulated months (30 days); 95% CI: Garwood interval of the Poisson mean, per month;")
     print("firings/mo: streaming-detector signals and window PSI verdicts before the episode gate, per month.")
