@@ -11,6 +11,7 @@ from scipy.optimize import brentq
 
 from .base import DriftDetector, check_standardisation
 from .calibration import standardise_reference, validate_false_alarm_rate
+from .run_length import RunLengthModel, one_sided_models
 
 __all__ = ["PageHinkley", "cusum_average_run_length", "cusum_threshold"]
 
@@ -21,12 +22,14 @@ _DIRECTIONS = ("both", "up", "down")
 _OVERSHOOT = 1.166
 
 #: Calibrated thresholds target an average run length this many times longer than
-#: 1 / false_alarm_rate.  Why: without a margin the measured false-alarm rate was 1.05-1.2 times
-#: the target on Gaussian and Student-t(3) streams and 0.75-1.1 on AR(1) phi = 0.5 (targets 1e-4
-#: and 1e-5, 4M events, three references each, development seeds other than the reported ones):
-#: the diffusion approximation is not exact for clipped or dependent increments, and the long-run
-#: variance estimated from 50,000 values is off by ±1-2 %, which moves the run length by ±20-40 %
-#: at a 1e-6 target.  The margin costs about 4 events of delay on a 0.5-sigma shift.
+#: 1 / false_alarm_rate.  Why: a threshold is set from one reference of 50,000 values and used at
+#: rates far below any that can be checked (the engine's budgets come to 1e-9-1e-12 per event), so
+#: the estimation error of the reference is multiplied by ``theta * h`` (~27 at 1e-12): the long-run
+#: variance is off by ±1-2 %, the mean by ±2.5 % of the allowance (Gaussian, 50,000 values), which
+#: moves the run length by ±20-40 % at a 1e-6 target and up to ±70 % at 1e-12.  It was first set when
+#: the diffusion approximation measured 1.05-1.2 times the target on Gaussian and Student-t(3)
+#: streams (development seeds); the run-length model (:mod:`.run_length`) that replaced it is kept
+#: behind the same margin.  The margin costs about 4 events of delay on a 0.5-sigma shift.
 SAFETY_FACTOR = 3.0
 
 #: After a signal the scan restarts on a chunk this long at least, doubling while no signal
@@ -67,11 +70,15 @@ def cusum_threshold(average_run_length: float, allowance: float, sigma: float) -
     )
 
 
-def _calibrated_threshold(false_alarm_rate: float, allowance: float, sigma: float, direction: str) -> float:
-    # A two-sided test gives each side half the rate: run length 2 / rate per side. The safety
-    # factor lengthens the target run length (see SAFETY_FACTOR).
-    sides = 2.0 if direction == "both" else 1.0
-    return max(cusum_threshold(SAFETY_FACTOR * sides / false_alarm_rate, allowance, sigma), 1e-12)
+def _calibrated_threshold(false_alarm_rate: float, allowance: float, sigma: float, sides: float, model: RunLengthModel | None) -> float:
+    # A two-sided test gives each side half the rate: run length 2 / rate per side (1 / rate when
+    # the other side is silent). The safety factor lengthens the target run length (see
+    # SAFETY_FACTOR). Without a fitted model of the side (detectors calibrated before there was
+    # one, a side the reference never moves up), Siegmund's diffusion approximation with the
+    # long-run sigma.
+    run_length = SAFETY_FACTOR * sides / false_alarm_rate
+    threshold = cusum_threshold(run_length, allowance, sigma) if model is None else model.threshold(run_length)
+    return max(threshold, 1e-12)
 
 
 class PageHinkley(DriftDetector):
@@ -85,7 +92,10 @@ class PageHinkley(DriftDetector):
 
     Calibrated (``center`` given, usually through :meth:`calibrate`), the increments are
     ``d = clip((x - center) / scale, -clip, clip) - offset`` against a *known* reference, and
-    ``delta`` (the allowance) and ``threshold`` are in those standardised units.
+    ``delta`` (the allowance) and the thresholds are in those standardised units. The two sides
+    may have thresholds of their own: the increments of a skewed field (a count that is mostly
+    zero, a rare binary event) rise in rare large jumps and fall in many small steps, so at the
+    same threshold one side raises false alarms many times more often than the other.
 
     After a signal all statistics reset and the detector continues with the next value.
 
@@ -96,7 +106,7 @@ class PageHinkley(DriftDetector):
     delta
         Allowance subtracted from every increment (>= 0).
     threshold
-        Signal when the statistic exceeds this (> 0).
+        Signal when the statistic exceeds this (> 0); for ``"both"``, the upward side's threshold.
     direction
         ``"both"``, ``"up"`` (increases of the mean) or ``"down"``.
     center, scale, offset, clip
@@ -104,6 +114,17 @@ class PageHinkley(DriftDetector):
     long_run_sigma
         Long-run standard deviation of the calibrated increments (set by :meth:`calibrate`): what
         :meth:`retarget` needs to move the threshold to another false-alarm rate.
+    threshold_down
+        Threshold of the downward side (> 0); ``None``: ``threshold``.
+    adjustment_up, overshoot_up, adjustment_down, overshoot_down
+        The fitted run-length model of each side (:class:`~driftline.detectors.run_length.RunLengthModel`
+        with ``drift = delta``), set by :meth:`calibrate`; :meth:`retarget` derives each side's
+        threshold from it. ``None`` (detectors calibrated before the model, or a side it could not
+        be fitted to): Siegmund's diffusion approximation with ``long_run_sigma``.
+    silent_side
+        ``"up"`` or ``"down"``: that side never rose on the reference (its increments were all
+        negative), so it cannot raise a false alarm on values in the reference's range and
+        :meth:`retarget` gives the other side the whole rate; ``None``: half each.
 
     Examples
     --------
@@ -113,7 +134,7 @@ class PageHinkley(DriftDetector):
     >>> detector = PageHinkley.calibrate(reference, false_alarm_rate=1e-6)
     >>> stream = np.concatenate([rng.normal(size=5_000), rng.normal(0.5, 1.0, size=5_000)])
     >>> detector.update_many(stream)[:4]  # the shift starts at 5000; after a signal the test restarts
-    array([5051, 5139, 5216, 5313])
+    array([5052, 5155, 5258, 5365])
     """
 
     state_type = "PageHinkley"
@@ -130,6 +151,12 @@ class PageHinkley(DriftDetector):
         offset: float = 0.0,
         clip: float | None = None,
         long_run_sigma: float | None = None,
+        threshold_down: float | None = None,
+        adjustment_up: float | None = None,
+        overshoot_up: float | None = None,
+        adjustment_down: float | None = None,
+        overshoot_down: float | None = None,
+        silent_side: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(min_instances, bool) or not isinstance(min_instances, (int, np.integer)) or min_instances < 1:
@@ -143,6 +170,17 @@ class PageHinkley(DriftDetector):
         check_standardisation(center, scale, offset, clip)
         if long_run_sigma is not None and not (math.isfinite(long_run_sigma) and long_run_sigma > 0.0):
             raise ValueError(f"long_run_sigma must be None or a finite number > 0, got {long_run_sigma!r}")
+        if threshold_down is not None and not (math.isfinite(threshold_down) and threshold_down > 0.0):
+            raise ValueError(f"threshold_down must be None or a finite number > 0, got {threshold_down!r}")
+        if silent_side not in (None, "up", "down"):
+            raise ValueError(f"silent_side must be None, 'up' or 'down', got {silent_side!r}")
+        for side, adjustment, overshoot in (("up", adjustment_up, overshoot_up), ("down", adjustment_down, overshoot_down)):
+            if (adjustment is None) != (overshoot is None):
+                raise ValueError(f"adjustment_{side} and overshoot_{side} must be given together")
+            if adjustment is not None and not (math.isfinite(adjustment) and adjustment > 0.0):
+                raise ValueError(f"adjustment_{side} must be None or a finite number > 0, got {adjustment!r}")
+            if overshoot is not None and not math.isfinite(overshoot):
+                raise ValueError(f"overshoot_{side} must be None or finite, got {overshoot!r}")
         self.min_instances = int(min_instances)
         self.delta = float(delta)
         self.threshold = float(threshold)
@@ -152,8 +190,15 @@ class PageHinkley(DriftDetector):
         self.offset = float(offset)
         self.clip = None if clip is None else float(clip)
         self.long_run_sigma = None if long_run_sigma is None else float(long_run_sigma)
+        self.threshold_down = None if threshold_down is None else float(threshold_down)
+        self.adjustment_up = None if adjustment_up is None else float(adjustment_up)
+        self.overshoot_up = None if overshoot_up is None else float(overshoot_up)
+        self.adjustment_down = None if adjustment_down is None else float(adjustment_down)
+        self.overshoot_down = None if overshoot_down is None else float(overshoot_down)
+        self.silent_side = silent_side
         self._reset()
         self._last_statistic = 0.0
+        self._last_threshold = self.threshold
 
     def _reset(self) -> None:
         # Sums since the last reset.  The CUSUM is kept in Page's form, cumulative sum minus its
@@ -167,8 +212,20 @@ class PageHinkley(DriftDetector):
 
     @property
     def last_statistic(self) -> float:
-        """CUSUM statistic after the last value (at the signal, for a signalling value)."""
+        """CUSUM statistic after the last value (at the signal, for a signalling value).
+
+        Of the side nearer its threshold (the larger statistic / threshold); with one threshold
+        for both sides, the larger of the two statistics.
+        """
         return self._last_statistic
+
+    def _models(self) -> tuple[RunLengthModel | None, RunLengthModel | None]:
+        up = down = None
+        if self.adjustment_up is not None and self.overshoot_up is not None:
+            up = RunLengthModel(self.adjustment_up, self.overshoot_up, self.delta)
+        if self.adjustment_down is not None and self.overshoot_down is not None:
+            down = RunLengthModel(self.adjustment_down, self.overshoot_down, self.delta)
+        return up, down
 
     @classmethod
     def calibrate(
@@ -180,6 +237,11 @@ class PageHinkley(DriftDetector):
         clip: float = 3.0,
     ) -> PageHinkley:
         """A detector calibrated on reference data to a false-alarm rate per event.
+
+        Each side's threshold comes from a run-length model of its CUSUM on this reference's own
+        increments (:mod:`.run_length`): the adjustment coefficient of their distribution, scaled
+        for dependence, and an overshoot fitted by simulating the CUSUM on a block-bootstrap
+        resample (deterministic: a fixed seed). About 30 ms for 50,000 values.
 
         Parameters
         ----------
@@ -200,17 +262,25 @@ class PageHinkley(DriftDetector):
         reference = standardise_reference(reference_values, clip)
         allowance = 0.5 * shift * math.sqrt(reference.variance)
         sigma = math.sqrt(reference.long_run_variance)
-        return cls(
+        models = one_sided_models(reference.transformed, allowance, reference.variance / reference.long_run_variance)
+        up, down = models.up, models.down
+        detector = cls(
             min_instances=1,
             delta=allowance,
-            threshold=_calibrated_threshold(rate, allowance, sigma, "both"),
             direction="both",
             center=reference.center,
             scale=reference.scale,
             offset=reference.offset,
             clip=reference.clip,
             long_run_sigma=sigma,
+            adjustment_up=None if up is None else up.adjustment,
+            overshoot_up=None if up is None else up.overshoot,
+            adjustment_down=None if down is None else down.adjustment,
+            overshoot_down=None if down is None else down.overshoot,
+            silent_side=models.silent,
         )
+        detector.retarget(rate)
+        return detector
 
     def retarget(self, false_alarm_rate: float) -> None:
         """Move the threshold of a calibrated detector to a new false-alarm rate per event.
@@ -222,7 +292,16 @@ class PageHinkley(DriftDetector):
         if self.long_run_sigma is None:
             raise ValueError("only a calibrated Page-Hinkley test (PageHinkley.calibrate) can be re-targeted")
         rate = validate_false_alarm_rate(false_alarm_rate)
-        self.threshold = _calibrated_threshold(rate, self.delta, self.long_run_sigma, self.direction)
+        up, down = self._models()
+        if self.direction != "both":
+            sides_up = sides_down = 1.0
+        else:  # half the rate each, unless one side cannot raise a false alarm
+            sides_up = 1.0 if self.silent_side == "down" else 2.0
+            sides_down = 1.0 if self.silent_side == "up" else 2.0
+        self.threshold = _calibrated_threshold(rate, self.delta, self.long_run_sigma, sides_up, up)
+        # A detector written before the per-side models has one threshold for both sides, and keeps it.
+        if up is not None or down is not None or self.silent_side is not None:
+            self.threshold_down = _calibrated_threshold(rate, self.delta, self.long_run_sigma, sides_down, down)
 
     def _process(self, values: np.ndarray) -> np.ndarray:
         signals: list[int] = []
@@ -241,7 +320,7 @@ class PageHinkley(DriftDetector):
                 position = stop
             else:
                 signals.append(position + hit)
-                self._record_signal(self._last_statistic, self.threshold)
+                self._record_signal(self._last_statistic, self._last_threshold)
                 self._reset()
                 position += hit + 1
                 chunk = max(_MIN_CHUNK, 4 * (hit + 1))
@@ -253,9 +332,9 @@ class PageHinkley(DriftDetector):
         count, total, cumulative = self._count, self._sum, self._cumulative
         min_up, min_down = self._min_up, self._min_down
         center, scale, clip, offset = self.center, self.scale, self.clip, self.offset
-        delta, threshold = self.delta, self.threshold
+        delta, threshold_up, threshold_down = self.delta, self.threshold, self._threshold_down()
         up_side, down_side = self.direction != "down", self.direction != "up"
-        statistic = 0.0
+        statistic_up = statistic_down = 0.0
         minimum = self.min_instances
         for index, value in enumerate(values.tolist()):
             count += 1
@@ -276,20 +355,36 @@ class PageHinkley(DriftDetector):
                 up = cumulative - drag
                 if up < min_up:
                     min_up = up
-                statistic = up - min_up
+                statistic_up = up - min_up
             if down_side:
                 down = -cumulative - drag
                 if down < min_down:
                     min_down = down
-                if not up_side or down - min_down > statistic:
-                    statistic = down - min_down
-            if statistic > threshold and count >= minimum:
-                self._last_statistic = statistic
+                statistic_down = down - min_down
+            if (statistic_up > threshold_up or statistic_down > threshold_down) and count >= minimum:
+                self._note_statistic(statistic_up, statistic_down)
                 return index
         self._count, self._sum, self._cumulative = count, total, cumulative
         self._min_up, self._min_down = min_up, min_down
-        self._last_statistic = statistic
+        self._note_statistic(statistic_up, statistic_down)
         return -1
+
+    def _threshold_down(self) -> float:
+        return self.threshold if self.threshold_down is None else self.threshold_down
+
+    def _note_statistic(self, up: float, down: float) -> None:
+        """Keep the statistic of the side nearer its threshold (up on a tie), and that threshold.
+
+        Both scans call this on Python floats, so it is the same operations whatever the batching.
+        A side the direction leaves out has statistic 0.0 and is never nearer.
+        """
+        threshold_up, threshold_down = self.threshold, self._threshold_down()
+        # With one threshold: the larger statistic, exactly as before there were two.
+        nearer_down = down > up if threshold_up == threshold_down else down * threshold_up > up * threshold_down
+        if self.direction == "down" or (self.direction == "both" and nearer_down):
+            self._last_statistic, self._last_threshold = down, threshold_down
+        else:
+            self._last_statistic, self._last_threshold = up, threshold_up
 
     def _scan(self, values: np.ndarray) -> int:
         """Advance the statistics over ``values``; stop at the first signal (its offset) or -1."""
@@ -305,25 +400,25 @@ class PageHinkley(DriftDetector):
             increments -= self.offset
         cumulative = np.cumsum(np.concatenate(([self._cumulative], increments)))[1:]
         drag = self.delta * counts
-        statistic: np.ndarray | None = None
+        statistic_up = statistic_down = np.zeros(length)
+        alarm = np.zeros(length, dtype=bool)
         up = down = None
         if self.direction != "down":
             up = cumulative - drag
             min_up = np.minimum.accumulate(np.concatenate(([self._min_up], up)))[1:]
-            statistic = up - min_up
+            statistic_up = up - min_up
+            alarm |= statistic_up > self.threshold
         if self.direction != "up":
             down = -cumulative - drag
             min_down = np.minimum.accumulate(np.concatenate(([self._min_down], down)))[1:]
             statistic_down = down - min_down
-            statistic = statistic_down if statistic is None else np.maximum(statistic, statistic_down)
-        assert statistic is not None
-        alarm = statistic > self.threshold
+            alarm |= statistic_down > self._threshold_down()
         if self._count + 1 < self.min_instances:
             alarm[: self.min_instances - self._count - 1] = False
         hits = np.flatnonzero(alarm)
         if hits.size:
             hit = int(hits[0])
-            self._last_statistic = float(statistic[hit])
+            self._note_statistic(float(statistic_up[hit]), float(statistic_down[hit]))
             return hit
         self._count += length
         if self.center is None:
@@ -333,7 +428,7 @@ class PageHinkley(DriftDetector):
             self._min_up = float(min_up[-1])
         if down is not None:
             self._min_down = float(min_down[-1])
-        self._last_statistic = float(statistic[-1])
+        self._note_statistic(float(statistic_up[-1]), float(statistic_down[-1]))
         return -1
 
     def _params(self) -> dict[str, Any]:
@@ -347,6 +442,12 @@ class PageHinkley(DriftDetector):
             "offset": self.offset,
             "clip": self.clip,
             "long_run_sigma": self.long_run_sigma,
+            "threshold_down": self.threshold_down,
+            "adjustment_up": self.adjustment_up,
+            "overshoot_up": self.overshoot_up,
+            "adjustment_down": self.adjustment_down,
+            "overshoot_down": self.overshoot_down,
+            "silent_side": self.silent_side,
         }
 
     def _get_state(self) -> dict[str, Any]:

@@ -10,15 +10,35 @@ from scipy.signal import lfilter
 
 from driftline.detectors.base import DriftDetector
 
+#: Every kind of field of issue 10 (item 2): continuous, heavy-tailed, autocorrelated, counts that are
+#: mostly zero, binary, low-cardinality numeric.
+FIELD_KINDS = ("gaussian", "student_t3", "ar1", "zero_inflated", "poisson0.1", "binary0.05", "binary0.5", "lowcard5")
+
 
 def stationary_stream(kind: str, n: int, seed: int) -> np.ndarray:
-    """Gaussian, Student-t with 3 degrees of freedom, or AR(1) with phi = 0.5."""
+    """A stationary stream of one kind of field.
+
+    ``gaussian``; ``student_t3`` (3 degrees of freedom); ``ar1`` (phi = 0.5); ``zero_inflated``
+    (90 % zeros, otherwise 1 + NegativeBinomial(2, 0.5)); ``poisson<mean>`` (the example contract's
+    ``public_records`` is ``poisson0.1``); ``binary<p>``; ``lowcard5`` (1..5 with probabilities 0.4,
+    0.3, 0.15, 0.1, 0.05).
+    """
     rng = np.random.default_rng(seed)
     if kind == "gaussian":
         return rng.standard_normal(n)
     if kind == "student_t3":
         return rng.standard_t(3, size=n)
-    return lfilter([1.0], [1.0, -0.5], rng.standard_normal(n + 500))[500:]  # AR(1), phi = 0.5
+    if kind == "ar1":
+        return lfilter([1.0], [1.0, -0.5], rng.standard_normal(n + 500))[500:]
+    if kind == "zero_inflated":
+        return np.where(rng.random(n) < 0.1, 1.0 + rng.negative_binomial(2, 0.5, size=n), 0.0)
+    if kind.startswith("poisson"):
+        return rng.poisson(float(kind.removeprefix("poisson")), size=n).astype(np.float64)
+    if kind.startswith("binary"):
+        return (rng.random(n) < float(kind.removeprefix("binary"))).astype(np.float64)
+    if kind == "lowcard5":
+        return np.array([1.0, 2.0, 3.0, 4.0, 5.0])[rng.choice(5, size=n, p=[0.4, 0.3, 0.15, 0.1, 0.05])]
+    raise ValueError(f"unknown kind of stream {kind!r}")
 
 
 def piecewise_stream(means: Sequence[float], lengths: Sequence[int], seed: int) -> np.ndarray:

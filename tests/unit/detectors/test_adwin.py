@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import doctest
 import json
 import math
@@ -19,6 +20,20 @@ from driftline.detectors.adwin import ADWIN
 
 def _drifting_stream(seed: int) -> np.ndarray:
     return piecewise_stream([0.0, 1.5, -1.0, 0.5, 2.5, 0.0], [3000, 700, 500, 2500, 900, 3000], seed)
+
+
+def _tail_factor(detector: ADWIN, w: float) -> float:
+    """The skewness correction at ``w``: linear interpolation in the detector's table, 1 without one."""
+    if detector.tail_points is None or detector.tail_factors is None:
+        return 1.0
+    points, factors = detector.tail_points, detector.tail_factors
+    if w <= points[0]:
+        return factors[0]
+    if w >= points[-1]:
+        return factors[-1]
+    right = bisect.bisect_right(points, w)
+    fraction = (w - points[right - 1]) / (points[right] - points[right - 1])
+    return factors[right - 1] + fraction * (factors[right] - factors[right - 1])
 
 
 def _naive_adwin(values: np.ndarray, detector: ADWIN) -> list[int]:
@@ -74,7 +89,9 @@ def _naive_adwin(values: np.ndarray, detector: ADWIN) -> list[int]:
             n0, n1 = (p - start) * clock, (t - p) * clock
             s0 = sum(block_sums[start + 1 : p + 1])
             difference = (window_sum - s0) / n1 - s0 / n0
-            if difference * difference > z2 * variance * (1 / n0 + 1 / n1):
+            harmonic = 1 / n0 + 1 / n1
+            factor = _tail_factor(detector, difference * (1 / n1**2 - 1 / n0**2) / harmonic**2)
+            if difference * difference * factor > z2 * variance * harmonic:
                 violating.append(p)
         if violating:
             hits.append(index)
@@ -88,8 +105,10 @@ def _naive_adwin(values: np.ndarray, detector: ADWIN) -> list[int]:
         lambda: ADWIN(),
         lambda: ADWIN(delta=0.05, clock=8, max_buckets=3, min_window_length=16),
         lambda: ADWIN.calibrate(_stream("gaussian", 5_000, seed=1), false_alarm_rate=1e-5),
+        # A count field: the skewness correction of the cut test far from 1.
+        lambda: ADWIN.calibrate(_stream("zero_inflated", 5_000, seed=1), false_alarm_rate=1e-5),
     ],
-    ids=["defaults", "small-clock", "calibrated"],
+    ids=["defaults", "small-clock", "calibrated", "calibrated-count"],
 )
 def test_matches_naive_reference_implementation(make: object) -> None:
     values = _drifting_stream(seed=11)

@@ -12,7 +12,7 @@ from detector_streams import stationary_stream as _stream
 from river import drift
 
 import driftline.detectors.page_hinkley as page_hinkley_module
-from driftline.detectors.page_hinkley import PageHinkley, cusum_average_run_length
+from driftline.detectors.page_hinkley import SAFETY_FACTOR, PageHinkley, cusum_average_run_length, cusum_threshold
 
 
 def _drifting_stream(seed: int) -> np.ndarray:
@@ -40,15 +40,19 @@ def test_uncalibrated_matches_river_page_hinkley(min_instances: int, delta: floa
 
 
 def _textbook_cusum(values: np.ndarray, detector: PageHinkley) -> list[int]:
-    """Two-sided CUSUM in its recursive form, in plain Python (independent of Page's form)."""
+    """Two-sided CUSUM in its recursive form, in plain Python (independent of Page's form).
+
+    Each side against its own threshold (a calibrated detector may have two).
+    """
     assert detector.center is not None and detector.clip is not None
+    threshold_down = detector.threshold if detector.threshold_down is None else detector.threshold_down
     high = low = 0.0
     hits = []
     for index, value in enumerate(values.tolist()):
         z = min(max((value - detector.center) / detector.scale, -detector.clip), detector.clip) - detector.offset
         high = max(0.0, high + z - detector.delta)
         low = max(0.0, low - z - detector.delta)
-        if high > detector.threshold or low > detector.threshold:
+        if high > detector.threshold or low > threshold_down:
             hits.append(index)
             high = low = 0.0
     return hits
@@ -62,13 +66,14 @@ def test_calibrated_matches_textbook_cusum() -> None:
     assert detector.update_many(values).tolist() == expected
 
 
-@pytest.mark.parametrize("calibrated", [False, True])
-def test_update_many_equals_update_loop_for_any_split(calibrated: bool) -> None:
+@pytest.mark.parametrize("reference_kind", [None, "gaussian", "binary0.05"])
+def test_update_many_equals_update_loop_for_any_split(reference_kind: str | None) -> None:
+    # binary0.05: the two sides have thresholds far apart (12.9 upward, 2.3 downward).
     values = _drifting_stream(seed=5)
 
     def make() -> PageHinkley:
-        if calibrated:
-            return PageHinkley.calibrate(_stream("gaussian", 5_000, seed=2), false_alarm_rate=1e-3)
+        if reference_kind is not None:
+            return PageHinkley.calibrate(_stream(reference_kind, 5_000, seed=2), false_alarm_rate=1e-3)
         return PageHinkley(min_instances=10, delta=0.01, threshold=10.0)
 
     expected = assert_batching_invariant(make, values, cuts=12, min_signals=3)
@@ -85,6 +90,38 @@ def test_round_trip_mid_stream_continues_identically() -> None:
     assert json.dumps(restored.to_state()) == json.dumps(original.to_state())
     assert restored.update_many(values[1600:]).tolist() == original.update_many(values[1600:]).tolist()
     assert json.dumps(restored.to_state()) == json.dumps(original.to_state())
+
+
+def test_a_state_written_before_the_run_length_model_loads_and_behaves_as_before() -> None:
+    # The layout of the previous release: one threshold for both sides, no per-side model.
+    old_state = {
+        "type": "PageHinkley",
+        "version": 1,
+        "params": {
+            "min_instances": 1,
+            "delta": 0.1875,
+            "threshold": 9.5,
+            "direction": "both",
+            "center": 0.02,
+            "scale": 0.98,
+            "offset": 0.001,
+            "clip": 3.0,
+            "long_run_sigma": 1.01,
+        },
+        "n_seen": 0,
+        "drift_detected": 0,
+        "state": {"count": 0, "sum": 0.0, "cumulative": 0.0, "min_up": 0.0, "min_down": 0.0, "last_statistic": 0.0},
+    }
+    detector = PageHinkley.from_state(json.loads(json.dumps(old_state)))
+    assert detector.threshold_down is None and detector.adjustment_up is None and detector.silent_side is None
+    values = _drifting_stream(seed=7)
+    expected = _textbook_cusum(values, PageHinkley.from_state(old_state))
+    assert len(expected) >= 5
+    assert detector.update_many(values).tolist() == expected
+    # Re-targeted, it keeps one threshold, from Siegmund's approximation with the long-run sigma, as before.
+    detector.retarget(1e-6)
+    assert detector.threshold_down is None
+    assert detector.threshold == pytest.approx(cusum_threshold(SAFETY_FACTOR * 2 / 1e-6, 0.1875, 1.01), rel=1e-12)
 
 
 def test_drift_detected_is_read_only_and_tracks_last_value() -> None:

@@ -70,7 +70,10 @@ def test_a_doubled_variance_is_found_quickly_at_the_engine_share_of_the_budget()
         delays.append(int(after[0]) - 1_000 if after.size else 10**9)
     found = np.asarray(delays) < 4_000
     assert found.mean() >= 0.95
-    assert np.median(delays) <= 300
+    # Measured: median 322, p90 620, 200 of 200 found. Before the run-length model it was 276 / 587,
+    # with an upward threshold that the diffusion approximation set too low for the skewed squared
+    # differences (1.7 times the false alarms of its model at 1e-5, more at smaller rates).
+    assert np.median(delays) <= 360
 
 
 def test_a_mean_shift_alone_does_not_look_like_a_change_of_spread() -> None:
