@@ -59,10 +59,12 @@ bench: $(STAMP)
 	exit $$status
 
 ## quality: the detector table (false alarms, delays, river beside them), the calibration on every kind of
-## field, then false alerts per model-month of the whole engine at 10 and 1,000 events/s (~20 minutes in all).
+## field, the window PSI check from 50 to 10,000 events per window, then false alerts per model-month of the whole
+## engine at 10 and 1,000 events/s (~30 minutes in all).
 quality: $(STAMP)
 	$(PY) tests/benchmarks/detector_quality.py
 	$(PY) tests/benchmarks/discrete_calibration.py
+	$(PY) tests/benchmarks/window_psi_calibration.py --scale 0.2 --sizes 50,100,300,1000,10000
 	$(PY) tests/benchmarks/budget_quality.py
 
 ## unit: the unit tests and doctests alone (no services needed).

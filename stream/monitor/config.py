@@ -52,7 +52,7 @@ class EngineConfig:
     events_per_second: float | None = None
     partitions: int = 1
     min_psi: float = 0.1
-    min_window_count: int = 100
+    min_window_count: int = 50
     max_unseen_fraction: float = 0.02
     max_invalid_fraction: float = 0.01
     max_rejected_fraction: float = 0.02

@@ -117,7 +117,10 @@ class FeatureProfile:
 
     @functools.cached_property
     def window_psi(self) -> WindowPSIThreshold:
-        return WindowPSIThreshold(self.psi_weights, max(self.rows, 1))
+        # The reference proportions let small windows use the exact null of n·PSI (detectors/psi.py).
+        total = sum(self.counts)
+        proportions = tuple(c / total for c in self.counts) if self.psi_weights and total else ()
+        return WindowPSIThreshold(self.psi_weights, max(self.rows, 1), proportions)
 
     def psi_threshold(self, window_count: int, false_alarm_rate: float) -> float:
         """PSI above which a window of ``window_count`` values is improbable under the reference.
