@@ -22,7 +22,7 @@ import time
 from collections import Counter
 
 import numpy as np
-from scipy.stats import chi2
+from stationary_streams import poisson_interval
 
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
@@ -36,12 +36,6 @@ CHUNK = 100_000
 
 def _psi_fired(psi: float | None, threshold: float | None) -> bool:
     return psi is not None and threshold is not None and psi > threshold
-
-
-def poisson_interval(count: int) -> tuple[float, float]:
-    """Exact 95 % interval of a Poisson mean from one count (Garwood)."""
-    low = 0.0 if count == 0 else chi2.ppf(0.025, 2 * count) / 2
-    return low, chi2.ppf(0.975, 2 * count + 2) / 2
 
 
 def field_kinds(contract: Contract, columns: dict[str, np.ndarray]) -> dict[str, str]:

@@ -30,10 +30,10 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
-from scipy.signal import lfilter
+from stationary_streams import chunks
 
 from driftline.detectors.adwin import ADWIN
 from driftline.detectors.base import DriftDetector
@@ -62,23 +62,6 @@ DETECTORS: dict[str, Callable[[np.ndarray], DriftDetector]] = {
     "PSI": lambda reference: PSI.calibrate(reference, TARGET_RATE),
     "ScaleShift": lambda reference: ScaleShift.calibrate(reference, TARGET_RATE),
 }
-
-
-def chunks(stream: str, total: int, seed: list[int], size: int = 1_000_000) -> Iterator[np.ndarray]:
-    """The stream in consecutive chunks (AR(1) continues its filter state across chunks)."""
-    rng = np.random.default_rng(seed)
-    state = None
-    if stream == "ar1_phi0.5":
-        _, state = lfilter([1.0], [1.0, -0.5], rng.standard_normal(1_000), zi=np.zeros(1))
-    for start in range(0, total, size):
-        n = min(size, total - start)
-        if stream == "gaussian":
-            yield rng.standard_normal(n)
-        elif stream == "student_t3":
-            yield rng.standard_t(3, size=n)
-        else:
-            values, state = lfilter([1.0], [1.0, -0.5], rng.standard_normal(n), zi=state)
-            yield values
 
 
 def sample(stream: str, n: int, seed: list[int]) -> np.ndarray:

@@ -41,11 +41,10 @@ import argparse
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
-from scipy.signal import lfilter
-from scipy.stats import chi2
+from stationary_streams import chunks, poisson_interval
 
 from driftline.detectors import adwin as adwin_module
 from driftline.detectors import page_hinkley as page_hinkley_module
@@ -57,8 +56,6 @@ from driftline.detectors.scale import ScaleShift
 REFERENCE_SIZE = 50_000
 BATCH = 10_000
 KINDS = ("gaussian", "student_t3", "ar1", "zero_inflated", "poisson0.1", "poisson0.3", "binary0.05", "binary0.5", "lowcard5")
-LOWCARD_VALUES = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-LOWCARD_PROBABILITIES = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
 DETECTORS: dict[str, Callable[[np.ndarray, float], DriftDetector]] = {
     "PageHinkley": lambda reference, rate: PageHinkley.calibrate(reference, rate),
     "ScaleShift": lambda reference, rate: ScaleShift.calibrate(reference, rate),
@@ -88,34 +85,6 @@ def as_before(detector: DriftDetector, rate: float) -> DriftDetector:
 MARGINS = {"PageHinkley": page_hinkley_module.SAFETY_FACTOR, "ScaleShift": page_hinkley_module.SAFETY_FACTOR, "ADWIN": adwin_module.SAFETY_FACTOR}
 
 
-def chunks(kind: str, total: int, seed: list[int], size: int = 1_000_000) -> Iterator[np.ndarray]:
-    """``total`` values of the process ``kind`` in consecutive chunks (AR(1) carries its filter state)."""
-    rng = np.random.default_rng(seed)
-    state = None
-    if kind == "ar1":
-        _, state = lfilter([1.0], [1.0, -0.5], rng.standard_normal(1_000), zi=np.zeros(1))
-    for start in range(0, total, size):
-        n = min(size, total - start)
-        if kind == "gaussian":
-            yield rng.standard_normal(n)
-        elif kind == "student_t3":
-            yield rng.standard_t(3, size=n)
-        elif kind == "ar1":
-            values, state = lfilter([1.0], [1.0, -0.5], rng.standard_normal(n), zi=state)
-            yield values
-        elif kind == "zero_inflated":
-            nonzero = rng.random(n) < 0.1
-            yield np.where(nonzero, 1.0 + rng.negative_binomial(2, 0.5, size=n), 0.0)
-        elif kind.startswith("poisson"):
-            yield rng.poisson(float(kind.removeprefix("poisson")), size=n).astype(np.float64)
-        elif kind.startswith("binary"):
-            yield (rng.random(n) < float(kind.removeprefix("binary"))).astype(np.float64)
-        elif kind == "lowcard5":
-            yield LOWCARD_VALUES[rng.choice(LOWCARD_VALUES.size, size=n, p=LOWCARD_PROBABILITIES)]
-        else:
-            raise ValueError(f"unknown kind {kind!r}")
-
-
 def sample(kind: str, n: int, seed: list[int]) -> np.ndarray:
     return np.concatenate(list(chunks(kind, n, seed)))
 
@@ -126,13 +95,6 @@ def alarms_on(detector: DriftDetector, kind: str, total: int, seed: list[int]) -
         for start in range(0, chunk.size, BATCH):
             count += detector.update_many(chunk[start : start + BATCH]).size
     return count
-
-
-def poisson_interval(count: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) interval of a Poisson mean from one count."""
-    tail = (1.0 - level) / 2.0
-    low = 0.0 if count == 0 else chi2.ppf(tail, 2 * count) / 2.0
-    return float(low), float(chi2.ppf(1.0 - tail, 2 * count + 2) / 2.0)
 
 
 def main(argv: list[str]) -> None:
