@@ -73,9 +73,7 @@ class HeldScoreAlert:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeldScoreAlert:
-        signal = dict(data["signal"])
-        signal["evidence"] = tuple((str(name), float(share)) for name, share in signal.get("evidence", ()))
-        return cls(DetectorSignal(**signal), float(data["threshold"]), str(data["message"]), int(data["window_start_ms"]))
+        return cls(DetectorSignal.from_dict(data["signal"]), float(data["threshold"]), str(data["message"]), int(data["window_start_ms"]))
 
 
 @dataclass
@@ -228,20 +226,10 @@ class WindowCloser:
 
     def _emit_held(self, result: BatchResult, held: HeldScoreAlert, moved: str) -> None:
         signal = held.signal
-        result.alerts.append(
-            make_alert(
-                model=self.contract.model,
-                model_version=signal.model_version,
-                kind=_DETECTOR_KINDS.get(signal.detector, AlertKind.MEAN_SHIFT),
-                feature=signal.feature,
-                detector=signal.detector,
-                severity="warning",
-                window_start_ms=None,
-                event_time_ms=signal.event_time_ms,
-                score=signal.statistic,
-                threshold=held.threshold,
-                message=held.message + (f"; {moved}" if moved else ""),
-            )
+        self._warning(
+            result, signal.model_version, _DETECTOR_KINDS.get(signal.detector, AlertKind.MEAN_SHIFT), signal.feature,
+            signal.detector, window_start_ms=None, event_time_ms=signal.event_time_ms, score=signal.statistic,
+            threshold=held.threshold, message=held.message + (f"; {moved}" if moved else ""),
         )
 
     def _window_alert(self, result: BatchResult, version: str, window_start_ms: int, verdict: Verdict) -> None:
@@ -273,7 +261,7 @@ class WindowCloser:
         if signal.feature == self.score_field:
             length = self.config.window_length_ms
             start = signal.event_time_ms // length * length
-            if not self.gate.admit((signal.model_version, signal.feature, kind.value), signal.event_time_ms):
+            if not self._admits(signal.model_version, signal.feature, kind.value, signal.event_time_ms):
                 return
             held = HeldScoreAlert(signal, threshold, message, start)
             if self.last_closed_start_ms is not None and start <= self.last_closed_start_ms:
@@ -342,8 +330,31 @@ class WindowCloser:
     ) -> None:
         """Raise a warning unless it continues an open episode (see :class:`AlertGate`)."""
         gate_time_ms = event_time_ms if window_start_ms is None else window_start_ms
-        if not self.gate.admit((version, str(feature), episode), gate_time_ms):
+        if not self._admits(version, feature, episode, gate_time_ms):
             return
+        self._warning(
+            result, version, kind, feature, detector,
+            window_start_ms=window_start_ms, event_time_ms=event_time_ms, score=score, threshold=threshold, message=message,
+        )
+
+    def _admits(self, version: str, feature: str | None, episode: str, gate_time_ms: int) -> bool:
+        """Whether an alert opens a new episode of (version, feature, episode) (see :class:`AlertGate`)."""
+        return self.gate.admit((version, str(feature), episode), gate_time_ms)
+
+    def _warning(
+        self,
+        result: BatchResult,
+        version: str,
+        kind: AlertKind,
+        feature: str | None,
+        detector: str,
+        *,
+        window_start_ms: int | None,
+        event_time_ms: int,
+        score: float,
+        threshold: float,
+        message: str,
+    ) -> None:
         result.alerts.append(
             make_alert(
                 model=self.contract.model,

@@ -391,18 +391,8 @@ def partial_signal_to_dict(partial: PartialSignal) -> dict[str, Any]:
 
 def partial_signal_from_dict(data: Mapping[str, Any]) -> PartialSignal:
     """The :class:`PartialSignal` of :func:`partial_signal_to_dict`."""
-    signal = data["signal"]
     return PartialSignal(
-        signal=DetectorSignal(
-            model=str(signal["model"]),
-            model_version=str(signal["model_version"]),
-            feature=str(signal["feature"]),
-            detector=str(signal["detector"]),
-            event_index=int(signal["event_index"]),
-            event_time_ms=int(signal["event_time_ms"]),
-            statistic=float(signal["statistic"]),
-            evidence=tuple((str(name), float(share)) for name, share in signal.get("evidence", ())),
-        ),
+        signal=DetectorSignal.from_dict(data["signal"]),
         threshold=float(data["threshold"]),
         row=int(data["row"]),
     )

@@ -12,6 +12,7 @@ import datetime
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,20 @@ class DetectorSignal:
     statistic: float
     # The joint-drift test's signal: the features that changed most, with their shares, largest first.
     evidence: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DetectorSignal:
+        """The signal of ``dataclasses.asdict`` (through JSON: lists back to tuples)."""
+        return cls(
+            model=str(data["model"]),
+            model_version=str(data["model_version"]),
+            feature=str(data["feature"]),
+            detector=str(data["detector"]),
+            event_index=int(data["event_index"]),
+            event_time_ms=int(data["event_time_ms"]),
+            statistic=float(data["statistic"]),
+            evidence=tuple((str(name), float(share)) for name, share in data.get("evidence", ())),
+        )
 
 
 #: The ``feature`` of a joint-drift signal (it is about how the numeric features vary together).
