@@ -12,9 +12,9 @@ from detector_streams import stationary_stream as _stream
 import driftline.detectors.scale as scale_module
 from driftline.detectors.scale import ScaleShift
 
-#: The engine's share of a model's 1e-6 budget when each of the credit-risk contract's 18 numeric
-#: fields has a Page–Hinkley and a spread test and the score an ADWIN: 1e-6 / 37.
-ENGINE_SHARE = 1e-6 / 37
+#: The engine's real per-event shares of the default budget (1 false alarm per model per month, a
+#: month of 30 days) over the credit-risk contract's 61 tests, at 10 and at 1,000 events/s.
+ENGINE_SHARES = {"10/s": 1.0 / (61 * 30 * 86_400 * 10), "1000/s": 1.0 / (61 * 30 * 86_400 * 1_000)}
 
 
 def _spread_changes(seed: int) -> np.ndarray:
@@ -58,8 +58,9 @@ def test_calibrated_false_alarm_rate_on_stationary_streams(kind: str) -> None:
     assert strict.update_many(stream).size <= 4
 
 
-def test_a_doubled_variance_is_found_quickly_at_the_engine_share_of_the_budget() -> None:
-    state = ScaleShift.calibrate(_stream("gaussian", 50_000, seed=303), false_alarm_rate=ENGINE_SHARE).to_state()
+@pytest.mark.parametrize("share", sorted(ENGINE_SHARES))
+def test_a_doubled_variance_is_found_quickly_at_the_engine_share_of_the_budget(share: str) -> None:
+    state = ScaleShift.calibrate(_stream("gaussian", 50_000, seed=303), false_alarm_rate=ENGINE_SHARES[share]).to_state()
     delays = []
     for trial in range(200):
         values = _stream("gaussian", 5_000, seed=1_000 + trial)
@@ -70,10 +71,10 @@ def test_a_doubled_variance_is_found_quickly_at_the_engine_share_of_the_budget()
         delays.append(int(after[0]) - 1_000 if after.size else 10**9)
     found = np.asarray(delays) < 4_000
     assert found.mean() >= 0.95
-    # Measured: median 322, p90 620, 200 of 200 found. Before the run-length model it was 276 / 587,
-    # with an upward threshold that the diffusion approximation set too low for the skewed squared
-    # differences (1.7 times the false alarms of its model at 1e-5, more at smaller rates).
-    assert np.median(delays) <= 360
+    # Measured: median 204 (10/s) and 261 (1000/s), 200 of 200 found each. With Page–Hinkley's
+    # default Huber clip on the squared differences they were 415 and 535 (the clip cut the upper
+    # tail, where a wider spread shows); the issue asks for a median of at most 300.
+    assert np.median(delays) <= 300
 
 
 def test_a_mean_shift_alone_does_not_look_like_a_change_of_spread() -> None:
