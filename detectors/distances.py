@@ -365,37 +365,53 @@ def _outer_points(
 
 
 def quantile_bin_edges(values: npt.ArrayLike, n_bins: int) -> FloatArray:
-    """Histogram edges at the reference's quantiles, with unbounded outer bins.
+    """Histogram edges at the reference's quantiles, with unbounded outer bins; discrete values kept apart.
 
     Inner edges are the reference values at quantile levels ``k / n_bins`` (numpy's
     ``method="inverted_cdf"``, so edges are actual data values), deduplicated, and keeping only
-    those above the minimum. Every reference bin is therefore non-empty; discrete or heavily tied
-    data yields fewer than ``n_bins`` bins. Outer edges are ``-inf`` and ``+inf``, so every finite
-    value falls in a bin (bin ``i`` holds ``edges[i] <= v < edges[i + 1]``).
+    those above the minimum. Every reference bin is therefore non-empty. Outer edges are ``-inf`` and
+    ``+inf``, so every finite value falls in a bin (bin ``i`` holds ``edges[i] <= v < edges[i + 1]``).
+
+    Values that repeat are binned by value, not by quantile alone, because quantiles merge what
+    matters: a binary field with 3 % ones has every quantile at 0, so quantile edges alone gave it one
+    bin — a histogram that cannot change however many ones arrive — and so did an amount that is zero
+    in 97 % of events and spread out otherwise. So every *atom* — a value holding at least
+    ``1 / n_bins`` of the reference — gets a bin of its own (edges at the value and at the next
+    distinct value above it), and the rest of the values are cut at their own quantiles into as many
+    bins as their share of the reference is worth (``n_bins`` × share, at least one). Continuous data
+    has no atoms and gets the plain quantile edges; at most ``2 · n_bins`` bins in all.
 
     Parameters
     ----------
     values : array_like of float, 1-D
         Finite reference values.
     n_bins : int
-        Wanted number of bins (>= 1).
+        Wanted number of bins (>= 1) for continuous data.
 
     Returns
     -------
     ndarray of float64
-        ``[-inf, e_1, ..., e_m, +inf]`` with ``m <= n_bins - 1`` strictly increasing finite edges.
+        ``[-inf, e_1, ..., e_m, +inf]`` with strictly increasing finite edges ``e_i``.
 
     Examples
     --------
-    >>> quantile_bin_edges([1.0, 2.0, 2.0, 2.0, 3.0, 4.0], 3).tolist()
-    [-inf, 2.0, inf]
+    >>> quantile_bin_edges([1.0, 2.0, 2.0, 2.0, 3.0, 4.0], 3).tolist()  # the atom 2.0 gets its own bin
+    [-inf, 2.0, 3.0, inf]
+    >>> quantile_bin_edges([0.0] * 97 + [1.0] * 3, 10).tolist()  # the rare value too
+    [-inf, 1.0, inf]
     """
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
         raise ValueError("values must be a non-empty 1-D array of finite numbers")
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
-    levels = np.arange(1, n_bins) / n_bins
-    inner = np.unique(np.quantile(array, levels, method="inverted_cdf"))
+    distinct, counts = np.unique(array, return_counts=True)
+    atoms = np.flatnonzero(counts * n_bins >= array.size)
+    # An atom's own bin: an edge at the value and one at the next distinct value above it.
+    isolating = np.concatenate((distinct[atoms], distinct[np.minimum(atoms + 1, distinct.size - 1)]))
+    rest = array[~np.isin(array, distinct[atoms])] if atoms.size else array
+    rest_bins = max(1, round(n_bins * rest.size / array.size))
+    cuts = np.quantile(rest, np.arange(1, rest_bins) / rest_bins, method="inverted_cdf") if rest.size else np.empty(0)
+    inner = np.unique(np.concatenate((isolating, cuts)))
     inner = inner[inner > array.min()]
     return np.concatenate(([-np.inf], inner, [np.inf]))

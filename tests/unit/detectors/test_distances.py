@@ -239,8 +239,25 @@ def test_quantile_bin_edges_on_discrete_data_are_strictly_increasing_and_never_e
     array = np.array(values, dtype=np.float64)
     edges = quantile_bin_edges(array, n_bins)
     assert edges[0] == -np.inf and edges[-1] == np.inf
-    assert np.all(np.diff(edges) > 0) and edges.size - 1 <= min(n_bins, np.unique(array).size)
+    distinct, counts = np.unique(array, return_counts=True)
+    assert np.all(np.diff(edges) > 0) and edges.size - 1 <= min(2 * n_bins, distinct.size)
     assert np.all(binned(array, edges) > 0)
+    # Every atom (at least 1 / n_bins of the data) is alone in its bin.
+    alone = distinct[counts * n_bins >= array.size]
+    bin_of = np.searchsorted(edges[1:-1], distinct, side="right")
+    for value in alone:
+        assert (bin_of == bin_of[distinct == value][0]).sum() == 1, (value, edges)
+
+
+def test_a_rare_binary_value_and_a_rare_nonzero_amount_get_bins_of_their_own() -> None:
+    # Before, quantile edges alone put both into a single bin (every quantile is 0): a histogram that
+    # cannot change however many ones, or non-zero amounts, arrive.
+    rng = np.random.default_rng(9)
+    binary = (rng.random(10_000) < 0.03).astype(np.float64)
+    assert quantile_bin_edges(binary, 20).tolist() == [-np.inf, 1.0, np.inf]
+    amounts = np.where(rng.random(10_000) < 0.03, rng.lognormal(5.0, 1.0, size=10_000), 0.0)
+    edges = quantile_bin_edges(amounts, 20)
+    assert edges.size == 3 and edges[1] == amounts[amounts > 0].min()  # {0} and {> 0}
 
 
 def test_quantile_bin_edges_rejects_bad_input() -> None:

@@ -6,6 +6,7 @@ import bisect
 import doctest
 import functools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -344,3 +345,20 @@ def test_window_threshold_without_proportions_is_the_weighted_chi_square() -> No
     with pytest.raises(ValueError, match="epsilon"):
         WindowPSIThreshold(weights, 50_000, (0.25,) * 4, epsilon=0.0)
     assert WindowPSIThreshold(weights, 50_000, (1.0, 0.0, 0.0, 0.0)).threshold(1_000, 1e-3) == np.inf
+
+
+def test_a_rare_binary_value_that_becomes_common_is_seen_by_the_window_check() -> None:
+    # With quantile edges alone a binary field with 3 % ones had one bin, and the window check's
+    # threshold was infinite: nothing to test, whatever arrived. The ones now have a bin of their own.
+    rng = np.random.default_rng(41)
+    reference = (rng.random(50_000) < 0.03).astype(np.float64)
+    inner = quantile_bin_edges(reference, 20)[1:-1]
+    calibrated = WindowPSIThreshold.calibrate(np.searchsorted(inner, reference, side="right"), inner.size + 1)
+    threshold = calibrated.threshold(1_000, 1e-9)
+    assert math.isfinite(threshold)
+    proportions = np.array(calibrated.reference_proportions)
+    drifted = np.bincount(np.searchsorted(inner, (rng.random(1_000) < 0.15).astype(np.float64), side="right"), minlength=2)
+    psi = _psi_rows(drifted[None, :].astype(np.float64), np.maximum(proportions, 1e-4), 1_000, 1e-4)[0]
+    assert psi > threshold, (psi, threshold)
+    clean = np.bincount(np.searchsorted(inner, (rng.random(1_000) < 0.03).astype(np.float64), side="right"), minlength=2)
+    assert _psi_rows(clean[None, :].astype(np.float64), np.maximum(proportions, 1e-4), 1_000, 1e-4)[0] < threshold
