@@ -9,6 +9,7 @@ from __future__ import annotations
 from .alerts import AlertGate, make_alert
 from .config import EngineConfig
 from .engine import MonitorEngine
+from .label_join import JoinedLabels, LabelJoin
 from .profile import FeatureProfile, ProfileError, ReferenceProfile, build_reference_profile
 from .results import (
     Alert,
@@ -34,6 +35,8 @@ __all__ = [
     "EngineConfig",
     "FeatureProfile",
     "FeatureWindow",
+    "JoinedLabels",
+    "LabelJoin",
     "ModelWindow",
     "MonitorEngine",
     "ProfileError",

@@ -1,0 +1,377 @@
+"""The join of late ground-truth labels to the predictions they belong to, in event time.
+
+A label names its prediction by id (``schemas/label.avsc``) and arrives minutes to weeks later, on
+its own topic. :class:`LabelJoin` keeps the predictions that may still get a label, joins each label
+that arrives within the *horizon* (``0 <= label_time - prediction_time <= horizon_ms``), and counts
+every label it cannot join by reason — nothing is dropped silently:
+
+``duplicate``
+    A further label for a prediction already labelled (labels waiting for the same prediction are
+    taken in arrival order when it comes).
+``after_horizon``
+    The label came more than ``horizon_ms`` after its prediction.
+``before_prediction``
+    The label's time is earlier than its prediction's (a clock error upstream).
+``unknown_prediction``
+    No prediction with that id arrived — decided once the predictions' event time has passed the
+    label's by ``grace_ms``: a prediction precedes its label, so it is not coming.
+``evicted``
+    The join state was full (``capacity`` entries) and this waiting label was the oldest.
+
+A label whose prediction has not arrived yet waits, and is settled by the same rules when the
+prediction comes (counted as ``early`` too, which is not a loss) — unless the labels' event time had
+already passed that prediction by two horizons when the label arrived, in which case it would not
+have found the prediction held had the prediction come first, and it is given up likewise. Predictions are counted too: ``joined``,
+``unlabelled`` (no label by ``horizon_ms`` after them, once the labels' event time has passed twice
+the horizon), ``duplicate_prediction`` (an id seen before) and ``evicted``.
+
+What each label becomes depends only on the events, not on how the two topics' messages interleave
+or are cut into batches, provided the predictions arrive in event-time order up to ``grace_ms``
+(tested): a prediction that passed its horizon still joins an in-horizon label that arrives out of
+order, and the expiries are decided by event-time watermarks (the largest prediction time and the
+largest label time seen), checked at each event. The one exception is a full state: which entries
+are evicted then depends on arrival order (still counted).
+
+Memory: one entry per prediction younger than twice the horizon in label time, plus waiting labels,
+at most ``capacity`` (about 200 bytes each in memory; size it as events/s × 2 × horizon). Pure
+Python and the standard library: the state is a dict and three heaps (expiry orders).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LABEL_REASONS", "PREDICTION_OUTCOMES", "JoinedLabels", "LabelJoin"]
+
+#: Why a label was not joined (the keys of :attr:`LabelJoin.label_counts` besides ``joined`` and ``early``).
+LABEL_REASONS = ("duplicate", "after_horizon", "before_prediction", "unknown_prediction", "evicted")
+
+#: What became of a prediction (the keys of :attr:`LabelJoin.prediction_counts`).
+PREDICTION_OUTCOMES = ("joined", "unlabelled", "duplicate_prediction", "evicted")
+
+_STATE_FORMAT = 1
+
+# Status of a prediction entry.
+_WAITING = 0  # no label yet
+_JOINED = 1  # labelled: a further label is a duplicate
+
+
+@dataclass
+class JoinedLabels:
+    """Labels joined to their predictions, in the order they were joined (columns of equal length)."""
+
+    prediction_ids: list[str] = field(default_factory=list)
+    prediction_times_ms: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    classes: list[int | None] = field(default_factory=list)
+    labels: list[float] = field(default_factory=list)
+    label_times_ms: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.prediction_ids)
+
+    def _append(self, prediction_id: str, prediction: tuple[int, float, int | None], label_time: int, label: float) -> None:
+        self.prediction_ids.append(prediction_id)
+        self.prediction_times_ms.append(prediction[0])
+        self.scores.append(prediction[1])
+        self.classes.append(prediction[2])
+        self.labels.append(label)
+        self.label_times_ms.append(label_time)
+
+    def rows(self) -> list[tuple[str, int, float, int | None, float, int]]:
+        """One tuple per joined label: (prediction id, prediction time, score, class, label, label time)."""
+        return list(zip(self.prediction_ids, self.prediction_times_ms, self.scores, self.classes, self.labels,
+                        self.label_times_ms, strict=True))
+
+
+def _positive_ms(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a whole number of milliseconds >= 0, got {value!r}")
+    return int(value)
+
+
+class LabelJoin:
+    """Joins labels to predictions within a horizon of event time; see the module docstring.
+
+    Parameters
+    ----------
+    horizon_ms
+        Longest time from a prediction to its label that is still joined.
+    grace_ms
+        How far out of event-time order predictions may arrive: a waiting label is given up as
+        ``unknown_prediction`` once a prediction later than its own time by more than this arrived.
+    capacity
+        Most entries (predictions and waiting labels) held; beyond it the oldest are evicted and counted.
+
+    Examples
+    --------
+    >>> join = LabelJoin(horizon_ms=86_400_000)
+    >>> join.add_predictions(["a", "b"], [1_000, 2_000], [0.9, 0.2], [1, 0])
+    >>> joined = join.add_labels(["b", "a", "a", "zz"], [5_000, 6_000, 7_000, 8_000], [0.0, 1.0, 1.0, 1.0])
+    >>> [(row[0], row[4]) for row in joined.rows()]
+    [('b', 0.0), ('a', 1.0)]
+    >>> join.label_counts["duplicate"], join.waiting_labels  # 'zz' waits for its prediction
+    (1, 1)
+    """
+
+    def __init__(self, horizon_ms: int, *, grace_ms: int = 3_600_000, capacity: int = 2_000_000) -> None:
+        self.horizon_ms = _positive_ms(horizon_ms, "horizon_ms")
+        self.grace_ms = _positive_ms(grace_ms, "grace_ms")
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+            raise ValueError(f"capacity must be a whole number >= 1, got {capacity!r}")
+        self.capacity = int(capacity)
+        self.prediction_watermark = -math.inf  # largest prediction time seen (ms)
+        self.label_watermark = -math.inf  # largest label time seen (ms)
+        # prediction id -> [time, score, class, status]
+        self._predictions: dict[str, list[Any]] = {}
+        # prediction id -> labels waiting for it: [label time, label, label watermark on arrival, sequence]
+        self._waiting: dict[str, list[list[Any]]] = {}
+        self._waiting_count = 0
+        self._sequence = 0  # numbers the waiting labels (their heap entries name them)
+        self._prediction_heap: list[tuple[int, str]] = []  # (prediction time, id), lazily cleaned
+        self._waiting_heap: list[tuple[int, int, str]] = []  # (label time, sequence, id)
+        # Predictions let go while a redelivered copy may still come (within ``grace_ms`` of the
+        # predictions' watermark): id -> time, so a copy is a duplicate however far the labels ran ahead.
+        self._released: dict[str, int] = {}
+        self._released_heap: list[tuple[int, str]] = []
+        self.label_counts: dict[str, int] = dict.fromkeys(("joined", "early", *LABEL_REASONS), 0)
+        self.prediction_counts: dict[str, int] = dict.fromkeys(PREDICTION_OUTCOMES, 0)
+        self.labels_seen = 0
+        self.predictions_seen = 0
+
+    # -- sizes ---------------------------------------------------------------------------------------
+
+    @property
+    def waiting_labels(self) -> int:
+        """Labels held until their prediction arrives (or is given up)."""
+        return self._waiting_count
+
+    @property
+    def held_predictions(self) -> int:
+        """Predictions held: waiting for a label, or labelled and kept to recognise duplicates."""
+        return len(self._predictions)
+
+    # -- events --------------------------------------------------------------------------------------
+
+    def add_predictions(
+        self,
+        prediction_ids: Sequence[str],
+        times_ms: Sequence[int] | np.ndarray,
+        scores: Sequence[float] | np.ndarray,
+        classes: Sequence[int | None] | np.ndarray | None = None,
+        joined: JoinedLabels | None = None,
+    ) -> JoinedLabels | None:
+        """Hold predictions for their labels; returns labels that were waiting for them (``None`` if none).
+
+        ``joined``, if given, receives the joined labels instead (and is returned).
+        """
+        n = len(prediction_ids)
+        if not (len(times_ms) == len(scores) == n and (classes is None or len(classes) == n)):
+            raise ValueError("prediction_ids, times_ms, scores (and classes) must have equal lengths")
+        out = joined
+        times = [int(t) for t in times_ms]
+        score_list = [float(s) for s in scores]
+        class_list: list[int | None] = [None] * n if classes is None else [None if c is None else int(c) for c in classes]
+        for prediction_id, time_ms, score, klass in zip(prediction_ids, times, score_list, class_list, strict=True):
+            self.predictions_seen += 1
+            # Labels given up by the predictions that came *before* this one stay given up (the
+            # watermark is raised after the check); _expire_waiting counts them.
+            waiting = [w for w in self._waiting.get(prediction_id, ()) if not self._given_up(w[0])]
+            if time_ms > self.prediction_watermark:
+                self.prediction_watermark = time_ms
+            self._forget_released()
+            if prediction_id in self._predictions or prediction_id in self._released:
+                self.prediction_counts["duplicate_prediction"] += 1
+                self._expire_waiting()
+                continue
+            entry = [time_ms, score, klass, _WAITING]
+            self._predictions[prediction_id] = entry
+            heapq.heappush(self._prediction_heap, (time_ms, prediction_id))
+            for label in sorted(waiting, key=lambda w: w[3]):  # in arrival order
+                # A label that arrived when the labels' watermark had passed this prediction by two
+                # horizons would not have found it held had it come first: it stays (and is given up).
+                if time_ms >= label[2] - 2 * self.horizon_ms:
+                    self._remove_waiting(prediction_id, label[3])
+                    self.label_counts["early"] += 1
+                    out = self._settle(prediction_id, entry, label[0], label[1], out)
+            self._expire_waiting()
+            self._expire_predictions()  # one that comes after the labels moved two horizons past it
+            self._enforce_capacity()
+        return out
+
+    def add_labels(
+        self, prediction_ids: Sequence[str], label_times_ms: Sequence[int] | np.ndarray, labels: Sequence[float] | np.ndarray
+    ) -> JoinedLabels:
+        """Join labels to their predictions; returns the labels joined now, in order."""
+        n = len(prediction_ids)
+        if not (len(label_times_ms) == len(labels) == n):
+            raise ValueError("prediction_ids, label_times_ms and labels must have equal lengths")
+        out = JoinedLabels()
+        for prediction_id, time_ms, label in zip(prediction_ids, [int(t) for t in label_times_ms],
+                                                 [float(v) for v in labels], strict=True):
+            self.labels_seen += 1
+            if time_ms > self.label_watermark:
+                self.label_watermark = time_ms
+            self._expire_predictions()
+            entry = self._predictions.get(prediction_id)
+            if entry is not None:
+                self._settle(prediction_id, entry, time_ms, label, out)
+            else:
+                self._sequence += 1
+                self._waiting.setdefault(prediction_id, []).append([time_ms, label, int(self.label_watermark), self._sequence])
+                self._waiting_count += 1
+                heapq.heappush(self._waiting_heap, (time_ms, self._sequence, prediction_id))
+                self._expire_waiting()
+                self._enforce_capacity()
+        return out
+
+    # -- the rules -----------------------------------------------------------------------------------
+
+    def _settle(self, prediction_id: str, entry: list[Any], label_time: int, label: float, out: JoinedLabels | None) -> JoinedLabels | None:
+        if entry[3] == _JOINED:
+            self.label_counts["duplicate"] += 1
+            return out
+        delay = label_time - entry[0]
+        if delay < 0:
+            self.label_counts["before_prediction"] += 1
+        elif delay > self.horizon_ms:
+            self.label_counts["after_horizon"] += 1
+        else:
+            entry[3] = _JOINED
+            self.label_counts["joined"] += 1
+            self.prediction_counts["joined"] += 1
+            out = JoinedLabels() if out is None else out
+            out._append(prediction_id, (entry[0], entry[1], entry[2]), label_time, label)
+        return out
+
+    def _given_up(self, label_time: int) -> bool:
+        return self.prediction_watermark > label_time + self.grace_ms
+
+    def _remove_waiting(self, prediction_id: str, sequence: int) -> bool:
+        labels = self._waiting.get(prediction_id)
+        if labels is None:
+            return False
+        kept = [w for w in labels if w[3] != sequence]
+        if len(kept) == len(labels):
+            return False
+        if kept:
+            self._waiting[prediction_id] = kept
+        else:
+            del self._waiting[prediction_id]
+        self._waiting_count -= 1
+        return True
+
+    def _expire_waiting(self) -> None:
+        heap = self._waiting_heap
+        while heap and self._given_up(heap[0][0]):
+            _, sequence, prediction_id = heapq.heappop(heap)
+            if self._remove_waiting(prediction_id, sequence):
+                self.label_counts["unknown_prediction"] += 1
+
+    def _release(self, prediction_id: str, time_ms: int) -> None:
+        del self._predictions[prediction_id]
+        if time_ms + self.grace_ms >= self.prediction_watermark:
+            self._released[prediction_id] = time_ms
+            heapq.heappush(self._released_heap, (time_ms, prediction_id))
+
+    def _forget_released(self) -> None:
+        heap, limit = self._released_heap, self.prediction_watermark - self.grace_ms
+        while heap and heap[0][0] < limit:
+            time_ms, prediction_id = heapq.heappop(heap)
+            if self._released.get(prediction_id) == time_ms:
+                del self._released[prediction_id]
+
+    def _expire_predictions(self) -> None:
+        # A prediction is kept until the labels' event time is two horizons past it: long enough for
+        # an in-horizon label that arrives out of order, and for duplicates of a joined one.
+        heap, limit = self._prediction_heap, self.label_watermark - 2 * self.horizon_ms
+        while heap and heap[0][0] < limit:
+            time_ms, prediction_id = heapq.heappop(heap)
+            entry = self._predictions.get(prediction_id)
+            if entry is not None and entry[0] == time_ms:
+                self._release(prediction_id, time_ms)
+                if entry[3] == _WAITING:
+                    self.prediction_counts["unlabelled"] += 1
+
+    def _enforce_capacity(self) -> None:
+        while len(self._predictions) + self._waiting_count > self.capacity:
+            # The oldest prediction goes first (labelled ones carry nothing but duplicate detection);
+            # waiting labels only when no prediction is left.
+            if self._prediction_heap:
+                time_ms, prediction_id = heapq.heappop(self._prediction_heap)
+                entry = self._predictions.get(prediction_id)
+                if entry is not None and entry[0] == time_ms:
+                    self._release(prediction_id, time_ms)
+                    if entry[3] == _WAITING:
+                        self.prediction_counts["evicted"] += 1
+            else:
+                _, sequence, prediction_id = heapq.heappop(self._waiting_heap)
+                if self._remove_waiting(prediction_id, sequence):
+                    self.label_counts["evicted"] += 1
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Strict-JSON state: restoring it continues exactly (entries in their expiry order)."""
+        predictions, waiting = [], []
+        for time_ms, pid in sorted(self._prediction_heap):
+            entry = self._predictions.get(pid)
+            if entry is not None and entry[0] == time_ms:  # not a stale heap entry
+                predictions.append([pid, *entry])
+        live = {w[3]: (pid, w) for pid, labels in self._waiting.items() for w in labels}
+        for _, sequence, pid in sorted(self._waiting_heap):
+            if sequence in live:
+                waiting.append([pid, *live.pop(sequence)[1]])
+        return {
+            "format": _STATE_FORMAT,
+            "horizon_ms": self.horizon_ms,
+            "grace_ms": self.grace_ms,
+            "capacity": self.capacity,
+            "prediction_watermark": None if math.isinf(self.prediction_watermark) else int(self.prediction_watermark),
+            "label_watermark": None if math.isinf(self.label_watermark) else int(self.label_watermark),
+            "predictions": list({row[0]: row for row in predictions}.values()),
+            "waiting": waiting,
+            "sequence": self._sequence,
+            "released": [[pid, t] for t, pid in sorted(self._released_heap) if self._released.get(pid) == t],
+            "label_counts": dict(self.label_counts),
+            "prediction_counts": dict(self.prediction_counts),
+            "labels_seen": self.labels_seen,
+            "predictions_seen": self.predictions_seen,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LabelJoin:
+        """Restore a join from :meth:`to_state`."""
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"label-join state format {state.get('format')!r} is not {_STATE_FORMAT}")
+        join = cls(state["horizon_ms"], grace_ms=state["grace_ms"], capacity=state["capacity"])
+        if state["prediction_watermark"] is not None:
+            join.prediction_watermark = int(state["prediction_watermark"])
+        if state["label_watermark"] is not None:
+            join.label_watermark = int(state["label_watermark"])
+        for pid, time_ms, score, klass, status in state["predictions"]:
+            join._predictions[pid] = [int(time_ms), float(score), None if klass is None else int(klass), int(status)]
+            join._prediction_heap.append((int(time_ms), pid))
+        for pid, time_ms, label, watermark, sequence in state["waiting"]:
+            join._waiting.setdefault(pid, []).append([int(time_ms), float(label), int(watermark), int(sequence)])
+            join._waiting_heap.append((int(time_ms), int(sequence), pid))
+            join._waiting_count += 1
+        join._sequence = int(state["sequence"])
+        for pid, time_ms in state["released"]:
+            join._released[pid] = int(time_ms)
+            join._released_heap.append((int(time_ms), pid))
+        heapq.heapify(join._released_heap)
+        # Sorted lists are heaps already; heapify states the invariant.
+        heapq.heapify(join._prediction_heap)
+        heapq.heapify(join._waiting_heap)
+        join.label_counts.update({k: int(v) for k, v in state["label_counts"].items()})
+        join.prediction_counts.update({k: int(v) for k, v in state["prediction_counts"].items()})
+        join.labels_seen = int(state["labels_seen"])
+        join.predictions_seen = int(state["predictions_seen"])
+        return join
