@@ -10,6 +10,7 @@ from .alerts import AlertGate, make_alert
 from .config import EngineConfig
 from .engine import MonitorEngine
 from .label_join import JoinedLabels, LabelJoin
+from .performance import PerformanceMetrics, PerformanceWindows
 from .profile import FeatureProfile, ProfileError, ReferenceProfile, build_reference_profile
 from .results import (
     Alert,
@@ -39,6 +40,8 @@ __all__ = [
     "LabelJoin",
     "ModelWindow",
     "MonitorEngine",
+    "PerformanceMetrics",
+    "PerformanceWindows",
     "ProfileError",
     "ReferenceProfile",
     "SchemaChangeRecord",
