@@ -9,6 +9,7 @@ from __future__ import annotations
 from .alerts import AlertGate, make_alert
 from .config import EngineConfig
 from .engine import MonitorEngine
+from .estimation import ConfidenceEstimator, EstimatedPerformance
 from .label_join import JoinedLabels, LabelJoin
 from .performance import PerformanceMetrics, PerformanceWindows
 from .profile import FeatureProfile, ProfileError, ReferenceProfile, build_reference_profile
@@ -32,8 +33,10 @@ __all__ = [
     "AlertGate",
     "BatchResult",
     "Checkpoint",
+    "ConfidenceEstimator",
     "DetectorSignal",
     "EngineConfig",
+    "EstimatedPerformance",
     "FeatureProfile",
     "FeatureWindow",
     "JoinedLabels",
