@@ -7,6 +7,7 @@ the same events in the same order always give the same results.
 from __future__ import annotations
 
 from .alerts import AlertGate, make_alert
+from .challenger import Challenger, ChallengerVerdict, compare_on_window, default_classifier
 from .config import EngineConfig
 from .engine import MonitorEngine
 from .estimation import ConfidenceEstimator, EstimatedPerformance
@@ -32,6 +33,8 @@ __all__ = [
     "Alert",
     "AlertGate",
     "BatchResult",
+    "Challenger",
+    "ChallengerVerdict",
     "Checkpoint",
     "ConfidenceEstimator",
     "DetectorSignal",
@@ -52,6 +55,8 @@ __all__ = [
     "WindowClock",
     "alert_identifier",
     "build_reference_profile",
+    "compare_on_window",
+    "default_classifier",
     "describe_alert",
     "iso_time",
     "make_alert",
