@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .alerts import AlertGate, make_alert
 from .challenger import Challenger, ChallengerVerdict, compare_on_window, default_classifier
+from .concept import ConceptDriftDetector
 from .config import EngineConfig
 from .engine import MonitorEngine
 from .estimation import ConfidenceEstimator, EstimatedPerformance
@@ -36,6 +37,7 @@ __all__ = [
     "Challenger",
     "ChallengerVerdict",
     "Checkpoint",
+    "ConceptDriftDetector",
     "ConfidenceEstimator",
     "DetectorSignal",
     "EngineConfig",
