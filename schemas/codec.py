@@ -408,7 +408,7 @@ class Codec:
             plan = self._build(writer_id, known.parsed_schema, key)
         else:
             writer_id = str(key)
-            looked_up = self._registry_schema(key)
+            looked_up = self.registry_schema(key)
             if isinstance(looked_up, str):
                 negative[(fmt, key)] = _Plan(writer_id, rejection=(RejectReason.UNKNOWN_SCHEMA_ID, None, looked_up))
                 return negative[(fmt, key)]
@@ -416,8 +416,8 @@ class Codec:
         self._plans[(fmt, key)] = plan
         return plan
 
-    def _registry_schema(self, schema_id: int) -> dict[str, Any] | str:
-        """The parsed writer schema of a registry id, or why there is none."""
+    def registry_schema(self, schema_id: int) -> dict[str, Any] | str:
+        """The parsed writer schema of a Schema Registry id, or why there is none (a message)."""
         if self.registry_client is None:
             return f"Confluent-framed event names schema id {schema_id}, but the codec has no Schema Registry client"
         try:
