@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from river import compose, linear_model, optim, preprocessing
 from scipy.stats import binomtest
 
 __all__ = ["Challenger", "ChallengerVerdict", "compare_on_window", "default_classifier"]
@@ -49,6 +48,10 @@ def default_classifier(*, learning_rate: float = 0.05) -> Any:
     """
     if not (math.isfinite(learning_rate) and learning_rate > 0.0):
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    # Imported here, not with the module: importing River loads SQLAlchemy and scikit-learn when they
+    # are installed (its SQL stream reader and compatibility layer), which every import of the monitor
+    # core — and `driftline --help` — would otherwise pay for.
+    from river import compose, linear_model, optim, preprocessing
     features = compose.TransformerUnion(
         compose.SelectType(numbers.Number) | preprocessing.StandardScaler(),
         compose.SelectType(str) | preprocessing.OneHotEncoder(),

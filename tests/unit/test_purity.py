@@ -43,8 +43,10 @@ PURE_PACKAGES = {
     "detectors": ("driftline.detectors",),
     "stream/monitor": ("driftline.stream.monitor", "driftline.detectors", "driftline.schemas"),
 }
-#: What the monitor core adds to the allow-list: hashing for alert ids, UTC times for messages.
-MONITOR_MODULES = frozenset({"hashlib", "datetime"})
+#: What the monitor core adds to the allow-list: hashing for alert ids, UTC times for messages, heaps
+#: for the label join's expiry orders, and for the challenger River's online models (their
+#: computation only) with ``pickle`` — River's way to persist a model — into bytes in memory.
+MONITOR_MODULES = frozenset({"hashlib", "datetime", "heapq", "numbers", "river", "pickle"})
 FORBIDDEN_CALLS = frozenset({"open", "print", "input", "exec", "eval", "__import__", "compile", "breakpoint"})
 
 
