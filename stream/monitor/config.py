@@ -39,6 +39,14 @@ class EngineConfig:
     max_live_versions
         The most model versions whose streaming detectors are kept; the least recently seen goes
         first (see :class:`~driftline.stream.monitor.tracks.DetectorTracks`).
+    label_horizon_ms
+        Join late ground-truth labels to predictions that far back in event time
+        (:mod:`~driftline.stream.monitor.label_join`); ``None``: no labels (the engine holds no
+        predictions for them).
+    label_grace_ms
+        How far out of event-time order predictions may arrive before a waiting label is given up.
+    label_capacity
+        Most predictions and waiting labels the join holds (they are part of the engine's state).
     partial_windows
         The engine watches one partition of a model split over several: its closed windows become
         :class:`~driftline.stream.monitor.results.WindowPartial` records (merged into the model's
@@ -59,12 +67,19 @@ class EngineConfig:
     alert_cooldown_ms: int = 15 * 60_000
     max_live_versions: int = 16
     partial_windows: bool = False
+    label_horizon_ms: int | None = None
+    label_grace_ms: int = 3_600_000
+    label_capacity: int = 200_000
 
     def __post_init__(self) -> None:
         for name in ("window_length_ms", "min_window_count", "max_live_versions", "partitions"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("allowed_lateness_ms", "alert_cooldown_ms"):
+        if self.label_horizon_ms is not None and self.label_horizon_ms <= 0:
+            raise ValueError(f"label_horizon_ms must be positive, got {self.label_horizon_ms}")
+        if self.label_capacity <= 0:
+            raise ValueError(f"label_capacity must be positive, got {self.label_capacity}")
+        for name in ("allowed_lateness_ms", "alert_cooldown_ms", "label_grace_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("false_alarms_per_month", "events_per_second"):

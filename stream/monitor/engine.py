@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,10 @@ from .alerts import AlertGate
 from .budget import FALLBACK_EVENTS_PER_SECOND, AlarmBudget, EventRate
 from .closing import HeldScoreAlert, OpenWindow, WindowCloser
 from .config import EngineConfig
+from .label_join import JoinedLabels, LabelJoin
+from .performance import PerformanceWindows, Task
 from .profile import ReferenceProfile
-from .results import BatchResult, DetectorSignal, PartialSignal, SchemaChangeRecord, WindowPartial
+from .results import BatchResult, DetectorSignal, PartialSignal, PerformanceWindow, SchemaChangeRecord, WindowPartial
 from .tracks import DetectorHit, DetectorTracks, RetargetAt
 from .window_state import field_window_from_state, new_field_window
 from .windows import WindowClock
@@ -41,8 +43,8 @@ __all__ = ["EngineConfig", "MonitorEngine"]
 #: Format 4: the model's event rate and each track's false-alarm rate (budgets in time). Format 3
 #: (typed field windows per kind, schema changes waiting for an event time, tracks in use order) is
 #: still read: its streaming detectors, aimed at a per-event budget, restart from the profiles.
-STATE_FORMAT = 4
-_READABLE_FORMATS = (3, STATE_FORMAT)
+STATE_FORMAT = 5
+_READABLE_FORMATS = (3, 4, STATE_FORMAT)
 
 
 class MonitorEngine:
@@ -100,6 +102,17 @@ class MonitorEngine:
         # a gap of windows during which such events arrived is not a silent producer.
         self._undated_pending = 0  # since the last decoded event
         self._undated_by_window: dict[int, int] = {}  # window start of the next decoded event -> count
+        # Labels (only when a horizon is configured): the join, and performance per prediction window.
+        self._labels: LabelJoin | None = None
+        self._performance: PerformanceWindows | None = None
+        self._score_field = _role_field(contract, "prediction_score")
+        self._class_field = _role_field(contract, "prediction_class")
+        if self.config.label_horizon_ms is not None:
+            if self._score_field is None:
+                raise ValueError(f"labels need a prediction_score field, and contract {contract.label} has none")
+            self._labels = LabelJoin(self.config.label_horizon_ms, grace_ms=self.config.label_grace_ms,
+                                     capacity=self.config.label_capacity)
+            self._performance = PerformanceWindows(self.config.window_length_ms, label_task(contract))
 
     # ------------------------------------------------------------------ public API
 
@@ -116,8 +129,33 @@ class MonitorEngine:
         self._record_schema_changes(batch, result)
         if len(batch.rows):
             self._process_rows(batch, result)
+            if self._labels is not None:
+                self._hold_predictions(batch, result)
         self._close_windows(self._clock.closable_before(), result)
         return result
+
+    def process_labels(
+        self, prediction_ids: Sequence[str], label_times_ms: Sequence[int] | np.ndarray, labels: Sequence[float] | np.ndarray
+    ) -> BatchResult:
+        """Feed labels of earlier predictions (in arrival order); return the performance they changed.
+
+        Raises
+        ------
+        ValueError
+            The engine was configured without a label horizon (``EngineConfig.label_horizon_ms``).
+        """
+        if self._labels is None:
+            raise ValueError("this engine joins no labels: configure EngineConfig.label_horizon_ms")
+        result = BatchResult()
+        before = self._label_snapshot()
+        joined = self._labels.add_labels(prediction_ids, label_times_ms, labels)
+        self._account_joined(joined, result, before)
+        return result
+
+    @property
+    def label_join(self) -> LabelJoin | None:
+        """The label join (``None`` without a label horizon): its counts by reason and sizes."""
+        return self._labels
 
     def flush(self) -> BatchResult:
         """Close every open window (end of input). The engine can keep processing afterwards."""
@@ -174,6 +212,8 @@ class MonitorEngine:
             "tracks": self._tracks.to_state(),
             "rate": self._rate.to_state(),
             "rows_seen": self._rows_seen,
+            "labels": None if self._labels is None else self._labels.to_state(),
+            "performance": None if self._performance is None else self._performance.to_state(),
             "open_windows": [
                 {
                     "version": window.version,
@@ -214,12 +254,15 @@ class MonitorEngine:
         ]
         engine._undated_pending = int(state["undated_pending"])
         engine._undated_by_window = {int(start): int(count) for start, count in state["undated_by_window"]}
-        if state["format"] == STATE_FORMAT:
+        if state["format"] >= 4:
             engine._rate.restore(state["rate"])
             engine._tracks.restore(state["tracks"])
         # The budget may have changed since the checkpoint (--false-alarms-per-month): aim at the current one.
         engine._tracks.retarget(engine._detector_rate())
         engine._rows_seen = int(state["rows_seen"])
+        if engine._labels is not None and state.get("labels") is not None:
+            engine._labels = LabelJoin.from_state(state["labels"])
+            engine._performance = PerformanceWindows.from_state(state["performance"])
         for saved in state["open_windows"]:
             window = OpenWindow(
                 version=saved["version"],
@@ -329,6 +372,44 @@ class MonitorEngine:
         self._rows_seen += len(batch.rows)
         self._tracks.trim()
 
+    def _hold_predictions(self, batch: DecodedBatch, result: BatchResult) -> None:
+        """Give the accepted predictions to the label join (labels that waited for them join now)."""
+        assert self._labels is not None
+        accepted = np.flatnonzero(batch.accepted)
+        if accepted.size == 0 or self._score_field is None:  # (a score field is checked at start)
+            return
+        scores = batch.values[self._score_field][accepted]
+        classes = None
+        if self._class_field is not None:
+            raw = batch.values[self._class_field][accepted]
+            classes = [None if not np.isfinite(v) else int(v) for v in raw]
+        before = self._label_snapshot()
+        joined = self._labels.add_predictions(batch.event_id[accepted].tolist(), batch.event_time_ms[accepted], scores, classes)
+        self._account_joined(joined, result, before)
+
+    def _label_snapshot(self) -> dict[str, int]:
+        assert self._labels is not None
+        return {**self._labels.label_counts, **{f"prediction_{k}": v for k, v in self._labels.prediction_counts.items()}}
+
+    def _account_joined(self, joined: JoinedLabels | None, result: BatchResult, before: dict[str, int]) -> None:
+        assert self._labels is not None and self._performance is not None
+        after = self._label_snapshot()
+        for key, count in after.items():
+            if count != before.get(key, 0):
+                result.label_counts[key] = result.label_counts.get(key, 0) + count - before.get(key, 0)
+        for start in self._performance.add(joined):
+            m = self._performance.metrics(start)
+            result.performance_windows.append(PerformanceWindow(
+                model=self.contract.model, task=self._performance.task, window_start_ms=start,
+                window_length_ms=self.config.window_length_ms, count=m.count, invalid_labels=m.invalid_labels,
+                accuracy=m.accuracy, precision=m.precision, recall=m.recall, f1=m.f1, log_loss=m.log_loss,
+                true_positives=m.true_positives, false_positives=m.false_positives, true_negatives=m.true_negatives,
+                false_negatives=m.false_negatives, mae=m.mae, rmse=m.rmse,
+            ))
+        # A window whose predictions are all past the join's reach gets no more labels: let it go.
+        reach = self._labels.label_watermark - 2 * self._labels.horizon_ms - self.config.window_length_ms
+        self._performance.forget([s for s in self._performance.windows() if s < reach])
+
     def _profile(self, version: str) -> ReferenceProfile:
         """The reference of a model version: its own profile, else the default version's."""
         return self.profiles.get(version, self.profiles[self.default_version])
@@ -423,3 +504,20 @@ def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:
     for position in np.flatnonzero(~batch.accepted).tolist():
         reasons[position] = by_input.get(int(batch.rows[position]), "unknown")
     return reasons
+
+
+def _role_field(contract: Contract, role: str) -> str | None:
+    for spec in contract.monitored_fields:
+        if spec.role == role:
+            return spec.name
+    return None
+
+
+def label_task(contract: Contract) -> Task:
+    """``"classification"`` when the model decides a class or scores a probability, else ``"regression"``."""
+    if _role_field(contract, "prediction_class") is not None:
+        return "classification"
+    for spec in contract.monitored_fields:
+        if spec.role == "prediction_score" and spec.range is not None and spec.range[0] >= 0.0 and spec.range[1] <= 1.0:
+            return "classification"
+    return "regression"

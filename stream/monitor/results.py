@@ -25,6 +25,7 @@ __all__ = [
     "FeatureWindow",
     "ModelWindow",
     "PartialSignal",
+    "PerformanceWindow",
     "SchemaChangeRecord",
     "WindowPartial",
     "alert_identifier",
@@ -85,6 +86,34 @@ class ModelWindow:
     accepted: int
     rejected: int
     rejected_by_reason: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class PerformanceWindow:
+    """Realised performance of one event-time window of predictions, from the labels joined so far.
+
+    A window's labels keep arriving up to the label horizon after it, so the same window is reported
+    again, with larger counts, whenever a label lands in it: the latest record replaces the earlier
+    ones (the key is model and window start).
+    """
+
+    model: str
+    task: str  # "classification" | "regression"
+    window_start_ms: int
+    window_length_ms: int
+    count: int  # labelled predictions
+    invalid_labels: int
+    accuracy: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    log_loss: float | None
+    true_positives: int
+    false_positives: int
+    true_negatives: int
+    false_negatives: int
+    mae: float | None
+    rmse: float | None
 
 
 @dataclass(frozen=True)
@@ -211,9 +240,12 @@ class BatchResult:
     schema_changes: list[SchemaChangeRecord] = field(default_factory=list)
     window_partials: list[WindowPartial] = field(default_factory=list)
     partial_signals: list[PartialSignal] = field(default_factory=list)
+    performance_windows: list[PerformanceWindow] = field(default_factory=list)
     accepted: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     late_events: int = 0
+    # Labels: what became of the labels and predictions of this call (label_join's reasons and outcomes).
+    label_counts: dict[str, int] = field(default_factory=dict)
 
     def extend(self, other: BatchResult) -> None:
         """Append ``other``'s records and add its counters to this result."""
@@ -228,6 +260,9 @@ class BatchResult:
         for reason, count in other.rejected_by_reason.items():
             self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + count
         self.late_events += other.late_events
+        self.performance_windows.extend(other.performance_windows)
+        for key, count in other.label_counts.items():
+            self.label_counts[key] = self.label_counts.get(key, 0) + count
 
     @property
     def rejected(self) -> int:

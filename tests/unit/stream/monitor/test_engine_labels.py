@@ -1,0 +1,107 @@
+"""The engine joins labels to its accepted predictions and reports performance per prediction window."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from driftline.schemas.codec import Codec, encode_single_object
+from driftline.schemas.contract import Contract
+from driftline.schemas.contract_catalog import Catalog
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.engine import EngineConfig, MonitorEngine, label_task
+from driftline.stream.monitor.profile import ReferenceProfile
+from driftline.stream.monitor.results import BatchResult, PerformanceWindow, to_canonical_json
+
+HOUR = 3_600_000
+CONFIG = EngineConfig(window_length_ms=60_000, allowed_lateness_ms=60_000, label_horizon_ms=HOUR)
+
+
+def _stream(contract: Contract, n: int) -> tuple[list[bytes], list[str], np.ndarray, np.ndarray, np.ndarray]:
+    stream = SyntheticStream(contract, seed=9)
+    columns = stream.columns(n)
+    times = stream.event_times(n)
+    records = stream.records(columns, times)
+    payloads = [encode_single_object(r, contract.schema_json) for r in records]
+    ids = [str(r["event_id"]) for r in records]
+    scores = np.array([float(r["prediction_score"]) for r in records])
+    classes = np.array([int(r["prediction_class"]) for r in records])
+    return payloads, ids, np.asarray(times, dtype=np.int64), scores, classes
+
+
+def _latest(windows: list[PerformanceWindow]) -> dict[int, PerformanceWindow]:
+    """The last record of each window (a window is reported again whenever a label lands in it)."""
+    return {w.window_start_ms: w for w in windows}
+
+
+def test_performance_per_window_equals_scikit_learn_on_the_labelled_predictions(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile
+) -> None:
+    payloads, ids, times, scores, classes = _stream(contract, 6_000)
+    rng = np.random.default_rng(3)
+    labels = (rng.random(len(ids)) < scores).astype(float)
+    labelled = rng.random(len(ids)) < 0.7  # 30 % never get a label
+    engine = MonitorEngine(contract, profile, CONFIG)
+    codec = Codec(catalog)
+    total = BatchResult()
+    early = np.flatnonzero(labelled)[:50]  # some labels come before their predictions
+    total.extend(engine.process_labels([ids[i] for i in early], times[early] + 1_000, labels[early]))
+    for start in range(0, len(payloads), 1_000):
+        total.extend(engine.process(codec.decode_batch(payloads[start:start + 1_000], model=contract.model)))
+    rest = np.flatnonzero(labelled)[50:]
+    for chunk in np.array_split(rng.permutation(rest), 7):  # out of order
+        total.extend(engine.process_labels([ids[i] for i in chunk], times[chunk] + 5_000, labels[chunk]))
+    assert total.label_counts["joined"] == int(labelled.sum()) and total.label_counts["early"] == 50
+    windows = _latest(total.performance_windows)
+    assert sum(w.count for w in windows.values()) == int(labelled.sum())
+    for start, window in windows.items():
+        rows = labelled & (times >= start) & (times < start + 60_000)
+        y, decided = labels[rows], classes[rows]
+        assert window.count == int(rows.sum())
+        assert window.accuracy == pytest.approx(sk.accuracy_score(y, decided), rel=1e-12)
+        if window.f1 is None:  # undefined: nothing positive, decided or observed
+            assert not (y.any() or decided.any())
+        else:
+            assert window.f1 == pytest.approx(sk.f1_score(y, decided), rel=1e-12)
+        assert window.log_loss == pytest.approx(sk.log_loss(y, scores[rows], labels=[0, 1]), rel=1e-9)
+
+
+def test_labels_of_unknown_or_rejected_predictions_are_counted_and_the_state_restores(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile
+) -> None:
+    payloads, ids, times, scores, _ = _stream(contract, 3_000)
+    labels = (scores > 0.5).astype(float)
+    codec = Codec(catalog)
+
+    def run(restart_at: int | None) -> BatchResult:
+        engine = MonitorEngine(contract, profile, CONFIG)
+        total = BatchResult()
+        for step, start in enumerate(range(0, 3_000, 500)):
+            if restart_at == step:
+                state = json.loads(json.dumps(engine.to_state(), allow_nan=False))
+                engine = MonitorEngine.from_state(state, contract, profile, CONFIG)
+            total.extend(engine.process(codec.decode_batch(payloads[start:start + 500], model=contract.model)))
+            half = slice(start, start + 250)
+            total.extend(engine.process_labels(ids[half], times[half] + 10, labels[half]))
+        total.extend(engine.process_labels(["nobody"], [int(times[-1])], [1.0]))
+        total.extend(engine.process(codec.decode_batch(payloads[-1:], model=contract.model)))  # a redelivered prediction
+        return total
+
+    straight, restarted = run(None), run(3)
+    assert straight.label_counts["joined"] == 1_500 and straight.label_counts["prediction_duplicate_prediction"] == 1
+    assert to_canonical_json(straight.performance_windows) == to_canonical_json(restarted.performance_windows)
+    assert straight.label_counts == restarted.label_counts
+
+
+def test_an_engine_without_a_label_horizon_holds_no_predictions_and_says_so(contract: Contract, profile: ReferenceProfile) -> None:
+    engine = MonitorEngine(contract, profile, EngineConfig())
+    assert engine.label_join is None and engine.to_state()["labels"] is None
+    with pytest.raises(ValueError, match="label_horizon_ms"):
+        engine.process_labels(["a"], [1], [1.0])
+    assert label_task(contract) == "classification"
+    with pytest.raises(ValueError, match="label_horizon_ms must be positive"):
+        dataclasses.replace(CONFIG, label_horizon_ms=0)
