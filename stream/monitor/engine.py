@@ -29,11 +29,21 @@ from driftline.schemas.results import DecodedBatch
 from .alerts import AlertGate
 from .budget import FALLBACK_EVENTS_PER_SECOND, AlarmBudget, EventRate
 from .closing import HeldScoreAlert, OpenWindow, WindowCloser
+from .concept import ConceptDriftDetector
 from .config import EngineConfig
 from .label_join import JoinedLabels, LabelJoin
-from .performance import PerformanceWindows, Task
+from .performance import PerformanceWindows, label_task, role_field
 from .profile import ReferenceProfile
-from .results import BatchResult, DetectorSignal, PartialSignal, PerformanceWindow, SchemaChangeRecord, WindowPartial
+from .results import (
+    LABELS_FEATURE,
+    AlertKind,
+    BatchResult,
+    DetectorSignal,
+    PartialSignal,
+    PerformanceWindow,
+    SchemaChangeRecord,
+    WindowPartial,
+)
 from .tracks import DetectorHit, DetectorTracks, RetargetAt
 from .window_state import field_window_from_state, new_field_window
 from .windows import WindowClock
@@ -90,6 +100,13 @@ class MonitorEngine:
         self._gate = AlertGate(self.config.alert_cooldown_ms)
         self._closer = WindowCloser(contract, self.config, self._profile, self._gate)
         self._budget = AlarmBudget.for_fields(self.fields, self.config.false_alarms_per_month)
+        labelled = self.profiles[self.default_version].labels
+        self._concept: ConceptDriftDetector | None = None
+        if self.config.label_horizon_ms is not None and labelled is not None:
+            # The concept-drift test is one more test sharing the model's budget.
+            self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + 1)
+            self._concept = ConceptDriftDetector.from_state(labelled["concept"])
+        self._labels_scored = 0  # joined labels the concept-drift test has seen
         self._rate = EventRate(self.config.events_per_second or _reference_rate(self.profiles.values()), self.config.partitions)
         self._tracks = DetectorTracks(
             self._profile, self.fields, self.config.max_live_versions, false_alarm_rate=self._detector_rate()
@@ -105,8 +122,8 @@ class MonitorEngine:
         # Labels (only when a horizon is configured): the join, and performance per prediction window.
         self._labels: LabelJoin | None = None
         self._performance: PerformanceWindows | None = None
-        self._score_field = _role_field(contract, "prediction_score")
-        self._class_field = _role_field(contract, "prediction_class")
+        self._score_field = role_field(contract, "prediction_score")
+        self._class_field = role_field(contract, "prediction_class")
         if self.config.label_horizon_ms is not None:
             if self._score_field is None:
                 raise ValueError(f"labels need a prediction_score field, and contract {contract.label} has none")
@@ -214,6 +231,8 @@ class MonitorEngine:
             "rows_seen": self._rows_seen,
             "labels": None if self._labels is None else self._labels.to_state(),
             "performance": None if self._performance is None else self._performance.to_state(),
+            "concept": None if self._concept is None else self._concept.to_state(),
+            "labels_scored": self._labels_scored,
             "open_windows": [
                 {
                     "version": window.version,
@@ -263,6 +282,9 @@ class MonitorEngine:
         if engine._labels is not None and state.get("labels") is not None:
             engine._labels = LabelJoin.from_state(state["labels"])
             engine._performance = PerformanceWindows.from_state(state["performance"])
+        if engine._concept is not None and state.get("concept") is not None:
+            engine._concept = ConceptDriftDetector.from_state(state["concept"])
+        engine._labels_scored = int(state.get("labels_scored", 0))
         for saved in state["open_windows"]:
             window = OpenWindow(
                 version=saved["version"],
@@ -406,9 +428,34 @@ class MonitorEngine:
                 true_positives=m.true_positives, false_positives=m.false_positives, true_negatives=m.true_negatives,
                 false_negatives=m.false_negatives, mae=m.mae, rmse=m.rmse,
             ))
+        if self._concept is not None and joined is not None and len(joined):
+            self._concept_drift(joined, result)
         # A window whose predictions are all past the join's reach gets no more labels: let it go.
         reach = self._labels.label_watermark - 2 * self._labels.horizon_ms - self.config.window_length_ms
         self._performance.forget([s for s in self._performance.windows() if s < reach])
+
+    def _concept_drift(self, joined: JoinedLabels, result: BatchResult) -> None:
+        """Run the concept-drift test on the errors of newly joined labels; signal and alert on a rise."""
+        assert self._concept is not None
+        self._concept.test.retarget(self._detector_rate())  # a share per labelled event, like any detector's
+        hits = self._concept.update(joined)
+        statistics, thresholds = self._concept.test.signal_statistics, self._concept.test.signal_thresholds
+        labelled = self._profile(self.default_version).labels or {}
+        for hit, statistic, threshold in zip(hits.tolist(), statistics, thresholds, strict=True):
+            time_ms = int(joined.label_times_ms[hit])
+            signal = DetectorSignal(
+                model=self.contract.model, model_version=self.default_version, feature=LABELS_FEATURE,
+                detector="concept_error", event_index=self._labels_scored + hit, event_time_ms=time_ms, statistic=statistic,
+            )
+            result.signals.append(signal)
+            self._closer.gated_alert(
+                result, self.default_version, AlertKind.CONCEPT_DRIFT, None, "concept_error", episode="concept_drift",
+                window_start_ms=None, event_time_ms=time_ms, score=statistic, threshold=threshold,
+                message=(f"the errors of labelled predictions rose (labelled event {self._labels_scored + hit}; "
+                         f"reference mean error {labelled.get('mean_error', float('nan')):.3g}): the outcome no longer "
+                         "follows the model as it did"),
+            )
+        self._labels_scored += len(joined)
 
     def _profile(self, version: str) -> ReferenceProfile:
         """The reference of a model version: its own profile, else the default version's."""
@@ -505,19 +552,3 @@ def _row_rejection_reasons(batch: DecodedBatch) -> np.ndarray:
         reasons[position] = by_input.get(int(batch.rows[position]), "unknown")
     return reasons
 
-
-def _role_field(contract: Contract, role: str) -> str | None:
-    for spec in contract.monitored_fields:
-        if spec.role == role:
-            return spec.name
-    return None
-
-
-def label_task(contract: Contract) -> Task:
-    """``"classification"`` when the model decides a class or scores a probability, else ``"regression"``."""
-    if _role_field(contract, "prediction_class") is not None:
-        return "classification"
-    for spec in contract.monitored_fields:
-        if spec.role == "prediction_score" and spec.range is not None and spec.range[0] >= 0.0 and spec.range[1] <= 1.0:
-            return "classification"
-    return "regression"

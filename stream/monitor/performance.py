@@ -21,9 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from driftline.schemas.contract import Contract
+
 from .label_join import JoinedLabels
 
-__all__ = ["PerformanceMetrics", "PerformanceWindows"]
+__all__ = ["PerformanceMetrics", "PerformanceWindows", "label_task", "role_field"]
 
 Task = Literal["classification", "regression"]
 
@@ -181,3 +183,21 @@ class PerformanceWindows:
         for start, *acc in state["windows"]:
             windows._windows[int(start)] = [*(int(v) for v in acc[:6]), [float(v) for v in acc[6]], [float(v) for v in acc[7]]]
         return windows
+
+
+def role_field(contract: Contract, role: str) -> str | None:
+    """The monitored field with ``role`` (``prediction_score``, ``prediction_class``), if the contract has one."""
+    for spec in contract.monitored_fields:
+        if spec.role == role:
+            return spec.name
+    return None
+
+
+def label_task(contract: Contract) -> Task:
+    """``"classification"`` when the model decides a class or scores a probability, else ``"regression"``."""
+    if role_field(contract, "prediction_class") is not None:
+        return "classification"
+    for spec in contract.monitored_fields:
+        if spec.role == "prediction_score" and spec.range is not None and spec.range[0] >= 0.0 and spec.range[1] <= 1.0:
+            return "classification"
+    return "regression"

@@ -35,6 +35,9 @@ from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.errors import DriftlineError
 
 from .budget import joint_field_names, reference_event_rate
+from .concept import ConceptDriftDetector
+from .estimation import MINIMUM_LABELLED, ConfidenceEstimator
+from .performance import label_task, role_field
 
 __all__ = ["FeatureProfile", "ProfileError", "ReferenceProfile", "build_reference_profile"]
 
@@ -146,6 +149,9 @@ class ReferenceProfile:
     events_per_second: float | None = None  # the reference's event rate (from its timestamps), if it has any
     joint_fields: tuple[str, ...] = ()  # the numeric features the joint-drift test watches, in its column order
     joint: dict[str, Any] | None = None  # the joint-drift test's calibrated state (None: too few features or rows)
+    # From labelled reference data (None without labels): the task, the reference's error, the
+    # concept-drift test's calibrated state and (classification) the score calibration for estimates.
+    labels: dict[str, Any] | None = None
 
     def check_covers(self, contract: Contract) -> None:
         """Raise :class:`ProfileError` unless every field ``contract`` monitors has a summary here."""
@@ -169,6 +175,7 @@ class ReferenceProfile:
             "events_per_second": self.events_per_second,
             "joint_fields": list(self.joint_fields),
             "joint": self.joint,
+            "labels": self.labels,
             "features": {name: _feature_to_dict(f) for name, f in sorted(self.features.items())},
         }
         return json.dumps(data, sort_keys=True, indent=1)
@@ -193,6 +200,7 @@ class ReferenceProfile:
                 events_per_second=None if data.get("events_per_second") is None else float(data["events_per_second"]),
                 joint_fields=tuple(str(name) for name in data.get("joint_fields", ())),
                 joint=data.get("joint"),
+                labels=data.get("labels"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"malformed reference profile: {exc}") from exc
@@ -250,6 +258,7 @@ def build_reference_profile(
     n_bins: int = 20,
     source: str = "",
     seasonality: str = "auto",
+    labels: np.ndarray | None = None,
 ) -> ReferenceProfile:
     """Summarise reference data and calibrate the streaming detectors for one model version.
 
@@ -271,6 +280,10 @@ def build_reference_profile(
         every numeric field), ``none``. A cycle needs event times spanning two whole periods.
     n_bins
         Quantile bins per numeric feature for PSI, Jensen–Shannon, KS and Wasserstein.
+    labels
+        The observed outcome of each row (NaN where unknown), if the reference is labelled: the
+        concept-drift test is calibrated on the model's errors there, and for a classifier the
+        calibration of its scores that estimates performance before labels arrive.
     """
     if n_bins < 2:
         raise ValueError(f"n_bins must be >= 2, got {n_bins}")
@@ -286,6 +299,11 @@ def build_reference_profile(
         raise ProfileError(f"reference data has {total} rows; at least 1000 are needed to calibrate")
     if seasonality not in ("auto", "none", *PERIODS):
         raise ValueError(f"seasonality must be auto, none, daily or weekly, got {seasonality!r}")
+    outcome: np.ndarray | None = None
+    if labels is not None:
+        outcome = np.asarray(labels, dtype=np.float64)
+        if outcome.shape != (total,):
+            raise ProfileError(f"reference labels ({outcome.size}) and columns ({total}) differ in length")
     times: np.ndarray | None = None
     if event_times_ms is not None:
         if len(event_times_ms) != total:
@@ -293,6 +311,7 @@ def build_reference_profile(
         order = np.argsort(np.asarray(event_times_ms, dtype=np.int64), kind="stable")  # the detectors calibrate in time order
         times = np.asarray(event_times_ms, dtype=np.int64)[order]
         columns = {f.name: np.asarray(columns[f.name])[order] for f in fields}
+        outcome = None if outcome is None else outcome[order]
     elif seasonality in PERIODS:
         raise ProfileError(f"a {seasonality} cycle needs the reference's event times")
     features: dict[str, FeatureProfile] = {}
@@ -315,7 +334,33 @@ def build_reference_profile(
         events_per_second=reference_event_rate(event_times_ms),
         joint_fields=joint_fields,
         joint=joint,
+        labels=None if outcome is None else _label_profile(contract, columns, outcome),
     )
+
+
+def _label_profile(contract: Contract, columns: dict[str, np.ndarray], outcome: np.ndarray) -> dict[str, Any]:
+    """What labelled reference rows give the engine: the error rate, the concept-drift test, the score calibration."""
+    task = label_task(contract)
+    score_name = role_field(contract, "prediction_score")
+    if score_name is None:
+        raise ProfileError(f"labels need a prediction_score field, and contract {contract.label} has none")
+    class_name = role_field(contract, "prediction_class")
+    scores = np.asarray(columns[score_name], dtype=np.float64)
+    classes = None if class_name is None else np.asarray(columns[class_name], dtype=np.float64)
+    usable = np.isfinite(outcome) & np.isfinite(scores) & (True if classes is None else np.isfinite(classes))
+    if task == "classification":
+        invalid = usable & ~np.isin(outcome, (0.0, 1.0))
+        if invalid.any():
+            raise ProfileError(f"labels of a classifier must be 0 or 1; {int(invalid.sum())} reference labels are not")
+    if int(usable.sum()) < MINIMUM_LABELLED:
+        raise ProfileError(f"{int(usable.sum())} labelled reference rows; at least {MINIMUM_LABELLED} are needed")
+    y, s = outcome[usable], scores[usable]
+    c = None if classes is None else classes[usable]
+    concept = ConceptDriftDetector.calibrate(s, y, NOMINAL_FALSE_ALARM_RATE, task=task, reference_classes=c)
+    errors = concept.errors(s, y, c)
+    estimator = ConfidenceEstimator.fit(s, y).to_state() if task == "classification" else None
+    return {"task": task, "rows": int(usable.sum()), "mean_error": float(errors.mean()),
+            "concept": concept.to_state(), "estimator": estimator}
 
 
 def _joint_profile(fields: tuple[FieldContract, ...], columns: dict[str, np.ndarray]) -> tuple[tuple[str, ...], dict[str, Any] | None]:

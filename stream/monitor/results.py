@@ -148,6 +148,9 @@ class DetectorSignal:
 #: The ``feature`` of a joint-drift signal (it is about how the numeric features vary together).
 JOINT_FEATURE = "(joint)"
 
+#: The ``feature`` of a concept-drift signal (it is about the labelled predictions' errors).
+LABELS_FEATURE = "(labels)"
+
 
 class AlertKind(enum.StrEnum):
     """What an alert is about: the one list of alert kinds (metric labels, docs and rules derive from it)."""
@@ -160,6 +163,7 @@ class AlertKind(enum.StrEnum):
     DATA_QUALITY = "data_quality"  # a window over a data-quality budget
     NO_DATA = "no_data"  # windows without a usable event
     JOINT_DRIFT = "joint_drift"  # the joint-drift test (JointShift) on the model's numeric features
+    CONCEPT_DRIFT = "concept_drift"  # the error of labelled predictions rose (ConceptDriftDetector)
 
 
 @dataclass(frozen=True)
