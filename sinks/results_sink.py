@@ -1,4 +1,4 @@
-"""The idempotent SQL results sink: window aggregates, model windows, alerts and schema changes.
+"""The idempotent SQL results sink: window aggregates, model windows, alerts, schema changes and performance.
 
 ``add()`` buffers the records of engine results; ``write(connection)`` upserts them inside a caller's
 transaction (the checkpoint store writes them with its checkpoint), ``flush()`` in one of its own.
@@ -17,12 +17,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, SchemaChangeRecord
+from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, PerformanceWindow, SchemaChangeRecord
 
 from .database import display_url
 from .errors import SinkError
 from .sql_statements import SqlStore, stamp, upsert
-from .tables import QUANTILE_COLUMNS, AlertRow, ModelWindowRow, SchemaChangeRow, WindowAggregateRow, metadata
+from .tables import (
+    QUANTILE_COLUMNS,
+    AlertRow,
+    ModelWindowRow,
+    PerformanceWindowRow,
+    SchemaChangeRow,
+    WindowAggregateRow,
+    metadata,
+)
 
 __all__ = ["SqlResultsSink"]
 
@@ -107,6 +115,28 @@ def _model_window_row(window: ModelWindow) -> dict[str, Any]:
     }
 
 
+def _performance_window_row(window: PerformanceWindow) -> dict[str, Any]:
+    return {
+        "model": window.model,
+        "window_start": _utc_from_ms(window.window_start_ms),
+        "window_length_seconds": _whole_seconds(window.window_length_ms),
+        "task": window.task,
+        "labelled": int(window.count),
+        "invalid_labels": int(window.invalid_labels),
+        "accuracy": _finite(window.accuracy),
+        "precision": _finite(window.precision),
+        "recall": _finite(window.recall),
+        "f1": _finite(window.f1),
+        "log_loss": _finite(window.log_loss),
+        "true_positives": int(window.true_positives),
+        "false_positives": int(window.false_positives),
+        "true_negatives": int(window.true_negatives),
+        "false_negatives": int(window.false_negatives),
+        "mae": _finite(window.mae),
+        "rmse": _finite(window.rmse),
+    }
+
+
 def _alert_row(alert: Alert) -> dict[str, Any]:
     return {
         "alert_id": alert.alert_id,
@@ -140,7 +170,8 @@ def _schema_change_row(change: SchemaChangeRecord) -> dict[str, Any]:
 
 # The mapped classes' tables, in write order (metadata holds them as sa.Table).
 _TABLES: tuple[sa.Table, ...] = tuple(
-    metadata.tables[row.__tablename__] for row in (WindowAggregateRow, ModelWindowRow, AlertRow, SchemaChangeRow)
+    metadata.tables[row.__tablename__]
+    for row in (WindowAggregateRow, ModelWindowRow, AlertRow, SchemaChangeRow, PerformanceWindowRow)
 )
 
 
@@ -176,6 +207,7 @@ class SqlResultsSink(SqlStore):
             ModelWindowRow.__tablename__: [_model_window_row(w) for w in result.model_windows],
             AlertRow.__tablename__: [_alert_row(a) for a in result.alerts],
             SchemaChangeRow.__tablename__: [_schema_change_row(c) for c in result.schema_changes],
+            PerformanceWindowRow.__tablename__: [_performance_window_row(w) for w in result.performance_windows],
         }
         for table_name, table_rows in rows.items():
             key_columns = [c.name for c in metadata.tables[table_name].primary_key.columns]

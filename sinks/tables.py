@@ -32,6 +32,7 @@ __all__ = [
     "Base",
     "CheckpointRow",
     "ModelWindowRow",
+    "PerformanceWindowRow",
     "ReferenceProfileRow",
     "SchemaChangeRow",
     "UtcDateTime",
@@ -158,6 +159,31 @@ class ModelWindowRow(Base):
     rejected: Mapped[int] = mapped_column(BigInteger)
     # {"reason": count, ...}
     rejected_by_reason: Mapped[dict[str, int]] = mapped_column(_JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PerformanceWindowRow(Base):
+    """Realised performance of one model over one window of prediction event time, from its labels so far."""
+
+    __tablename__ = "performance_windows"
+
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    window_length_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(Text)
+    labelled: Mapped[int] = mapped_column(BigInteger)
+    invalid_labels: Mapped[int] = mapped_column(BigInteger)
+    accuracy: Mapped[float | None] = mapped_column(Double, nullable=True)
+    precision: Mapped[float | None] = mapped_column(Double, nullable=True)
+    recall: Mapped[float | None] = mapped_column(Double, nullable=True)
+    f1: Mapped[float | None] = mapped_column(Double, nullable=True)
+    log_loss: Mapped[float | None] = mapped_column(Double, nullable=True)
+    true_positives: Mapped[int] = mapped_column(BigInteger)
+    false_positives: Mapped[int] = mapped_column(BigInteger)
+    true_negatives: Mapped[int] = mapped_column(BigInteger)
+    false_negatives: Mapped[int] = mapped_column(BigInteger)
+    mae: Mapped[float | None] = mapped_column(Double, nullable=True)
+    rmse: Mapped[float | None] = mapped_column(Double, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

@@ -19,6 +19,7 @@ from driftline.stream.monitor.results import (
     BatchResult,
     FeatureWindow,
     ModelWindow,
+    PerformanceWindow,
     SchemaChangeRecord,
     alert_identifier,
 )
@@ -245,6 +246,34 @@ def test_upsert_on_the_natural_key_overwrites_changed_values(sink: SqlResultsSin
     assert [(r["model_version"], r["psi"]) for r in rows(engine, "window_aggregates")] == [("v1", 0.4), ("v2", 0.05)]
 
 
+def performance_window(**changes: Any) -> PerformanceWindow:
+    values: dict[str, Any] = dict(
+        model="churn", task="classification", window_start_ms=START_MS, window_length_ms=MINUTE_MS, count=40,
+        invalid_labels=1, accuracy=0.75, precision=0.5, recall=None, f1=float("nan"), log_loss=0.52,
+        true_positives=10, false_positives=10, true_negatives=20, false_negatives=0, mae=None, rmse=None,
+    )
+    values.update(changes)
+    return PerformanceWindow(**values)
+
+
+def test_performance_windows_round_trip_and_a_later_record_of_the_window_replaces_it(
+    sink: SqlResultsSink, engine: sa.Engine
+) -> None:
+    sink.add(BatchResult(performance_windows=[performance_window()]))
+    sink.flush()
+    (row,) = rows(engine, "performance_windows")
+    assert row == {
+        "model": "churn", "window_start": utc(START_MS), "window_length_seconds": 60, "task": "classification",
+        "labelled": 40, "invalid_labels": 1, "accuracy": 0.75, "precision": 0.5, "recall": None, "f1": None,
+        "log_loss": 0.52, "true_positives": 10, "false_positives": 10, "true_negatives": 20, "false_negatives": 0,
+        "mae": None, "rmse": None, "updated_at": FIXED_NOW,
+    }
+    # More labels landed in the window: the same key, larger counts.
+    sink.add(BatchResult(performance_windows=[performance_window(count=55, accuracy=0.8)]))
+    sink.flush()
+    assert [(r["labelled"], r["accuracy"]) for r in rows(engine, "performance_windows")] == [(55, 0.8)]
+
+
 def test_duplicate_keys_within_one_flush_keep_the_last(sink: SqlResultsSink, engine: sa.Engine) -> None:
     sink.add(BatchResult(feature_windows=[feature_window(psi=0.1)], alerts=[alert(message="first")]))
     sink.add(BatchResult(feature_windows=[feature_window(psi=0.2)], alerts=[alert(message="second")]))
@@ -353,8 +382,8 @@ def test_reference_profiles_save_load_and_replace(profiles: SqlProfileStore, eng
 def test_schema_names_are_explicit_and_stable(sink: SqlResultsSink, engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     assert sorted(inspector.get_table_names()) == [
-        "alerts", "checkpoints", "driftline_alembic_version", "model_windows", "reference_profiles",
-        "schema_changes", "window_aggregates",
+        "alerts", "checkpoints", "driftline_alembic_version", "model_windows", "performance_windows",
+        "reference_profiles", "schema_changes", "window_aggregates",
     ]
     indexes = {ix["name"]: ix["column_names"] for table in metadata.tables for ix in inspector.get_indexes(table)}
     assert indexes == {
