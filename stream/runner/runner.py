@@ -35,6 +35,7 @@ import numpy as np
 
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
+from driftline.schemas.labels import LabelCodec
 from driftline.schemas.results import Rejection, RejectReason
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile
@@ -330,6 +331,11 @@ class PartitionRunner(CheckpointedRunner):
             config, partial_windows=partials is not None, partitions=partitions if partials is not None else 1
         )
         self.idle = False  # closed its windows after a quiet spell (see go_idle); a message wakes it
+        # Labels (when the config has a label horizon): the label topic's partition of the same number.
+        self.label_topic = f"labels.{contract.model}"
+        self.label_next_offset: int | None = None
+        self.label_counts = RunnerCounts()
+        self._label_codec: LabelCodec | None = None
         super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result)
 
     @property
@@ -341,9 +347,60 @@ class PartitionRunner(CheckpointedRunner):
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.engine = MonitorEngine.from_state(state, self.contract, self.profiles, self.config)
+        # The label topic's position rides in the same state, so it commits atomically with the rest.
+        labels = state.get("runner_labels")
+        if labels is not None:
+            self.label_next_offset = labels["next_offset"]
+            self.label_counts = RunnerCounts(labels["consumed"], labels["accepted"], labels["dead_lettered"])
 
     def _state(self) -> dict[str, Any]:
-        return self.engine.to_state()
+        state = self.engine.to_state()
+        if self.label_next_offset is not None:
+            state["runner_labels"] = {"next_offset": self.label_next_offset, **dataclasses.asdict(self.label_counts)}
+        return state
+
+    def process_labels(self, messages: MessageBatch | Sequence[EncodedMessage]) -> BatchResult | None:
+        """Process messages of this partition of the model's label topic, in offset order; ``None`` when all were done.
+
+        Labels are decoded (:class:`~driftline.schemas.labels.LabelCodec`), the unusable ones
+        dead-lettered with their reason, the rest joined by the engine; the label topic's next offset
+        is stored in the same checkpoint as the engine state, so a restart neither loses nor
+        double-counts a label.
+
+        Raises
+        ------
+        ValueError
+            The offsets are not increasing, or the engine joins no labels (no label horizon).
+        """
+        if self.config.label_horizon_ms is None:
+            raise ValueError(f"{self.key}: labels need a label horizon (EngineConfig.label_horizon_ms)")
+        batch = messages if isinstance(messages, MessageBatch) else MessageBatch.of(messages)
+        if any(b <= a for a, b in itertools.pairwise(batch.offsets)):
+            raise ValueError(f"messages: offsets of {self.label_topic}[{self.key.partition}] are not increasing")
+        fresh = batch if self.label_next_offset is None else batch.since(self.label_next_offset)
+        self.skipped += len(batch) - len(fresh)
+        if not len(fresh):
+            return None
+        started = time.perf_counter()
+        if self._label_codec is None:
+            self._label_codec = LabelCodec(self.codec)
+        decoded = self._label_codec.decode_batch([v if v is not None else b"" for v in fresh.values], model=self.contract.model)
+        result = self.engine.process_labels(decoded.prediction_ids, decoded.label_times_ms, decoded.labels)
+        for rejection in decoded.rejections:
+            self.deadletters.send(
+                fresh.values[rejection.index], topic=self.label_topic, partition=self.key.partition,
+                offset=fresh.offsets[rejection.index], rejection=rejection,
+            )
+            result.label_counts[f"rejected_{rejection.reason.value}"] = result.label_counts.get(f"rejected_{rejection.reason.value}", 0) + 1
+        self.label_counts.consumed += len(fresh)
+        self.label_counts.accepted += len(decoded.rows)
+        self.label_counts.dead_lettered += len(decoded.rejections)
+        self.label_next_offset = fresh.offsets[-1] + 1
+        self.uncommitted += len(fresh)
+        self._dirty = True
+        self.last_processed = time.monotonic()
+        self._emit(result, started)
+        return result
 
     def _run(self, batch: MessageBatch) -> tuple[BatchResult, int, Sequence[Rejection]]:
         self.idle = False
