@@ -1,9 +1,11 @@
-"""``driftline demo``: the whole engine in-process on a synthetic stream with three known episodes.
+"""``driftline demo``: the whole engine in-process on a synthetic stream with four known episodes.
 
 1. a gradual mean shift of ``annual_income`` (up to +1 standard deviation),
 2. a producer schema change: ``debt_to_income`` renamed ``dti_ratio`` (events rejected, one
    schema-change alert),
-3. a new value, ``partner_api``, flooding the open categorical ``channel``.
+3. a new value, ``partner_api``, flooding the open categorical ``channel``,
+4. a concept change: the inputs stay as they were, but the outcome follows the score less (labels
+   arrive on their own topic five minutes of event time after their predictions, and are joined).
 
 Events are Avro-encoded with Confluent framing against confluent-kafka's in-memory Schema Registry
 client (``mock://`` — the library's own implementation, so no server is needed), decoded by the
@@ -30,7 +32,7 @@ from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.monitor.engine import EngineConfig
 from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
-from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, describe_alert
+from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, PerformanceWindow, describe_alert
 from driftline.stream.runner import EncodedMessage, InMemoryDeadLetters, MetricsPort, PartitionKey, PartitionRunner
 
 from .generator import Episode, SyntheticStream
@@ -40,6 +42,11 @@ __all__ = ["DemoSummary", "DemoTotals", "build_demo_runner", "demo_episodes", "d
 MODEL = "credit_risk"
 MODEL_VERSION = "v1"
 SUBJECT = "predictions.credit_risk-value"
+LABEL_SUBJECT = "labels.credit_risk-value"
+#: Labels are published this long (event time) after their predictions, a batch later.
+LABEL_DELAY_MS = 5 * 60_000
+#: The demo joins labels up to an hour after their predictions.
+LABEL_HORIZON_MS = 3_600_000
 BATCH_SIZE = 2_000
 #: The demo's consumer group: the key of its checkpoint in the SQLite database.
 DEMO_GROUP = "demo"
@@ -48,7 +55,7 @@ CHECKPOINT_EVERY_BATCHES = 20
 
 
 def demo_episodes(events: int) -> list[Episode]:
-    """The three episodes, placed at fixed fractions of the stream."""
+    """The four episodes, placed at fixed fractions of the stream."""
 
     def at(fraction: float) -> int:
         return int(events * fraction)
@@ -57,6 +64,7 @@ def demo_episodes(events: int) -> list[Episode]:
         Episode("mean_shift", at(0.20), at(0.36), "annual_income", size=1.0),
         Episode("rename", at(0.50), at(0.58), "debt_to_income", new_name="dti_ratio"),
         Episode("new_category", at(0.72), at(0.82), "channel", size=0.3, new_name="partner_api"),
+        Episode("concept", at(0.88), at(0.98), "prediction_score", size=0.8),
     ]
 
 
@@ -84,6 +92,8 @@ class DemoSummary:
     alerts: list[Alert]
     feature_windows: list[FeatureWindow] = field(default_factory=list)
     model_windows: list[ModelWindow] = field(default_factory=list)
+    performance_windows: list[PerformanceWindow] = field(default_factory=list)
+    label_counts: dict[str, int] = field(default_factory=dict)
     database: Path | None = None
     report: Path | None = None
     metrics_port: int | None = None
@@ -134,6 +144,36 @@ def demo_messages(
         yield messages
 
 
+def demo_labels(
+    contract: Contract, stream: SyntheticStream, events: int, episodes: list[Episode], registry: object
+) -> Iterator[list[EncodedMessage]]:
+    """Encoded label batches for the demo stream, one per prediction batch, offsets from 0 (Confluent framing).
+
+    Every prediction gets its outcome (:meth:`SyntheticStream.labels`, with the concept episode),
+    observed :data:`LABEL_DELAY_MS` after the prediction's event time.
+    """
+    from confluent_kafka.schema_registry import Schema
+
+    from driftline.schemas.labels import LABEL_RECORD
+
+    schema = Catalog.load().event_schema(LABEL_RECORD)
+    schema_id = registry.register_schema(LABEL_SUBJECT, Schema(json.dumps(schema), "AVRO"))  # type: ignore[attr-defined]
+    for offset in range(0, events, BATCH_SIZE):
+        n = min(BATCH_SIZE, events - offset)
+        columns = stream.columns(n, offset=offset)
+        stream.apply_episodes(columns, episodes, offset=offset)
+        outcome = stream.labels(columns, episodes, offset=offset)
+        times = demo_event_times(stream, n, offset)
+        stamp_ms = int(time.time() * 1000)
+        yield [
+            EncodedMessage(offset + i, encode_confluent({
+                "event_id": f"evt-{offset + i:09d}", "model_name": contract.model, "label": float(outcome[i]),
+                "label_time": int(times[i]) + LABEL_DELAY_MS,
+            }, schema, schema_id), stamp_ms)
+            for i in range(n)
+        ]
+
+
 LATE_EVERY = 997  # every 997th event arrives ten minutes late: beyond the allowed lateness
 LATE_BY_MS = 10 * 60_000
 
@@ -148,13 +188,15 @@ def demo_event_times(stream: SyntheticStream, n: int, offset: int) -> np.ndarray
 
 
 def reference_profile(contract: Contract, stream: SyntheticStream, rows: int = 50_000) -> ReferenceProfile:
-    """The demo model's training data: clean rows from the same generator, another seed."""
+    """The demo model's training data: clean, labelled rows from the same generator, another seed."""
+    columns = stream.columns(rows, seed_offset=1)
     return build_reference_profile(
         contract,
-        stream.columns(rows, seed_offset=1),
+        columns,
         model_version=MODEL_VERSION,
         event_times_ms=stream.event_times(rows),
         source="synthetic training data",
+        labels=stream.labels(columns, seed_offset=1),
     )
 
 
@@ -260,16 +302,23 @@ def run_demo(
         profiles={profile.model_version: profile},
         codec=codec,
         database=database,
-        config=EngineConfig(false_alarms_per_month=false_alarms_per_month),
+        config=EngineConfig(false_alarms_per_month=false_alarms_per_month, label_horizon_ms=LABEL_HORIZON_MS),
         metrics=metrics,
         on_result=on_result,
     )
     started = time.perf_counter()
+    labels = demo_labels(contract, stream, events, episodes, registry)
+    waiting: list[EncodedMessage] = []  # a batch's labels are published with the next batch
     for batch, messages in enumerate(demo_messages(contract, stream, events, episodes, registry), start=1):
         runner.process(messages)
+        if waiting:
+            runner.process_labels(waiting)
+        waiting = next(labels)
         if batch % CHECKPOINT_EVERY_BATCHES == 0:
             runner.checkpoint()
         bar.update(len(messages))
+    if waiting:
+        runner.process_labels(waiting)
     runner.finish()
     bar.close()
     totals = DemoTotals(
@@ -285,6 +334,8 @@ def run_demo(
         alerts=collected.alerts,
         feature_windows=collected.feature_windows,
         model_windows=collected.model_windows,
+        performance_windows=collected.performance_windows,
+        label_counts=dict(collected.label_counts),
         database=database,
         metrics_port=port,
     )
@@ -294,6 +345,10 @@ def run_demo(
         "rejected (dead-lettered)": totals.rejected,
         "rejected by reason": dict(sorted(totals.rejected_by_reason.items())),
         "late beyond lateness (counted)": totals.late_events,
+        "labels joined": collected.label_counts.get("joined", 0),
+        "labels not joined, by reason": {k: v for k, v in sorted(collected.label_counts.items())
+                                         if k in ("duplicate", "after_horizon", "before_prediction", "unknown_prediction", "evicted")
+                                         or k.startswith("rejected_")},
         "alerts": len(collected.alerts),
         "windows": len(collected.model_windows),
         "seconds (encode, decode, monitor, SQLite)": round(totals.seconds, 2),
@@ -307,6 +362,7 @@ def run_demo(
         model_windows=collected.model_windows,
         summary=facts,
         prediction_features=[f.name for f in contract.prediction_fields],
+        performance_windows=collected.performance_windows,
     )
     (output / "summary.json").write_text(json.dumps(facts, indent=1, default=str), encoding="utf-8")
     print(

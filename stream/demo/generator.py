@@ -8,6 +8,7 @@ shape that respects the field's range and categories.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,8 @@ class Episode:
     kind: ``"mean_shift"`` (a gradual shift of ``feature`` by ``size`` standard deviations, ramping
     up over the first half of the episode), ``"rename"`` (the producer renames ``feature`` to
     ``new_name``), ``"new_category"`` (a fraction ``size`` of events carry ``new_name`` as the
-    value of ``feature``).
+    value of ``feature``), ``"concept"`` (the inputs stay as they are; the outcome follows the
+    score less: with probability ``size`` it is a coin flip — see :meth:`SyntheticStream.labels`).
     """
 
     kind: str
@@ -186,8 +188,28 @@ class SyntheticStream:
             elif episode.kind == "new_category":
                 flood = inside & (rng.random(n) < episode.size)
                 columns[episode.feature][flood] = episode.new_name
-            elif episode.kind != "rename":
+            elif episode.kind not in ("rename", "concept"):  # a rename is the producer's; a concept change the outcome's
                 raise ValueError(f"unknown episode kind {episode.kind!r}")
+
+    def labels(
+        self, columns: dict[str, np.ndarray], episodes: Sequence[Episode] = (), *, offset: int = 0, seed_offset: int = 0
+    ) -> np.ndarray:
+        """The observed outcome (0/1) of rows ``offset`` … of ``columns``, from the rows' own scores.
+
+        The scores are calibrated by construction (each is the probability the model's logit gives),
+        so an outcome drawn with that probability is what the model expects. Inside a ``"concept"``
+        episode the relation weakens: with probability ``size`` the outcome is a coin flip instead.
+        """
+        score = next(columns[spec.name] for spec in self.fields if spec.role == "prediction_score")
+        n = len(score)
+        rng = np.random.default_rng([self.seed, 13, seed_offset, offset])
+        probability = np.asarray(score, dtype=np.float64).copy()
+        position = np.arange(offset, offset + n)
+        for episode in episodes:
+            if episode.kind == "concept":
+                inside = (position >= episode.start) & (position < episode.end)
+                probability[inside] = (1.0 - episode.size) * probability[inside] + episode.size * 0.5
+        return (rng.random(n) < probability).astype(np.float64)
 
     def records(
         self, columns: dict[str, np.ndarray], event_times: np.ndarray, *, offset: int = 0, model_version: str = "v1"

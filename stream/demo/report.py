@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from driftline.stream.monitor.results import Alert, FeatureWindow, ModelWindow
+from driftline.stream.monitor.results import Alert, FeatureWindow, ModelWindow, PerformanceWindow
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -59,12 +59,14 @@ def write_report(
     model_windows: Sequence[ModelWindow],
     summary: Mapping[str, object],
     prediction_features: Collection[str] = ("score", "prediction"),
+    performance_windows: Sequence[PerformanceWindow] = (),
 ) -> Path:
     """Write the HTML report of a run to ``path`` and return it.
 
     Sections: PSI per window against its threshold for the prediction fields and for every feature
     with an alert (at most :data:`MAX_DRIFT_PANELS` panels); a timeline of the alerts; accepted and
-    rejected events per window; the alerts as a table; the ``summary`` as a table.
+    rejected events per window; realised accuracy per window of prediction time, when labels were
+    joined; the alerts as a table; the ``summary`` as a table.
 
     Parameters
     ----------
@@ -74,6 +76,9 @@ def write_report(
         Heading of the report.
     feature_windows, alerts, model_windows
         The engine's closed windows and alerts of the run (any order).
+    performance_windows
+        Realised performance per window from joined labels (a window's latest record counts); the
+        section is left out without any.
     summary
         Figures of the run shown as a two-column table, in the mapping's order; values that are
         not strings are shown as JSON.
@@ -104,6 +109,7 @@ def write_report(
         drift = _drift_section(feature_windows, alerts, panels)
         timeline = _timeline_section(alerts)
         events = _events_section(model_windows)
+        performance = _performance_section(performance_windows, alerts) if performance_windows else ""
 
     body = [
         f"<h1>{_escape(title)}</h1>",
@@ -114,6 +120,7 @@ def write_report(
         timeline,
         "<h2>Events per window</h2>",
         events,
+        *(["<h2>Performance from labels</h2>", performance] if performance else []),
         f"<h2>Alerts ({len(alerts)})</h2>",
         _alerts_table(alerts),
         "<h2>Summary</h2>",
@@ -345,6 +352,43 @@ def _events_section(model_windows: Sequence[ModelWindow]) -> str:
         _date_axis(axes)
     note = "" if len(by_model) <= len(models) else f'<p class="note">First {len(models)} of {len(by_model)} models.</p>\n'
     return note + _image(figure, "accepted and rejected events per window")
+
+
+#: A performance point needs this many labelled predictions in its window.
+_MIN_LABELLED = 20
+
+
+def _performance_section(performance_windows: Sequence[PerformanceWindow], alerts: Sequence[Alert]) -> str:
+    latest: dict[tuple[str, int], PerformanceWindow] = {}
+    for window in performance_windows:  # a window is reported again as its labels arrive: the last one counts
+        latest[(window.model, window.window_start_ms)] = window
+    models = sorted({model for model, _ in latest})[:_MAX_EVENT_PANELS]
+    figure = _new_figure(11.0, 2.2 * len(models))
+    _margins(figure, hspace=0.55)
+    grid = figure.subplots(len(models), 1, squeeze=False)
+    for axes, model in zip(grid[:, 0], models):
+        windows = {w.window_start_ms: w for (m, _), w in latest.items() if m == model}
+        first, length = min(windows), min(w.window_length_ms for w in windows.values())
+        regression = next(iter(windows.values())).task == "regression"
+        # Every window on the grid: a gap (no labelled predictions) or a window too thin to say
+        # anything breaks the line instead of being drawn as a value.
+        starts = list(range(first, max(windows) + 1, length))
+        values = [
+            _number_or_nan(w.mae if regression else w.accuracy) if (w := windows.get(start)) and w.count >= _MIN_LABELLED else math.nan
+            for start in starts
+        ]
+        axes.plot(_date_numbers(starts), values, color="#6a1b9a", linewidth=1.2,
+                  label=("MAE" if regression else "accuracy") + f" (windows with {_MIN_LABELLED}+ labels)")
+        for alert in alerts:
+            if alert.model == model and alert.kind == "concept_drift":
+                axes.axvline(_date_numbers([alert.event_time_ms])[0], color="#e53935", linewidth=1.0,
+                             label="concept_drift alert (at the label's time)")
+        axes.set_title(f"{model}: {'MAE' if regression else 'accuracy'} per window of prediction time (labels joined)")
+        axes.set_ylabel("MAE" if regression else "accuracy")
+        axes.grid(True, axis="y", alpha=0.3)
+        axes.legend(loc="lower left")
+        _date_axis(axes)
+    return _image(figure, "realised performance per window from joined labels")
 
 
 def _steps(

@@ -23,9 +23,10 @@ def synthetic_batches(
     """Columns of ``events`` synthetic events, in the generator's batches of 2,000.
 
     With ``drift`` the stream is exactly the one ``driftline demo`` monitors for the same ``events``,
-    ``seed`` and ``events_per_second``: its three episodes (mean shift, producer schema change,
+    ``seed`` and ``events_per_second``: its value episodes (mean shift, producer schema change,
     new-category flood; the renamed field is written with the renamed writer schema, which the
-    bundled catalog knows) and its trickle of events later than the allowed lateness.
+    bundled catalog knows) and its trickle of events later than the allowed lateness. Its concept
+    episode lives in the labels, which this source does not produce.
     """
     stream = SyntheticStream(contract, seed=seed, events_per_second=events_per_second)
     episodes: list[Episode] = []

@@ -46,6 +46,7 @@ from driftline.stream.monitor.results import (
     Checkpoint,
     FeatureWindow,
     ModelWindow,
+    PerformanceWindow,
     SchemaChangeRecord,
     alert_identifier,
     to_canonical_json,
@@ -331,6 +332,11 @@ def full_result() -> BatchResult:
         alerts=[alert(), alert(kind="no_data", feature=None, detector="window_gap", severity="critical",
                                window_start_ms=START_MS, event_time_ms=START_MS + MINUTE_MS)],
         schema_changes=[schema_change()],
+        performance_windows=[PerformanceWindow(
+            model="credit_risk", task="classification", window_start_ms=START_MS, window_length_ms=MINUTE_MS, count=120,
+            invalid_labels=0, accuracy=0.8, precision=0.5, recall=0.25, f1=1 / 3, log_loss=0.45, true_positives=6,
+            false_positives=6, true_negatives=90, false_negatives=18, mae=None, rmse=None,
+        )],
     )
 
 
@@ -348,6 +354,9 @@ def test_results_round_trip_with_postgres_types(sink: SqlResultsSink, engine: sa
     assert rows(engine, "model_windows")[0]["rejected_by_reason"] == {"out_of_range": 4, "wrong_type": 2}
     assert {row["severity"] for row in rows(engine, "alerts")} == {"warning", "critical"}
     assert rows(engine, "schema_changes")[0]["missing_fields"] == ["debt_to_income"]
+    (performance,) = rows(engine, "performance_windows")
+    assert (performance["labelled"], performance["accuracy"], performance["f1"], performance["mae"]) == (120, 0.8, 1 / 3, None)
+    assert performance["window_start"] == datetime(2023, 11, 14, 22, 14, tzinfo=UTC)
     with engine.connect() as connection:
         # jsonb, queryable in SQL: the point of storing JSON as JSON.
         assert connection.execute(sa.text(
@@ -362,7 +371,7 @@ def test_writing_the_same_results_twice_leaves_the_tables_identical(store: SqlCh
     assert dump(engine) == first
     assert {name: len(table_rows) for name, table_rows in first.items()} == {
         "window_aggregates": 3, "model_windows": 2, "alerts": 2, "schema_changes": 1,
-        "reference_profiles": 0, "checkpoints": 1,
+        "reference_profiles": 0, "checkpoints": 1, "performance_windows": 1,
     }
 
 

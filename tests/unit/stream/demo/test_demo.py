@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.stream.demo.demo import LATE_EVERY, DemoSummary, run_demo
+from driftline.stream.demo.demo import LABEL_DELAY_MS, LATE_EVERY, DemoSummary, run_demo
 from driftline.stream.demo.generator import START_MS
 
 EVENTS = 100_000
@@ -72,9 +72,26 @@ def test_new_category_flood_is_detected_and_named(demo: DemoSummary) -> None:
     assert episode.new_name in hits[0].message
 
 
+def test_the_concept_change_raises_concept_drift_from_the_labels_and_nothing_else(demo: DemoSummary) -> None:
+    episode = next(e for e in demo.episodes if e.kind == "concept")
+    # Labels are observed LABEL_DELAY_MS after their predictions: the evidence arrives that much later.
+    start, end = _time(episode.start) + LABEL_DELAY_MS, _time(episode.end) + LABEL_DELAY_MS + SETTLE_MS
+    during = [a for a in demo.alerts if start - 2000 <= a.event_time_ms <= end]
+    assert [a.kind for a in during] == ["concept_drift"]  # the inputs did not move: no data-drift alert
+    assert during[0].event_time_ms - start < 5 * 60_000  # found within minutes of the first changed label
+    # Every accepted prediction got its label; the labels of rejected predictions are counted, not lost.
+    assert demo.label_counts["joined"] == demo.totals.accepted
+    assert demo.label_counts["unknown_prediction"] == demo.totals.rejected
+    latest = {w.window_start_ms: w for w in demo.performance_windows}
+    before = [w.accuracy for s, w in latest.items() if s < _time(episode.start) and w.count >= 100]
+    inside = [w.accuracy for s, w in latest.items() if _time(episode.start) + 60_000 <= s < _time(episode.end) - 60_000]
+    assert min(before) > max(inside)  # the realised accuracy fell with the concept change
+
+
 def test_no_alert_fires_in_the_clean_stretches(demo: DemoSummary) -> None:
     episodes = sorted(demo.episodes, key=lambda e: e.start)
-    busy = [(_time(e.start) - 2000, _time(e.end) + SETTLE_MS) for e in episodes]
+    # A concept change is seen when the labels come: LABEL_DELAY_MS after the predictions.
+    busy = [(_time(e.start) - 2000, _time(e.end) + SETTLE_MS + (LABEL_DELAY_MS if e.kind == "concept" else 0)) for e in episodes]
     stray = [a for a in demo.alerts if not any(lo <= a.event_time_ms <= hi for lo, hi in busy)]
     assert stray == [], "\n".join(a.message for a in stray)
     assert len(demo.alerts) >= 4
@@ -85,7 +102,9 @@ def test_results_reach_sqlite_the_report_and_prometheus(demo: DemoSummary) -> No
     with sqlite3.connect(demo.database) as db:
         windows = db.execute("select count(*) from window_aggregates").fetchone()[0]
         alerts = db.execute("select count(*) from alerts").fetchone()[0]
+        performance = db.execute("select count(*), sum(labelled) from performance_windows").fetchone()
     assert windows == len(demo.feature_windows) > 0
+    assert performance == (len({w.window_start_ms for w in demo.performance_windows}), demo.label_counts["joined"])
     assert alerts == len(demo.alerts)
     html = Path(demo.report).read_text(encoding="utf-8")
     assert "annual_income" in html and ("<svg" in html or "data:image/png" in html)
