@@ -36,6 +36,11 @@ def register(commands: Any) -> None:
         "significant (auto, the default), fitted on every numeric field (daily, weekly) or not at all (none); a cycle "
         "needs two whole periods of data",
     )
+    parser.add_argument(
+        "--label-column",
+        help="the training data's observed outcome (0/1 for a classifier, the value for a regression model): calibrates "
+        "the concept-drift test on the model's errors and, for a classifier, the score calibration of the performance estimate",
+    )
     parser.add_argument("--database-url", help="also store the profile in this database's reference_profiles table (where the worker reads it)")
     parser.set_defaults(handler=run)
 
@@ -50,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     contract = catalog.contract(args.model)
     store = _profile_store(args.database_url) if args.database_url else None
     directory = ProfileDirectory(args.profiles if args.profiles is not None else data_dir(args) / "profiles")
-    data = read_training_data(args.input, contract, args.model_version)
+    data = read_training_data(args.input, contract, args.model_version, args.label_column)
     profile = build_reference_profile(
         contract, data.columns, model_version=data.model_version, event_times_ms=data.event_times_ms,
-        source=str(args.input), seasonality=args.seasonality,
+        source=str(args.input), seasonality=args.seasonality, labels=data.labels,
     )
     if store is not None:
         from driftline.sinks.database import display_url
@@ -69,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(f"reference event rate: {profile.events_per_second:,.3g} events/s (the worker's false-alarm budget is spread over it)")
+    if profile.labels is not None:
+        print(f"labelled rows: {profile.labels['rows']:,} ({profile.labels['task']}; mean error {profile.labels['mean_error']:.3g})")
     cycles = {name: f.seasonal_cycle.period for name, f in sorted(profile.features.items()) if f.seasonal_cycle is not None}
     if cycles:
         print("cycles found: " + ", ".join(f"{name} ({period})" for name, period in cycles.items()))

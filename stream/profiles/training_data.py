@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from driftline.schemas.contract import Contract
 from driftline.stream.monitor.profile import ProfileError
 
-__all__ = ["TrainingData", "columns_from_table", "event_times_from_table", "read_training_data"]
+__all__ = ["TrainingData", "columns_from_table", "event_times_from_table", "labels_from_table", "read_training_data"]
 
 
 class TrainingData(NamedTuple):
@@ -22,6 +22,7 @@ class TrainingData(NamedTuple):
     columns: dict[str, np.ndarray]
     model_version: str
     event_times_ms: np.ndarray | None  # epoch milliseconds, when the file has the contract's event-time column
+    labels: np.ndarray | None = None  # the observed outcome per row (NaN where unknown), with --label-column
 
 
 def columns_from_table(table: pa.Table, contract: Contract) -> dict[str, np.ndarray]:
@@ -78,10 +79,30 @@ def event_times_from_table(table: pa.Table, contract: Contract) -> np.ndarray | 
     return times
 
 
-def read_training_data(path: Path, contract: Contract, model_version: str | None = None) -> TrainingData:
+def labels_from_table(table: pa.Table, name: str) -> np.ndarray:
+    """The outcome column ``name`` as float64 (NaN where null).
+
+    Raises
+    ------
+    ProfileError
+        The table has no such column, or it does not hold numbers (or booleans).
+    """
+    if name not in table.column_names:
+        raise ProfileError(f"no label column {name!r}; the file's columns are {', '.join(table.column_names)}")
+    column = table.column(name)
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type)):
+        raise ProfileError(f"label column {name!r} is {column.type}; labels are numbers (0/1 for a classifier)")
+    labels: np.ndarray = column.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    return labels
+
+
+def read_training_data(
+    path: Path, contract: Contract, model_version: str | None = None, label_column: str | None = None
+) -> TrainingData:
     """The monitored columns of a Parquet file, the model version they describe and their event times.
 
-    ``model_version`` defaults to the most frequent value of the file's ``model_version`` column.
+    ``model_version`` defaults to the most frequent value of the file's ``model_version`` column;
+    ``label_column`` names the observed outcome of each row, if the training data is labelled.
 
     Raises
     ------
@@ -102,4 +123,5 @@ def read_training_data(path: Path, contract: Contract, model_version: str | None
         if not versions:
             raise ProfileError(f"{path}: the model_version column is empty; pass --model-version")
         model_version = str(versions.most_common(1)[0][0])
-    return TrainingData(columns_from_table(table, contract), model_version, event_times_from_table(table, contract))
+    labels = None if label_column is None else labels_from_table(table, label_column)
+    return TrainingData(columns_from_table(table, contract), model_version, event_times_from_table(table, contract), labels)

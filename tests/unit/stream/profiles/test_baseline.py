@@ -139,3 +139,28 @@ def test_generate_refuses_an_unknown_extension(tmp_path: Path, capsys: pytest.Ca
     assert main(["generate", "--model", "credit_risk", "--output", str(tmp_path / "train.xlsx")]) == 2
     assert "the extension must be one of .parquet, .jsonl, .csv" in capsys.readouterr().err
     assert not (tmp_path / "train.xlsx").exists()
+
+
+def test_a_label_column_gives_the_profile_its_concept_drift_test(
+    contract: Contract, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = SyntheticStream(contract, seed=21)
+    columns = stream.columns(5000)
+    table = _training_table(contract).append_column("defaulted", pa.array(stream.labels(columns).astype(int).tolist()))
+    source = tmp_path / "train.parquet"
+    pq.write_table(table, source)
+    assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p"),
+                 "--label-column", "defaulted"]) == 0
+    assert "labelled rows: 5,000 (classification; mean error" in capsys.readouterr().out
+    labels = ProfileDirectory(tmp_path / "p").load("credit_risk", "2026.11.1").labels
+    assert labels is not None and labels["rows"] == 5000 and labels["concept"]["test"]["params"]["direction"] == "up"
+    assert labels["estimator"] is not None  # the score calibration of the performance estimate
+    # A missing, a text and a non-0/1 label column are each refused with a clear message.
+    assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p"),
+                 "--label-column", "outcome"]) == 2
+    assert "no label column 'outcome'" in capsys.readouterr().err
+    for name, values in (("text", ["yes"] * 5000), ("counts", [2] * 5000)):
+        pq.write_table(table.append_column(name, pa.array(values)), source)
+        assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p"),
+                     "--label-column", name]) == 2
+        assert ("labels are numbers" if name == "text" else "must be 0 or 1") in capsys.readouterr().err
