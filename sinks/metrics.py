@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from driftline.schemas.results import RejectReason
-from driftline.stream.monitor.results import Alert, AlertKind, BatchResult
+from driftline.stream.monitor.results import LABEL_REASONS, Alert, AlertKind, BatchResult
 
 __all__ = [
     "ALERT_KINDS",
     "COMMIT_LATENCY_BUCKETS",
     "DRIFT_STATISTICS",
+    "LABEL_OUTCOMES",
     "OTHER",
+    "PERFORMANCE_METRICS",
     "PROCESSING_LATENCY_BUCKETS",
     "REJECTION_REASONS",
     "DriftlineMetrics",
@@ -40,6 +42,13 @@ REJECTION_REASONS: tuple[str, ...] = tuple(reason.value for reason in RejectReas
 
 #: Drift statistics exported per feature, as the ``statistic`` label.
 DRIFT_STATISTICS: tuple[str, ...] = ("psi", "jensen_shannon", "ks", "wasserstein")
+
+#: ``outcome`` label values of ``driftline_labels_total``: joined, each reason a label was not, and
+#: ``rejected`` (dead-lettered by the label codec, whatever the reason).
+LABEL_OUTCOMES: tuple[str, ...] = ("joined", *LABEL_REASONS, "rejected")
+
+#: Realised performance exported per model, as the ``metric`` label.
+PERFORMANCE_METRICS: tuple[str, ...] = ("accuracy", "f1", "log_loss", "mae", "rmse")
 
 #: From 1 ms to 10 s, about three buckets per decade.
 PROCESSING_LATENCY_BUCKETS: tuple[float, ...] = (
@@ -170,6 +179,20 @@ class DriftlineMetrics:
             ["model"],
             registry=registry,
         )
+        self.labels = Counter(
+            "driftline_labels",
+            "Labels read from the model's label topic, by what became of them (joined, or why not).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.performance = Gauge(
+            "driftline_performance",
+            "Realised performance of the model's latest window of prediction time with joined labels "
+            "(partial until the label horizon has passed over it).",
+            ["model", "metric"],
+            registry=registry,
+        )
+        self._performance_latest: dict[str, int] = {}  # by model label: the window start shown
         # Counters start at 0 for every known label set, so rate() and increase() see the first events.
         for model in self._model_labels:
             self.events_accepted.labels(model=model)
@@ -179,6 +202,8 @@ class DriftlineMetrics:
             for kind in (*sorted(self.alert_kinds), OTHER):
                 self.alerts.labels(model=model, kind=kind)
                 self.active_alerts.labels(model=model, kind=kind).set(0)
+            for outcome in LABEL_OUTCOMES:
+                self.labels.labels(model=model, outcome=outcome)
 
     # -- label bounding -------------------------------------------------------------------------
 
@@ -234,6 +259,7 @@ class DriftlineMetrics:
         self._observe_drift_scores(result)
         self._observe_windows(result, now_s)
         self._observe_alerts(result.alerts)
+        self._observe_labels(result, counter_model)
 
     def observe_commit(self, model: str, seconds: float) -> None:
         """Record one checkpoint's latency (see ``driftline_commit_latency_seconds``)."""
@@ -311,6 +337,21 @@ class DriftlineMetrics:
                 active_counts[(active.model, active.kind)] += 1
         for (model, kind), count in active_counts.items():
             self.active_alerts.labels(model=model, kind=kind).set(count)
+
+    def _observe_labels(self, result: BatchResult, model: str) -> None:
+        for key, count in result.label_counts.items():
+            outcome = "rejected" if key.startswith("rejected_") else key
+            if outcome in LABEL_OUTCOMES and count > 0:
+                self.labels.labels(model=model, outcome=outcome).inc(count)
+        for window in result.performance_windows:
+            name = self.model_label(window.model)
+            if window.window_start_ms < self._performance_latest.get(name, window.window_start_ms):
+                continue  # labels of an older window: the gauge stays on the latest one
+            self._performance_latest[name] = window.window_start_ms
+            for metric in PERFORMANCE_METRICS:
+                value = getattr(window, metric)
+                if value is not None and math.isfinite(value):
+                    self.performance.labels(model=name, metric=metric).set(value)
 
     def _advance_event_time(self, model: str, event_time_ms: int) -> None:
         self._latest_event_time_ms[model] = max(event_time_ms, self._latest_event_time_ms.get(model, event_time_ms))

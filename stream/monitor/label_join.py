@@ -47,13 +47,11 @@ from typing import Any
 
 import numpy as np
 
+# Why a label was not joined, and what became of a prediction: result vocabulary, defined with the
+# other result types (the sinks read them from there).
+from .results import LABEL_REASONS, PREDICTION_OUTCOMES
+
 __all__ = ["LABEL_REASONS", "PREDICTION_OUTCOMES", "JoinedLabels", "LabelJoin"]
-
-#: Why a label was not joined (the keys of :attr:`LabelJoin.label_counts` besides ``joined`` and ``early``).
-LABEL_REASONS = ("duplicate", "after_horizon", "before_prediction", "unknown_prediction", "evicted")
-
-#: What became of a prediction (the keys of :attr:`LabelJoin.prediction_counts`).
-PREDICTION_OUTCOMES = ("joined", "unlabelled", "duplicate_prediction", "evicted")
 
 _STATE_FORMAT = 1
 

@@ -148,6 +148,12 @@ class DetectorSignal:
 #: The ``feature`` of a joint-drift signal (it is about how the numeric features vary together).
 JOINT_FEATURE = "(joint)"
 
+#: Why a label was not joined (the keys of ``LabelJoin.label_counts`` besides ``joined`` and ``early``).
+LABEL_REASONS = ("duplicate", "after_horizon", "before_prediction", "unknown_prediction", "evicted")
+
+#: What became of a prediction (the keys of ``LabelJoin.prediction_counts``).
+PREDICTION_OUTCOMES = ("joined", "unlabelled", "duplicate_prediction", "evicted")
+
 #: The ``feature`` of a concept-drift signal (it is about the labelled predictions' errors).
 LABELS_FEATURE = "(labels)"
 

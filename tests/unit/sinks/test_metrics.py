@@ -12,7 +12,15 @@ from prometheus_client import CollectorRegistry
 from driftline.schemas.results import RejectReason
 from driftline.sinks import DriftlineMetrics, serve
 from driftline.sinks.metrics import ALERT_KINDS, PROCESSING_LATENCY_BUCKETS, REJECTION_REASONS
-from driftline.stream.monitor.results import Alert, AlertKind, BatchResult, FeatureWindow, ModelWindow, alert_identifier
+from driftline.stream.monitor.results import (
+    Alert,
+    AlertKind,
+    BatchResult,
+    FeatureWindow,
+    ModelWindow,
+    PerformanceWindow,
+    alert_identifier,
+)
 
 MINUTE_MS = 60_000
 START_MS = 1_700_000_040_000
@@ -238,6 +246,8 @@ def test_metrics_are_registered_on_the_given_registry_only() -> None:
         "driftline_late_events",
         "driftline_processing_latency_seconds",
         "driftline_consumer_lag_messages",
+        "driftline_labels",
+        "driftline_performance",
     } <= names
     assert not any(metric.name.startswith("driftline") for metric in prometheus_client.REGISTRY.collect())
     # A second set on a second registry does not clash (no global state).
@@ -270,3 +280,30 @@ def test_label_sets_are_the_enumerations_of_reasons_and_kinds() -> None:
     for kind in AlertKind:
         assert registry.get_sample_value("driftline_alerts_total", {"model": "churn", "kind": kind.value}) == 0.0
     assert set(REJECTION_REASONS) == {r.value for r in RejectReason} and set(ALERT_KINDS) == {k.value for k in AlertKind}
+
+
+def _performance(window: int, accuracy: float, model: str = "churn") -> PerformanceWindow:
+    return PerformanceWindow(
+        model=model, task="classification", window_start_ms=START_MS + window * MINUTE_MS, window_length_ms=MINUTE_MS,
+        count=50, invalid_labels=0, accuracy=accuracy, precision=None, recall=None, f1=None, log_loss=0.4,
+        true_positives=0, false_positives=0, true_negatives=40, false_negatives=10, mae=None, rmse=None,
+    )
+
+
+def test_labels_by_outcome_and_the_latest_windows_performance() -> None:
+    registry = CollectorRegistry()
+    metrics = make_metrics(registry)
+    counts = {"joined": 40, "early": 3, "unknown_prediction": 2, "prediction_unlabelled": 9, "rejected_corrupt": 1,
+              "rejected_model_mismatch": 2}
+    metrics.observe(BatchResult(label_counts=counts, performance_windows=[_performance(1, 0.8)]), now_s=0.0, model="churn")
+    assert value(registry, "driftline_labels_total", model="churn", outcome="joined") == 40
+    assert value(registry, "driftline_labels_total", model="churn", outcome="unknown_prediction") == 2
+    assert value(registry, "driftline_labels_total", model="churn", outcome="rejected") == 3  # every reason of the codec
+    assert value(registry, "driftline_labels_total", model="churn", outcome="after_horizon") == 0  # present from the start
+    assert value(registry, "driftline_performance", model="churn", metric="accuracy") == 0.8
+    assert value(registry, "driftline_performance", model="churn", metric="f1") is None  # undefined: not exported
+    # Labels of an older window do not move the gauge back; a newer window does.
+    metrics.observe(BatchResult(performance_windows=[_performance(0, 0.1)]), now_s=0.0, model="churn")
+    assert value(registry, "driftline_performance", model="churn", metric="accuracy") == 0.8
+    metrics.observe(BatchResult(performance_windows=[_performance(2, 0.6)]), now_s=0.0, model="churn")
+    assert value(registry, "driftline_performance", model="churn", metric="accuracy") == 0.6
