@@ -134,6 +134,10 @@ def _performance_window_row(window: PerformanceWindow) -> dict[str, Any]:
         "false_negatives": int(window.false_negatives),
         "mae": _finite(window.mae),
         "rmse": _finite(window.rmse),
+        "predictions": int(window.predictions),
+        "estimated_accuracy": _finite(window.estimated_accuracy),
+        "estimated_accuracy_se": _finite(window.estimated_accuracy_se),
+        "estimated_f1": _finite(window.estimated_f1),
     }
 
 

@@ -184,6 +184,10 @@ class PerformanceWindowRow(Base):
     false_negatives: Mapped[int] = mapped_column(BigInteger)
     mae: Mapped[float | None] = mapped_column(Double, nullable=True)
     rmse: Mapped[float | None] = mapped_column(Double, nullable=True)
+    predictions: Mapped[int] = mapped_column(BigInteger)
+    estimated_accuracy: Mapped[float | None] = mapped_column(Double, nullable=True)
+    estimated_accuracy_se: Mapped[float | None] = mapped_column(Double, nullable=True)
+    estimated_f1: Mapped[float | None] = mapped_column(Double, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

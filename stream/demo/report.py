@@ -379,6 +379,14 @@ def _performance_section(performance_windows: Sequence[PerformanceWindow], alert
         ]
         axes.plot(_date_numbers(starts), values, color="#6a1b9a", linewidth=1.2,
                   label=("MAE" if regression else "accuracy") + f" (windows with {_MIN_LABELLED}+ labels)")
+        if not regression:
+            estimated = [
+                _number_or_nan(w.estimated_accuracy) if (w := windows.get(start)) and w.predictions >= _MIN_LABELLED else math.nan
+                for start in starts
+            ]
+            if not all(math.isnan(v) for v in estimated):
+                axes.plot(_date_numbers(starts), estimated, color="#00897b", linewidth=1.0, linestyle="--",
+                          label="accuracy estimated from the scores (before labels)")
         for alert in alerts:
             if alert.model == model and alert.kind == "concept_drift":
                 axes.axvline(_date_numbers([alert.event_time_ms])[0], color="#e53935", linewidth=1.0,

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.results import DecodedBatch
@@ -31,6 +32,7 @@ from .budget import FALLBACK_EVENTS_PER_SECOND, AlarmBudget, EventRate
 from .closing import HeldScoreAlert, OpenWindow, WindowCloser
 from .concept import ConceptDriftDetector
 from .config import EngineConfig
+from .estimation import ConfidenceEstimator, EstimateWindows
 from .label_join import JoinedLabels, LabelJoin
 from .performance import PerformanceWindows, label_task, role_field
 from .profile import ReferenceProfile
@@ -43,6 +45,7 @@ from .results import (
     PerformanceWindow,
     SchemaChangeRecord,
     WindowPartial,
+    iso_time,
 )
 from .tracks import DetectorHit, DetectorTracks, RetargetAt
 from .window_state import field_window_from_state, new_field_window
@@ -54,6 +57,9 @@ __all__ = ["EngineConfig", "MonitorEngine"]
 #: (typed field windows per kind, schema changes waiting for an event time, tracks in use order) is
 #: still read: its streaming detectors, aimed at a per-event budget, restart from the profiles.
 STATE_FORMAT = 5
+
+#: Smallest fall of the estimated accuracy worth a ``performance_drop`` alert, however significant.
+MIN_ACCURACY_DROP = 0.02
 _READABLE_FORMATS = (3, 4, STATE_FORMAT)
 
 
@@ -102,11 +108,20 @@ class MonitorEngine:
         self._budget = AlarmBudget.for_fields(self.fields, self.config.false_alarms_per_month)
         labelled = self.profiles[self.default_version].labels
         self._concept: ConceptDriftDetector | None = None
+        self._estimates: EstimateWindows | None = None
         if self.config.label_horizon_ms is not None and labelled is not None:
-            # The concept-drift test is one more test sharing the model's budget.
-            self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + 1)
+            # The concept-drift test is one more test sharing the model's budget; so is the estimate's
+            # per-window test of a drop (a classifier's profile has the score calibration for it).
+            extra = 2 if labelled.get("estimator") is not None else 1
+            self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + extra)
             self._concept = ConceptDriftDetector.from_state(labelled["concept"])
+            if labelled.get("estimator") is not None:
+                estimator = ConfidenceEstimator.from_state(labelled["estimator"])
+                self._estimates = EstimateWindows(estimator, self.config.window_length_ms)
         self._labels_scored = 0  # joined labels the concept-drift test has seen
+        # Windows starting before this were closed and their estimates reported: a late prediction of
+        # one of them is left out of the estimate (its label still counts in the realised metrics).
+        self._estimated_before: int | None = None
         self._rate = EventRate(self.config.events_per_second or _reference_rate(self.profiles.values()), self.config.partitions)
         self._tracks = DetectorTracks(
             self._profile, self.fields, self.config.max_live_versions, false_alarm_rate=self._detector_rate()
@@ -233,6 +248,8 @@ class MonitorEngine:
             "performance": None if self._performance is None else self._performance.to_state(),
             "concept": None if self._concept is None else self._concept.to_state(),
             "labels_scored": self._labels_scored,
+            "estimates": None if self._estimates is None else self._estimates.to_state(),
+            "estimated_before": self._estimated_before,
             "open_windows": [
                 {
                     "version": window.version,
@@ -285,6 +302,9 @@ class MonitorEngine:
         if engine._concept is not None and state.get("concept") is not None:
             engine._concept = ConceptDriftDetector.from_state(state["concept"])
         engine._labels_scored = int(state.get("labels_scored", 0))
+        if engine._estimates is not None and state.get("estimates") is not None:
+            engine._estimates.restore(state["estimates"])
+            engine._estimated_before = state.get("estimated_before")
         for saved in state["open_windows"]:
             window = OpenWindow(
                 version=saved["version"],
@@ -407,6 +427,11 @@ class MonitorEngine:
             classes = [None if not np.isfinite(v) else int(v) for v in raw]
         before = self._label_snapshot()
         joined = self._labels.add_predictions(batch.event_id[accepted].tolist(), batch.event_time_ms[accepted], scores, classes)
+        if self._estimates is not None:
+            times = batch.event_time_ms[accepted]
+            on_time = np.ones(times.size, dtype=bool) if self._estimated_before is None else times >= self._estimated_before
+            raw_classes = None if self._class_field is None else batch.values[self._class_field][accepted][on_time]
+            self._estimates.add(times[on_time], scores[on_time], raw_classes)
         self._account_joined(joined, result, before)
 
     def _label_snapshot(self) -> dict[str, int]:
@@ -420,19 +445,58 @@ class MonitorEngine:
             if count != before.get(key, 0):
                 result.label_counts[key] = result.label_counts.get(key, 0) + count - before.get(key, 0)
         for start in self._performance.add(joined):
-            m = self._performance.metrics(start)
-            result.performance_windows.append(PerformanceWindow(
-                model=self.contract.model, task=self._performance.task, window_start_ms=start,
-                window_length_ms=self.config.window_length_ms, count=m.count, invalid_labels=m.invalid_labels,
-                accuracy=m.accuracy, precision=m.precision, recall=m.recall, f1=m.f1, log_loss=m.log_loss,
-                true_positives=m.true_positives, false_positives=m.false_positives, true_negatives=m.true_negatives,
-                false_negatives=m.false_negatives, mae=m.mae, rmse=m.rmse,
-            ))
+            result.performance_windows.append(self._performance_window(start))
         if self._concept is not None and joined is not None and len(joined):
             self._concept_drift(joined, result)
         # A window whose predictions are all past the join's reach gets no more labels: let it go.
         reach = self._labels.label_watermark - 2 * self._labels.horizon_ms - self.config.window_length_ms
         self._performance.forget([s for s in self._performance.windows() if s < reach])
+        if self._estimates is not None:
+            self._estimates.forget([s for s in self._estimates.windows() if s < reach])
+
+    def _performance_window(self, start: int) -> PerformanceWindow:
+        """The window's record: realised metrics from its labels so far, and the estimate from its scores."""
+        assert self._performance is not None
+        m = self._performance.metrics(start)
+        estimate = None if self._estimates is None else self._estimates.estimate(start)
+        return PerformanceWindow(
+            model=self.contract.model, task=self._performance.task, window_start_ms=start,
+            window_length_ms=self.config.window_length_ms, count=m.count, invalid_labels=m.invalid_labels,
+            accuracy=m.accuracy, precision=m.precision, recall=m.recall, f1=m.f1, log_loss=m.log_loss,
+            true_positives=m.true_positives, false_positives=m.false_positives, true_negatives=m.true_negatives,
+            false_negatives=m.false_negatives, mae=m.mae, rmse=m.rmse,
+            predictions=0 if estimate is None else estimate.count,
+            estimated_accuracy=None if estimate is None else estimate.accuracy,
+            estimated_accuracy_se=None if estimate is None else estimate.accuracy_standard_error,
+            estimated_f1=None if estimate is None else estimate.f1,
+        )
+
+    def _estimate_closed_windows(self, starts: list[int], result: BatchResult) -> None:
+        """At a window's close: its estimate (before any label), and an alert if it fell significantly."""
+        assert self._estimates is not None
+        expected = (self._profile(self.default_version).labels or {}).get("estimated_accuracy")
+        for start in starts:
+            estimate = self._estimates.estimate(start)
+            if estimate is None:
+                continue
+            result.performance_windows.append(self._performance_window(start))
+            if expected is None or estimate.accuracy is None or not estimate.accuracy_standard_error:
+                continue
+            if estimate.count < self.config.min_window_count:
+                continue
+            drop = expected - estimate.accuracy
+            threshold = float(norm.isf(self._budget.per_window_rate(self.config.window_length_ms))) * estimate.accuracy_standard_error
+            # Significant at the window's share of the budget, and at least MIN_ACCURACY_DROP: a drop
+            # too small to matter is not a page, however many predictions make it certain.
+            if drop > max(threshold, MIN_ACCURACY_DROP):
+                self._closer.gated_alert(
+                    result, self.default_version, AlertKind.PERFORMANCE_DROP, None, "cbpe", episode="performance_drop",
+                    window_start_ms=start, event_time_ms=start + self.config.window_length_ms, score=drop,
+                    threshold=max(threshold, MIN_ACCURACY_DROP),
+                    message=(f"[{iso_time(start)}] accuracy estimated from the scores of {estimate.count} predictions fell to "
+                             f"{estimate.accuracy:.3f} ± {estimate.accuracy_standard_error:.3f} (reference {expected:.3f}), "
+                             "before their labels: the inputs moved toward cases the model gets wrong more often"),
+                )
 
     def _concept_drift(self, joined: JoinedLabels, result: BatchResult) -> None:
         """Run the concept-drift test on the errors of newly joined labels; signal and alert on a rise."""
@@ -534,6 +598,10 @@ class MonitorEngine:
                 )
             else:
                 self._closer.close(window, result, undated=undated)
+        if self._estimates is not None:
+            done = self._estimated_before if self._estimated_before is not None else -(2**62)
+            self._estimate_closed_windows([s for s in self._estimates.windows() if done <= s < before_ms], result)
+            self._estimated_before = max(before_ms, done)
 
 
 def _reference_rate(profiles: Iterable[ReferenceProfile]) -> float:

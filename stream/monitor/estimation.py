@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import isotonic_regression
 
-__all__ = ["ConfidenceEstimator", "EstimatedPerformance"]
+__all__ = ["ConfidenceEstimator", "EstimateWindows", "EstimatedPerformance"]
 
 _STATE_FORMAT = 1
 
@@ -138,3 +138,85 @@ class ConfidenceEstimator:
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"estimator state format {state.get('format')!r} is not {_STATE_FORMAT}")
         return cls(state["knots"], state["probabilities"], threshold=state["threshold"])
+
+
+def _add_exact(partials: list[float], value: float) -> None:
+    """Add ``value`` to a sum kept as non-overlapping partials (Shewchuk; see :mod:`.performance`)."""
+    i = 0
+    for y in partials:
+        if abs(value) < abs(y):
+            value, y = y, value
+        high = value + y
+        low = y - (high - value)
+        if low:
+            partials[i] = low
+            i += 1
+        value = high
+    partials[i:] = [value]
+
+
+#: Sums an estimate needs per window: Σ P(correct), Σ P(correct)(1 − P(correct)), and the expected
+#: true positives, false positives and false negatives.
+_SUMS = 5
+
+
+class EstimateWindows:
+    """Per window of prediction time, the sums :class:`ConfidenceEstimator` turns into an estimate.
+
+    Sums are exact (each batch's part by :func:`math.fsum`, the parts added as Shewchuk partials), so a
+    window's estimate is the same bits however the predictions were batched.
+    """
+
+    def __init__(self, estimator: ConfidenceEstimator, window_length_ms: int) -> None:
+        self.estimator = estimator
+        self.window_length_ms = int(window_length_ms)
+        self._windows: dict[int, list[Any]] = {}  # start -> [count, partials × _SUMS]
+
+    def add(self, times_ms: np.ndarray, scores: np.ndarray, classes: np.ndarray | None) -> None:
+        """Account accepted predictions (their event times, scores and decided classes, if any)."""
+        times = np.asarray(times_ms, dtype=np.int64)
+        if times.size == 0:
+            return
+        s = np.asarray(scores, dtype=np.float64)
+        usable = np.isfinite(s)
+        p = self.estimator.calibrate(np.where(usable, s, 0.0))
+        positive = (s >= self.estimator.threshold) if classes is None else (np.asarray(classes, dtype=np.float64) == 1.0)
+        correct = np.where(positive, p, 1.0 - p)
+        columns = (correct, correct * (1.0 - correct), np.where(positive, p, 0.0), np.where(positive, 1.0 - p, 0.0),
+                   np.where(positive, 0.0, p))
+        starts = times - times % self.window_length_ms
+        for start in np.unique(starts[usable]).tolist():
+            rows = usable & (starts == start)
+            acc = self._windows.get(start)
+            if acc is None:
+                acc = self._windows[start] = [0, *([] for _ in range(_SUMS))]
+            acc[0] += int(rows.sum())
+            for j, column in enumerate(columns):
+                _add_exact(acc[1 + j], math.fsum(column[rows].tolist()))
+
+    def windows(self) -> list[int]:
+        return sorted(self._windows)
+
+    def estimate(self, start_ms: int) -> EstimatedPerformance | None:
+        """The window's estimate (``None`` if it had no prediction)."""
+        acc = self._windows.get(start_ms)
+        if acc is None or acc[0] == 0:
+            return None
+        n = acc[0]
+        correct, variance, tp, fp, fn = (math.fsum(partials) for partials in acc[1:])
+        return EstimatedPerformance(
+            count=n, accuracy=correct / n, accuracy_standard_error=math.sqrt(max(variance, 0.0)) / n,
+            precision=tp / (tp + fp) if tp + fp > 0 else None, recall=tp / (tp + fn) if tp + fn > 0 else None,
+            f1=2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn > 0 else None,
+        )
+
+    def forget(self, starts: list[int]) -> None:
+        for start in starts:
+            self._windows.pop(start, None)
+
+    def to_state(self) -> list[list[Any]]:
+        return [[start, *acc] for start, acc in sorted(self._windows.items())]
+
+    def restore(self, state: list[list[Any]]) -> None:
+        self._windows = {int(start): [int(acc[0]), *([float(v) for v in partials] for partials in acc[1:])]
+                         for start, *acc in state}

@@ -358,9 +358,12 @@ def _label_profile(contract: Contract, columns: dict[str, np.ndarray], outcome: 
     c = None if classes is None else classes[usable]
     concept = ConceptDriftDetector.calibrate(s, y, NOMINAL_FALSE_ALARM_RATE, task=task, reference_classes=c)
     errors = concept.errors(s, y, c)
-    estimator = ConfidenceEstimator.fit(s, y).to_state() if task == "classification" else None
+    estimator = ConfidenceEstimator.fit(s, y) if task == "classification" else None
+    # What the estimate says of the reference itself: what a live window's estimate is held against.
+    expected = None if estimator is None else estimator.estimate(s, c).accuracy
     return {"task": task, "rows": int(usable.sum()), "mean_error": float(errors.mean()),
-            "concept": concept.to_state(), "estimator": estimator}
+            "concept": concept.to_state(), "estimator": None if estimator is None else estimator.to_state(),
+            "estimated_accuracy": expected}
 
 
 def _joint_profile(fields: tuple[FieldContract, ...], columns: dict[str, np.ndarray]) -> tuple[tuple[str, ...], dict[str, Any] | None]:

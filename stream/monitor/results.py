@@ -114,6 +114,12 @@ class PerformanceWindow:
     false_negatives: int
     mae: float | None
     rmse: float | None
+    # Estimated from the window's scores before (and beside) its labels (CBPE; classification with a
+    # labelled reference): accepted predictions, expected accuracy with its standard error, expected F1.
+    predictions: int = 0
+    estimated_accuracy: float | None = None
+    estimated_accuracy_se: float | None = None
+    estimated_f1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,7 @@ class AlertKind(enum.StrEnum):
     NO_DATA = "no_data"  # windows without a usable event
     JOINT_DRIFT = "joint_drift"  # the joint-drift test (JointShift) on the model's numeric features
     CONCEPT_DRIFT = "concept_drift"  # the error of labelled predictions rose (ConceptDriftDetector)
+    PERFORMANCE_DROP = "performance_drop"  # a window's accuracy estimated from its scores fell (CBPE)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Performance per window of prediction event time, from joined labels.
+"""Performance per window of prediction event time, from joined labels and estimated from the scores.
 
 Revision ID: 0002
 Revises: 0001
@@ -40,6 +40,10 @@ def upgrade() -> None:
         sa.Column("false_negatives", sa.BigInteger(), nullable=False),
         sa.Column("mae", sa.Double(), nullable=True),
         sa.Column("rmse", sa.Double(), nullable=True),
+        sa.Column("predictions", sa.BigInteger(), nullable=False),
+        sa.Column("estimated_accuracy", sa.Double(), nullable=True),
+        sa.Column("estimated_accuracy_se", sa.Double(), nullable=True),
+        sa.Column("estimated_f1", sa.Double(), nullable=True),
         sa.Column("updated_at", UTC_TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("model", "window_start", "window_length_seconds", name=op.f("pk_performance_windows")),
     )

@@ -251,6 +251,7 @@ def performance_window(**changes: Any) -> PerformanceWindow:
         model="churn", task="classification", window_start_ms=START_MS, window_length_ms=MINUTE_MS, count=40,
         invalid_labels=1, accuracy=0.75, precision=0.5, recall=None, f1=float("nan"), log_loss=0.52,
         true_positives=10, false_positives=10, true_negatives=20, false_negatives=0, mae=None, rmse=None,
+        predictions=50, estimated_accuracy=0.7, estimated_accuracy_se=0.06, estimated_f1=None,
     )
     values.update(changes)
     return PerformanceWindow(**values)
@@ -266,7 +267,8 @@ def test_performance_windows_round_trip_and_a_later_record_of_the_window_replace
         "model": "churn", "window_start": utc(START_MS), "window_length_seconds": 60, "task": "classification",
         "labelled": 40, "invalid_labels": 1, "accuracy": 0.75, "precision": 0.5, "recall": None, "f1": None,
         "log_loss": 0.52, "true_positives": 10, "false_positives": 10, "true_negatives": 20, "false_negatives": 0,
-        "mae": None, "rmse": None, "updated_at": FIXED_NOW,
+        "mae": None, "rmse": None, "predictions": 50, "estimated_accuracy": 0.7, "estimated_accuracy_se": 0.06,
+        "estimated_f1": None, "updated_at": FIXED_NOW,
     }
     # More labels landed in the window: the same key, larger counts.
     sink.add(BatchResult(performance_windows=[performance_window(count=55, accuracy=0.8)]))
