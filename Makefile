@@ -39,7 +39,7 @@ services-up:
 services-down:
 	bash deploy/local/services.sh down
 
-## bench: throughput of the engine against a naive per-event baseline, detector quality, and the
+## bench: throughput of the engine against a naive per-event baseline, the cost of labels, detector quality, and the
 ## end-to-end run on the local services (full worker against a raw consumer and a counting Faust
 ## agent, produce-to-commit latency at 5,000 and 20,000 events/s, memory over 5,000,000 events; about
 ## 5 minutes; BENCH_E2E_ARGS="--events 100000 --rss-events 0" for a quick one). The services are stopped afterwards only if none was running before
@@ -48,6 +48,7 @@ BENCH_E2E_ARGS ?=
 bench: $(STAMP)
 	$(PY) tests/benchmarks/engine_throughput.py
 	$(PY) tests/benchmarks/engine_throughput.py --events-per-second 10 --events 200000
+	$(PY) tests/benchmarks/label_cost.py
 	$(PY) tests/benchmarks/detector_quality.py
 	@if bash deploy/local/services.sh status | grep -qv ' stopped'; then ours=0; else ours=1; fi; \
 	stop() { if [ $$ours = 1 ]; then bash deploy/local/services.sh down || true; fi; }; \
