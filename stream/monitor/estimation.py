@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import isotonic_regression
 
+from .performance import add_exact
+
 __all__ = ["ConfidenceEstimator", "EstimateWindows", "EstimatedPerformance"]
 
 _STATE_FORMAT = 1
@@ -140,21 +142,6 @@ class ConfidenceEstimator:
         return cls(state["knots"], state["probabilities"], threshold=state["threshold"])
 
 
-def _add_exact(partials: list[float], value: float) -> None:
-    """Add ``value`` to a sum kept as non-overlapping partials (Shewchuk; see :mod:`.performance`)."""
-    i = 0
-    for y in partials:
-        if abs(value) < abs(y):
-            value, y = y, value
-        high = value + y
-        low = y - (high - value)
-        if low:
-            partials[i] = low
-            i += 1
-        value = high
-    partials[i:] = [value]
-
-
 #: Sums an estimate needs per window: Σ P(correct), Σ P(correct)(1 − P(correct)), and the expected
 #: true positives, false positives and false negatives.
 _SUMS = 5
@@ -192,7 +179,7 @@ class EstimateWindows:
                 acc = self._windows[start] = [0, *([] for _ in range(_SUMS))]
             acc[0] += int(rows.sum())
             for j, column in enumerate(columns):
-                _add_exact(acc[1 + j], math.fsum(column[rows].tolist()))
+                add_exact(acc[1 + j], math.fsum(column[rows].tolist()))
 
     def windows(self) -> list[int]:
         return sorted(self._windows)

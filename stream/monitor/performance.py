@@ -35,7 +35,7 @@ _STATE_FORMAT = 1
 _EPS = float(np.finfo(np.float64).eps)
 
 
-def _add_exact(partials: list[float], value: float) -> None:
+def add_exact(partials: list[float], value: float) -> None:
     """Add ``value`` to a sum kept as non-overlapping partials (Shewchuk; the ``msum`` recipe)."""
     i = 0
     for y in partials:
@@ -130,8 +130,8 @@ class PerformanceWindows:
             if self.task == "regression":
                 acc[0] += 1
                 error = score - label
-                _add_exact(acc[6], abs(error))
-                _add_exact(acc[7], error * error)
+                add_exact(acc[6], abs(error))
+                add_exact(acc[7], error * error)
                 continue
             if label not in (0.0, 1.0):
                 acc[1] += 1
@@ -141,7 +141,7 @@ class PerformanceWindows:
             positive = label == 1.0
             acc[2 + (0 if predicted and positive else 1 if predicted else 3 if positive else 2)] += 1
             p = min(max(score, _EPS), 1.0 - _EPS)
-            _add_exact(acc[6], -math.log(p if positive else 1.0 - p))
+            add_exact(acc[6], -math.log(p if positive else 1.0 - p))
         return sorted(touched)
 
     def windows(self) -> list[int]:

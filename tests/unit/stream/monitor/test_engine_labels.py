@@ -34,6 +34,13 @@ def _stream(contract: Contract, n: int) -> tuple[list[bytes], list[str], np.ndar
     return payloads, ids, np.asarray(times, dtype=np.int64), scores, classes
 
 
+def _labelled_profile(contract: Contract, rng: np.random.Generator) -> ReferenceProfile:
+    """A profile from 30,000 reference rows labelled with their own (calibrated) scores."""
+    columns = SyntheticStream(contract, seed=3).columns(30_000, seed_offset=1)
+    labels = (rng.random(30_000) < columns["prediction_score"]).astype(float)
+    return build_reference_profile(contract, columns, model_version="v1", labels=labels)
+
+
 def _latest(windows: list[PerformanceWindow]) -> dict[int, PerformanceWindow]:
     """The last record of each window (a window is reported again whenever a label lands in it)."""
     return {w.window_start_ms: w for w in windows}
@@ -111,11 +118,8 @@ def test_an_engine_without_a_label_horizon_holds_no_predictions_and_says_so(cont
 def test_a_changed_outcome_relation_raises_concept_drift_while_the_inputs_raise_nothing(
     catalog: Catalog, contract: Contract
 ) -> None:
-    reference = SyntheticStream(contract, seed=3)
-    columns = reference.columns(30_000, seed_offset=1)
     rng = np.random.default_rng(7)
-    reference_labels = (rng.random(30_000) < columns["prediction_score"]).astype(float)  # calibrated scores
-    labelled = build_reference_profile(contract, columns, model_version="v1", labels=reference_labels)
+    labelled = _labelled_profile(contract, rng)
     assert labelled.labels is not None and labelled.labels["task"] == "classification"
     assert ReferenceProfile.from_json(labelled.to_json()).labels == labelled.labels
     payloads, ids, times, scores, _ = _stream(contract, 20_000)
@@ -141,12 +145,8 @@ def test_a_changed_outcome_relation_raises_concept_drift_while_the_inputs_raise_
 def test_the_estimate_comes_at_window_close_tracks_the_realised_accuracy_and_pages_on_a_drop(
     catalog: Catalog, contract: Contract
 ) -> None:
-    reference = SyntheticStream(contract, seed=3)
-    columns = reference.columns(30_000, seed_offset=1)
     rng = np.random.default_rng(8)
-    labelled = build_reference_profile(
-        contract, columns, model_version="v1", labels=(rng.random(30_000) < columns["prediction_score"]).astype(float)
-    )
+    labelled = _labelled_profile(contract, rng)
     assert labelled.labels is not None and labelled.labels["estimated_accuracy"] > 0.7
     stream = SyntheticStream(contract, seed=9)
     live = stream.columns(12_000)
