@@ -56,11 +56,13 @@ __all__ = ["EngineConfig", "MonitorEngine"]
 #: Format 4: the model's event rate and each track's false-alarm rate (budgets in time). Format 3
 #: (typed field windows per kind, schema changes waiting for an event time, tracks in use order) is
 #: still read: its streaming detectors, aimed at a per-event budget, restart from the profiles.
+#: Format 5 adds the label join, the performance and estimate windows and the concept-drift test
+#: (``None`` without a label horizon); format 4 is read as format 5 without labels.
 STATE_FORMAT = 5
+_READABLE_FORMATS = (3, 4, STATE_FORMAT)
 
 #: Smallest fall of the estimated accuracy worth a ``performance_drop`` alert, however significant.
 MIN_ACCURACY_DROP = 0.02
-_READABLE_FORMATS = (3, 4, STATE_FORMAT)
 
 
 class MonitorEngine:
