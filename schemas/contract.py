@@ -157,10 +157,17 @@ class Contract:
 
     def role_field(self, role: str) -> FieldContract:
         """The single field with identity role ``role`` (``id``, ``event_time``, …)."""
+        spec = self.find_role(role)
+        if spec is None:
+            raise KeyError(f"contract {self.label} has no field with role {role!r}")
+        return spec
+
+    def find_role(self, role: str) -> FieldContract | None:
+        """The first field with role ``role``, or ``None`` (e.g. a model without ``prediction_class``)."""
         for spec in self.fields:
             if spec.role == role:
                 return spec
-        raise KeyError(f"contract {self.label} has no field with role {role!r}")
+        return None
 
 
 def _fail(source: str, message: str) -> ContractError:

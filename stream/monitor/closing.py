@@ -111,8 +111,8 @@ class WindowCloser:
         budget = AlarmBudget.for_fields(self.fields, config.false_alarms_per_month)
         self.window_false_alarm_rate = budget.per_window_rate(config.window_length_ms)
         self.last_closed_start_ms: int | None = None
-        scores = [f.name for f in self.fields if f.role == "prediction_score"]
-        self.score_field = scores[0] if scores else None
+        score = contract.find_role("prediction_score")
+        self.score_field = None if score is None else score.name
         self.inputs = [f.name for f in self.fields if f.role == "feature"]
         self.held: list[HeldScoreAlert] = []  # score alerts waiting for their window, in admission order
 

@@ -34,7 +34,7 @@ from .concept import ConceptDriftDetector
 from .config import EngineConfig
 from .estimation import ConfidenceEstimator, EstimateWindows
 from .label_join import JoinedLabels, LabelJoin
-from .performance import PerformanceWindows, label_task, role_field
+from .performance import PerformanceWindows, label_task
 from .profile import ReferenceProfile
 from .results import (
     LABELS_FEATURE,
@@ -139,8 +139,9 @@ class MonitorEngine:
         # Labels (only when a horizon is configured): the join, and performance per prediction window.
         self._labels: LabelJoin | None = None
         self._performance: PerformanceWindows | None = None
-        self._score_field = role_field(contract, "prediction_score")
-        self._class_field = role_field(contract, "prediction_class")
+        score, decision = contract.find_role("prediction_score"), contract.find_role("prediction_class")
+        self._score_field = None if score is None else score.name
+        self._class_field = None if decision is None else decision.name
         if self.config.label_horizon_ms is not None:
             if self._score_field is None:
                 raise ValueError(f"labels need a prediction_score field, and contract {contract.label} has none")

@@ -25,7 +25,7 @@ from driftline.schemas.contract import Contract
 
 from .label_join import JoinedLabels
 
-__all__ = ["PerformanceMetrics", "PerformanceWindows", "label_task", "role_field"]
+__all__ = ["PerformanceMetrics", "PerformanceWindows", "label_task"]
 
 Task = Literal["classification", "regression"]
 
@@ -185,19 +185,11 @@ class PerformanceWindows:
         return windows
 
 
-def role_field(contract: Contract, role: str) -> str | None:
-    """The monitored field with ``role`` (``prediction_score``, ``prediction_class``), if the contract has one."""
-    for spec in contract.monitored_fields:
-        if spec.role == role:
-            return spec.name
-    return None
-
-
 def label_task(contract: Contract) -> Task:
     """``"classification"`` when the model decides a class or scores a probability, else ``"regression"``."""
-    if role_field(contract, "prediction_class") is not None:
+    if contract.find_role("prediction_class") is not None:
         return "classification"
-    for spec in contract.monitored_fields:
-        if spec.role == "prediction_score" and spec.range is not None and spec.range[0] >= 0.0 and spec.range[1] <= 1.0:
-            return "classification"
+    score = contract.find_role("prediction_score")
+    if score is not None and score.range is not None and score.range[0] >= 0.0 and score.range[1] <= 1.0:
+        return "classification"
     return "regression"

@@ -37,7 +37,7 @@ from driftline.schemas.errors import DriftlineError
 from .budget import joint_field_names, reference_event_rate
 from .concept import ConceptDriftDetector
 from .estimation import MINIMUM_LABELLED, ConfidenceEstimator
-from .performance import label_task, role_field
+from .performance import label_task
 
 __all__ = ["FeatureProfile", "ProfileError", "ReferenceProfile", "build_reference_profile"]
 
@@ -341,12 +341,11 @@ def build_reference_profile(
 def _label_profile(contract: Contract, columns: dict[str, np.ndarray], outcome: np.ndarray) -> dict[str, Any]:
     """What labelled reference rows give the engine: the error rate, the concept-drift test, the score calibration."""
     task = label_task(contract)
-    score_name = role_field(contract, "prediction_score")
-    if score_name is None:
+    score, decision = contract.find_role("prediction_score"), contract.find_role("prediction_class")
+    if score is None:
         raise ProfileError(f"labels need a prediction_score field, and contract {contract.label} has none")
-    class_name = role_field(contract, "prediction_class")
-    scores = np.asarray(columns[score_name], dtype=np.float64)
-    classes = None if class_name is None else np.asarray(columns[class_name], dtype=np.float64)
+    scores = np.asarray(columns[score.name], dtype=np.float64)
+    classes = None if decision is None else np.asarray(columns[decision.name], dtype=np.float64)
     usable = np.isfinite(outcome) & np.isfinite(scores) & (True if classes is None else np.isfinite(classes))
     if task == "classification":
         invalid = usable & ~np.isin(outcome, (0.0, 1.0))
