@@ -110,24 +110,24 @@ class ConfidenceEstimator:
         """Probability of a positive label for each score."""
         return np.interp(np.asarray(scores, dtype=np.float64), self.knots, self.probabilities)
 
+    def terms(self, scores: np.ndarray, classes: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Per event, what an estimate sums: P(right), its Bernoulli variance, and the expected TP, FP, FN.
+
+        An event is positive by its own predicted class if it carries one, else by its score.
+        """
+        p = self.calibrate(scores)
+        positive = (scores >= self.threshold) if classes is None else (np.asarray(classes, dtype=np.float64) == 1.0)
+        correct = np.where(positive, p, 1.0 - p)  # each event's chance of being classified right
+        return (correct, correct * (1.0 - correct), np.where(positive, p, 0.0), np.where(positive, 1.0 - p, 0.0),
+                np.where(positive, 0.0, p))
+
     def estimate(self, scores: npt.ArrayLike, classes: npt.ArrayLike | None = None) -> EstimatedPerformance:
         """Expected metrics of events with these scores (and predicted classes, if the events carry them)."""
         s = np.asarray(scores, dtype=np.float64)
         if s.size == 0:
             return EstimatedPerformance(0, None, None, None, None, None)
-        p = self.calibrate(s)
-        positive = s >= self.threshold if classes is None else np.asarray(classes) == 1
-        correct = np.where(positive, p, 1.0 - p)  # each event's chance of being classified right
-        n = s.size
-        tp, fp, fn = float(p[positive].sum()), float((1.0 - p[positive]).sum()), float(p[~positive].sum())
-        return EstimatedPerformance(
-            count=int(n),
-            accuracy=float(correct.mean()),
-            accuracy_standard_error=float(math.sqrt(float(np.sum(correct * (1.0 - correct)))) / n),
-            precision=tp / (tp + fp) if tp + fp > 0 else None,
-            recall=tp / (tp + fn) if tp + fn > 0 else None,
-            f1=2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn > 0 else None,
-        )
+        sums = [math.fsum(term.tolist()) for term in self.terms(s, None if classes is None else np.asarray(classes))]
+        return _from_sums(int(s.size), sums)
 
     def to_state(self) -> dict[str, Any]:
         """Strict-JSON form (for the reference profile)."""
@@ -140,6 +140,16 @@ class ConfidenceEstimator:
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"estimator state format {state.get('format')!r} is not {_STATE_FORMAT}")
         return cls(state["knots"], state["probabilities"], threshold=state["threshold"])
+
+
+def _from_sums(n: int, sums: list[float]) -> EstimatedPerformance:
+    """The estimate of ``n`` events from the sums of their :meth:`ConfidenceEstimator.terms`."""
+    correct, variance, tp, fp, fn = sums
+    return EstimatedPerformance(
+        count=n, accuracy=correct / n, accuracy_standard_error=math.sqrt(max(variance, 0.0)) / n,
+        precision=tp / (tp + fp) if tp + fp > 0 else None, recall=tp / (tp + fn) if tp + fn > 0 else None,
+        f1=2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn > 0 else None,
+    )
 
 
 #: Sums an estimate needs per window: Σ P(correct), Σ P(correct)(1 − P(correct)), and the expected
@@ -166,11 +176,7 @@ class EstimateWindows:
             return
         s = np.asarray(scores, dtype=np.float64)
         usable = np.isfinite(s)
-        p = self.estimator.calibrate(np.where(usable, s, 0.0))
-        positive = (s >= self.estimator.threshold) if classes is None else (np.asarray(classes, dtype=np.float64) == 1.0)
-        correct = np.where(positive, p, 1.0 - p)
-        columns = (correct, correct * (1.0 - correct), np.where(positive, p, 0.0), np.where(positive, 1.0 - p, 0.0),
-                   np.where(positive, 0.0, p))
+        columns = self.estimator.terms(np.where(usable, s, 0.0), classes)
         starts = times - times % self.window_length_ms
         for start in np.unique(starts[usable]).tolist():
             rows = usable & (starts == start)
@@ -189,13 +195,7 @@ class EstimateWindows:
         acc = self._windows.get(start_ms)
         if acc is None or acc[0] == 0:
             return None
-        n = acc[0]
-        correct, variance, tp, fp, fn = (math.fsum(partials) for partials in acc[1:])
-        return EstimatedPerformance(
-            count=n, accuracy=correct / n, accuracy_standard_error=math.sqrt(max(variance, 0.0)) / n,
-            precision=tp / (tp + fp) if tp + fp > 0 else None, recall=tp / (tp + fn) if tp + fn > 0 else None,
-            f1=2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn > 0 else None,
-        )
+        return _from_sums(acc[0], [math.fsum(partials) for partials in acc[1:]])
 
     def forget(self, starts: list[int]) -> None:
         for start in starts:
