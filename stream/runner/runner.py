@@ -155,31 +155,38 @@ class CheckpointedRunner(ABC):
         ValueError
             The offsets are not increasing (the caller mixed partitions or reordered messages).
         """
-        batch = messages if isinstance(messages, MessageBatch) else MessageBatch.of(messages)
-        offsets = batch.offsets
-        if any(b <= a for a, b in itertools.pairwise(offsets)):
-            raise ValueError(f"messages: offsets of {self.key} are not increasing")
-        fresh = batch if self.next_offset is None else batch.since(self.next_offset)
-        self.skipped += len(batch) - len(fresh)
-        if not len(fresh):
+        fresh = self._fresh(messages, self.next_offset, str(self.key))
+        if fresh is None:
             return None
-        offsets = fresh.offsets
         started = time.perf_counter()
         result, accepted, rejections = self._run(fresh)
-        for rejection in rejections:
-            self.deadletters.send(
-                fresh.values[rejection.index],
-                topic=self.key.topic,
-                partition=self.key.partition,
-                offset=offsets[rejection.index],
-                rejection=rejection,
-            )
+        self._dead_letter(fresh, rejections, self.key.topic)
         self.counts.consumed += len(fresh)
         self.counts.accepted += accepted
         self.counts.dead_lettered += len(fresh) - accepted
-        self._advance(offsets[-1] + 1, len(fresh), fresh.timestamps_ms)
+        self._advance(fresh.offsets[-1] + 1, len(fresh), fresh.timestamps_ms)
         self._emit(result, started)
         return result
+
+    def _fresh(self, messages: MessageBatch | Sequence[EncodedMessage], next_offset: int | None, where: str) -> MessageBatch | None:
+        """The messages at ``next_offset`` or later (``None`` if none); redelivered ones are counted as skipped."""
+        batch = messages if isinstance(messages, MessageBatch) else MessageBatch.of(messages)
+        if any(b <= a for a, b in itertools.pairwise(batch.offsets)):
+            raise ValueError(f"messages: offsets of {where} are not increasing")
+        fresh = batch if next_offset is None else batch.since(next_offset)
+        self.skipped += len(batch) - len(fresh)
+        return fresh if len(fresh) else None
+
+    def _dead_letter(self, batch: MessageBatch, rejections: Sequence[Rejection], topic: str) -> None:
+        """Queue each rejected message of ``batch`` (``rejection.index`` is its position) to the dead-letter port."""
+        for rejection in rejections:
+            self.deadletters.send(
+                batch.values[rejection.index],
+                topic=topic,
+                partition=self.key.partition,
+                offset=batch.offsets[rejection.index],
+                rejection=rejection,
+            )
 
     def set_aside(self, message: EncodedMessage, detail: str) -> BatchResult:
         """Dead-letter one message the engine failed on (``engine_failure``), count it, and go on past it.
@@ -374,24 +381,18 @@ class PartitionRunner(CheckpointedRunner):
         """
         if self.config.label_horizon_ms is None:
             raise ValueError(f"{self.key}: labels need a label horizon (EngineConfig.label_horizon_ms)")
-        batch = messages if isinstance(messages, MessageBatch) else MessageBatch.of(messages)
-        if any(b <= a for a, b in itertools.pairwise(batch.offsets)):
-            raise ValueError(f"messages: offsets of {self.label_topic}[{self.key.partition}] are not increasing")
-        fresh = batch if self.label_next_offset is None else batch.since(self.label_next_offset)
-        self.skipped += len(batch) - len(fresh)
-        if not len(fresh):
+        fresh = self._fresh(messages, self.label_next_offset, f"{self.label_topic}[{self.key.partition}]")
+        if fresh is None:
             return None
         started = time.perf_counter()
         if self._label_codec is None:
             self._label_codec = LabelCodec(self.codec)
         decoded = self._label_codec.decode_batch([v if v is not None else b"" for v in fresh.values], model=self.contract.model)
         result = self.engine.process_labels(decoded.prediction_ids, decoded.label_times_ms, decoded.labels)
+        self._dead_letter(fresh, decoded.rejections, self.label_topic)
         for rejection in decoded.rejections:
-            self.deadletters.send(
-                fresh.values[rejection.index], topic=self.label_topic, partition=self.key.partition,
-                offset=fresh.offsets[rejection.index], rejection=rejection,
-            )
-            result.label_counts[f"rejected_{rejection.reason.value}"] = result.label_counts.get(f"rejected_{rejection.reason.value}", 0) + 1
+            key = f"rejected_{rejection.reason.value}"
+            result.label_counts[key] = result.label_counts.get(key, 0) + 1
         self.label_counts.consumed += len(fresh)
         self.label_counts.accepted += len(decoded.rows)
         self.label_counts.dead_lettered += len(decoded.rejections)
