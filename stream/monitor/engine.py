@@ -424,17 +424,13 @@ class MonitorEngine:
         if accepted.size == 0 or self._score_field is None:  # (a score field is checked at start)
             return
         scores = batch.values[self._score_field][accepted]
-        classes = None
-        if self._class_field is not None:
-            raw = batch.values[self._class_field][accepted]
-            classes = [None if not np.isfinite(v) else int(v) for v in raw]
+        classes = None if self._class_field is None else batch.values[self._class_field][accepted]  # NaN: no class
         before = self._label_snapshot()
         joined = self._labels.add_predictions(batch.event_id[accepted].tolist(), batch.event_time_ms[accepted], scores, classes)
         if self._estimates is not None:
             times = batch.event_time_ms[accepted]
             on_time = np.ones(times.size, dtype=bool) if self._estimated_before is None else times >= self._estimated_before
-            raw_classes = None if self._class_field is None else batch.values[self._class_field][accepted][on_time]
-            self._estimates.add(times[on_time], scores[on_time], raw_classes)
+            self._estimates.add(times[on_time], scores[on_time], None if classes is None else classes[on_time])
         self._account_joined(joined, result, before)
 
     def _label_snapshot(self) -> dict[str, int]:

@@ -162,12 +162,14 @@ class LabelJoin:
         prediction_ids: Sequence[str],
         times_ms: Sequence[int] | np.ndarray,
         scores: Sequence[float] | np.ndarray,
-        classes: Sequence[int | None] | np.ndarray | None = None,
+        classes: Sequence[float | None] | np.ndarray | None = None,
         joined: JoinedLabels | None = None,
     ) -> JoinedLabels | None:
         """Hold predictions for their labels; returns labels that were waiting for them (``None`` if none).
 
-        ``joined``, if given, receives the joined labels instead (and is returned).
+        ``classes``: each prediction's decided class, ``None`` or NaN where it has none (a decoded
+        column can be passed as it is). ``joined``, if given, receives the joined labels instead (and
+        is returned).
         """
         n = len(prediction_ids)
         if not (len(times_ms) == len(scores) == n and (classes is None or len(classes) == n)):
@@ -175,7 +177,9 @@ class LabelJoin:
         out = joined
         times = [int(t) for t in times_ms]
         score_list = [float(s) for s in scores]
-        class_list: list[int | None] = [None] * n if classes is None else [None if c is None else int(c) for c in classes]
+        class_list: list[int | None] = (
+            [None] * n if classes is None else [None if c is None or c != c else int(c) for c in classes]  # c != c: NaN
+        )
         for prediction_id, time_ms, score, klass in zip(prediction_ids, times, score_list, class_list, strict=True):
             self.predictions_seen += 1
             # Labels given up by the predictions that came *before* this one stay given up (the
