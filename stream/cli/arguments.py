@@ -23,6 +23,7 @@ __all__ = [
     "at_least",
     "data_dir",
     "database_url",
+    "duration_ms",
     "kafka_bootstrap",
     "metrics_port",
     "port_number",
@@ -75,6 +76,27 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(text: str) -> int:
+    """An argparse type: a duration > 0 in whole milliseconds; a bare number is seconds, or ``ms``/``s``/``m``/``h``/``d``.
+
+    >>> duration_ms("90"), duration_ms("15m"), duration_ms("7d"), duration_ms("250ms")
+    (90000, 900000, 604800000, 250)
+    """
+    stripped = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m", "h", "d") if stripped.endswith(u)), "")
+    number = stripped[: len(stripped) - len(unit)] if unit else stripped
+    try:
+        value = float(number) * _UNITS_MS[unit or "s"]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (a number of seconds, or with a unit: 250ms, 90s, 15m, 2h, 7d)") from exc
+    if not value >= 1 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be at least 1 ms, got {text!r}")
+    return round(value)
 
 
 def add_budget(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from driftline.stream.kafka.topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PREFIX
+from driftline.stream.kafka.topics import DEADLETTER_TOPIC, LABEL_TOPIC_PREFIX, PREDICTION_TOPIC_PREFIX
 
 from .arguments import (
     DEFAULT_BOOTSTRAP,
@@ -19,6 +19,7 @@ from .arguments import (
     at_least,
     data_dir,
     database_url,
+    duration_ms,
     kafka_bootstrap,
     metrics_port,
     port_number,
@@ -71,6 +72,19 @@ def register(commands: Any) -> None:
     )
     worker.add_argument("--allowed-lateness-seconds", type=at_least(0), default=None,
                         help="how far behind the latest event time an event still counts in its window (default: the engine's, 120)")
+    labels = worker.add_argument_group("labels", "join late ground truth to the predictions: performance per window, concept "
+                                        "drift, estimated performance (README, Labels and performance)")
+    labels.add_argument("--label-horizon", type=duration_ms, default=None, metavar="DURATION",
+        help="read <label-topic-prefix><model> and join each label to its prediction if it comes at most this long after "
+        "it in event time (90s, 15m, 2h, 7d; a bare number is seconds); default: labels are not read")
+    labels.add_argument("--label-grace", type=duration_ms, default=None, metavar="DURATION",
+        help="how far out of event-time order predictions may arrive before a label that waits for its prediction is "
+        "given up as unknown_prediction (default 1h)")
+    labels.add_argument("--label-capacity", type=positive_int, default=None,
+        help="most predictions and waiting labels each partition's join holds; size it as events/s x 2 x horizon "
+        "(default 200000; beyond it the oldest are evicted and counted)")
+    labels.add_argument("--label-topic-prefix", default=LABEL_TOPIC_PREFIX,
+        help=f"a model's labels are read from <prefix><model>, co-partitioned with its predictions (default {LABEL_TOPIC_PREFIX})")
     worker.add_argument("--partials-topic", default="",
                         help="topic of the window partials of models split over partitions (default <group>.window-partials)")
     worker.add_argument("--partials-partitions", type=positive_int, default=4,
@@ -126,6 +140,11 @@ def _settings(args: argparse.Namespace) -> Any:
     engine["false_alarms_per_month"] = args.false_alarms_per_month
     if args.events_per_second is not None:
         engine["events_per_second"] = args.events_per_second
+    for option, name in (("label_horizon", "label_horizon_ms"), ("label_grace", "label_grace_ms"), ("label_capacity", "label_capacity")):
+        if getattr(args, option) is not None:
+            engine[name] = getattr(args, option)
+    if args.label_horizon is None and (args.label_grace is not None or args.label_capacity is not None):
+        raise UsageError("--label-grace and --label-capacity need --label-horizon (labels are read only with a horizon)")
     try:
         return WorkerSettings(
             bootstrap_servers=kafka_bootstrap(args.bootstrap),
@@ -142,6 +161,7 @@ def _settings(args: argparse.Namespace) -> Any:
             checkpoint_interval_seconds=args.checkpoint_seconds,
             max_message_bytes=args.max_message_bytes,
             topic_prefix=args.topic_prefix,
+            label_topic_prefix=args.label_topic_prefix,
             deadletter_topic=args.deadletter_topic,
             partials_topic=args.partials_topic,
             partials_partitions=args.partials_partitions,

@@ -29,7 +29,10 @@ The protocol that gives the exactly-once effect (DESIGN decision 7):
 * **A message the engine fails on** (a bug, a corrupt profile of one version): the partition is
   restored from its checkpoint and the failed batch replayed in halves, checkpointing each part that
   works, until the single message is found; it is dead-lettered as ``engine_failure`` and the partition
-  goes on. No single message can stop the worker or make it crash-loop.
+  goes on. No single message can stop the worker or make it crash-loop. The same holds for a label.
+* **Labels** (with a label horizon): partition p of a model's label topic is read for the runner of
+  prediction partition p by a second consumer that follows the assignment
+  (:mod:`~driftline.stream.kafka.label_reader`); its position is in the same checkpoint.
 """
 
 from __future__ import annotations
@@ -45,10 +48,11 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from driftline.schemas.errors import DriftlineError, RegistryError
-from driftline.stream.runner import MessageBatch, PartitionRunner
+from driftline.stream.runner import EncodedMessage, MessageBatch, PartitionRunner
 
 from .errors import WorkerError
 from .heap import trim_heap
+from .label_reader import LabelReader
 from .settings import WorkerSettings
 from .topics import CLIENT_LOGGER
 
@@ -81,11 +85,35 @@ class _Replay:
 
 @dataclass
 class _Owned:
-    """An assigned partition: its model and runner."""
+    """An assigned partition: its model and runner, and the replays under way of its predictions and labels."""
 
     model: str
     runner: PartitionRunner
     replay: _Replay | None = None
+    label_replay: _Replay | None = None
+
+    def replay_of(self, labels: bool) -> _Replay | None:
+        return self.label_replay if labels else self.replay
+
+    def set_replay(self, labels: bool, replay: _Replay | None) -> None:
+        if labels:
+            self.label_replay = replay
+        else:
+            self.replay = replay
+
+
+def _feed(runner: PartitionRunner, batch: MessageBatch, labels: bool) -> None:
+    if labels:
+        runner.process_labels(batch)
+    else:
+        runner.process(batch)
+
+
+def _set_aside(runner: PartitionRunner, message: EncodedMessage, detail: str, labels: bool) -> None:
+    if labels:
+        runner.set_aside_label(message, detail)
+    else:
+        runner.set_aside(message, detail)
 
 
 class BatchReader:
@@ -102,6 +130,9 @@ class BatchReader:
         over partitions this worker does not own).
     end_offsets
         With ``settings.stop_at_end``: the end offset of every model-topic partition at start.
+    label_end_offsets, checkpointed_label_offset
+        With ``settings.stop_at_end`` and labels: the end offset of every label-topic partition at
+        start, and ``(model topic, partition) -> next label offset`` of a partition's checkpoint.
     on_caught_up
         Called (on the reader's thread) once every partition reached its end offset.
     set_lag
@@ -126,6 +157,8 @@ class BatchReader:
         set_lag: Callable[[str, int], None] | None = None,
         merged: Callable[[], bool] | None = None,
         probe: Callable[[], None] | None = None,
+        label_end_offsets: dict[PartitionId, int] | None = None,
+        checkpointed_label_offset: Callable[[str, int], int | None] | None = None,
     ) -> None:
         self.settings = settings
         self.make_runner = make_runner
@@ -135,6 +168,9 @@ class BatchReader:
         self.set_lag = set_lag
         self.merged = merged
         self.probe = probe
+        self.label_end_offsets = label_end_offsets or {}
+        self.checkpointed_label_offset = checkpointed_label_offset
+        self._labels: LabelReader | None = None
         self._models = {topic: model for model, topic in settings.topics.items()}
         self._owned: dict[PartitionId, _Owned] = {}
         self._unrestored: set[PartitionId] = set()
@@ -185,6 +221,8 @@ class BatchReader:
         settings = self.settings
         consumer = Consumer(self._consumer_config())
         self._consumer = consumer
+        if settings.label_topics:
+            self._labels = LabelReader(settings)
         consumer.subscribe(list(self._models), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         failed = False
         try:
@@ -195,6 +233,8 @@ class BatchReader:
                 messages = consumer.consume(num_messages=settings.batch_max_events, timeout=settings.batch_within_seconds)
                 if messages:
                     self._process(consumer, messages)
+                if self._labels is not None and self._outage_since is None:
+                    self._process_labels(consumer, self._labels)
                 if self._outage_since is None and time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_seconds:
                     self._checkpoint_all(consumer)
                     if self.end_offsets is not None and self._outage_since is None and self._caught_up():
@@ -210,6 +250,8 @@ class BatchReader:
                 self._checkpoint_all(consumer)  # a graceful stop: the next owner need not redo anything
             # Leaving the group revokes the partitions (checkpointed again, a no-op when nothing is new).
             consumer.close()
+            if self._labels is not None:
+                self._labels.close()
             for owned in self._owned.values():
                 self.latencies_ms.extend(owned.runner.latencies_ms)
             self._owned.clear()
@@ -253,48 +295,67 @@ class BatchReader:
             batch.offsets.append(message.offset())  # type: ignore[arg-type]
             batch.values.append(message.value())
             batch.timestamps_ms.append(max(0, message.timestamp()[1]))
-        for key, batch in by_partition.items():
+        self._dispatch(consumer, by_partition, labels=False)
+
+    def _process_labels(self, consumer: Consumer, reader: LabelReader) -> None:
+        batches, errors = reader.read(self.settings.batch_max_events)
+        for error in errors:
+            if error.fatal():
+                raise KafkaException(error)
+            log.warning("label consumer: %s", error.str())
+        self._dispatch(consumer, batches, labels=True)
+        for (_topic, partition), owned in self._owned.items():
+            reader.throttle(owned.model, partition, owned.runner)
+
+    def _dispatch(self, consumer: Consumer, batches: dict[PartitionId, MessageBatch], *, labels: bool) -> None:
+        """Each partition's batch to its runner: the predictions (keyed by model topic) or the labels (keyed by model)."""
+        topics = self.settings.topics
+        for key, batch in batches.items():
+            if labels:
+                key = (topics[key[0]], key[1])
             owned = self._owned.get(key)
             if owned is None:  # revoked meanwhile
                 continue
             try:
-                if owned.replay is not None:
-                    self._replay_step(consumer, key, owned, batch)
+                if owned.replay_of(labels) is not None:
+                    self._replay_step(consumer, key, owned, batch, labels)
                 else:
-                    self._process_batch(consumer, key, owned, batch)
+                    self._process_batch(consumer, key, owned, batch, labels)
             except DriftlineError as exc:
                 if isinstance(exc, RegistryError):
                     raise  # the Schema Registry is unreachable: no message is at fault
                 self._enter_outage(consumer, exc)  # a checkpoint of the replay failed
                 return
 
-    def _process_batch(self, consumer: Consumer, key: PartitionId, owned: _Owned, batch: MessageBatch) -> None:
+    def _process_batch(self, consumer: Consumer, key: PartitionId, owned: _Owned, batch: MessageBatch, labels: bool) -> None:
         try:
-            owned.runner.process(batch)
+            _feed(owned.runner, batch, labels)
         except (DriftlineError, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - any other failure is the engine's on some message
             log.error(
-                "%s[%d]: the engine failed on the batch of offsets %d-%d (%s: %s); restoring the partition from its "
+                "%s[%d]: the engine failed on the batch of %soffsets %d-%d (%s: %s); restoring the partition from its "
                 "checkpoint to find the message at fault",
-                *key, batch.offsets[0], batch.offsets[-1], type(exc).__name__, exc,
+                *key, "label " if labels else "", batch.offsets[0], batch.offsets[-1], type(exc).__name__, exc,
             )
-            self._restart(consumer, key, owned, _Replay(batch.offsets[-1] + 1, len(batch), max(1, len(batch) // 2)))
+            owned.set_replay(labels, _Replay(batch.offsets[-1] + 1, len(batch), max(1, len(batch) // 2)))
+            self._restart(consumer, key, owned)
 
-    def _replay_step(self, consumer: Consumer, key: PartitionId, owned: _Owned, batch: MessageBatch) -> None:
-        replay = owned.replay
+    def _replay_step(self, consumer: Consumer, key: PartitionId, owned: _Owned, batch: MessageBatch, labels: bool) -> None:
+        replay = owned.replay_of(labels)
         assert replay is not None
         runner = owned.runner
         offsets = batch.offsets
+        what = "label" if labels else "message"
         position = 0
         while position < len(batch):
             if offsets[position] >= replay.until:
-                log.info("%s[%d]: past the batch the engine failed on; %d message(s) set aside", *key, len(replay.bad))
-                owned.replay = None
-                self._process_batch(consumer, key, owned, batch.since(offsets[position]))
+                log.info("%s[%d]: past the batch the engine failed on; %d %s(s) set aside", *key, len(replay.bad), what)
+                owned.set_replay(labels, None)
+                self._process_batch(consumer, key, owned, batch.since(offsets[position]), labels)
                 return
             if offsets[position] in replay.bad:
-                runner.set_aside(batch.message(position), replay.bad[offsets[position]])
+                _set_aside(runner, batch.message(position), replay.bad[offsets[position]], labels)
                 position += 1
                 continue
             end = position
@@ -304,31 +365,35 @@ class BatchReader:
             chunk = MessageBatch(offsets[position:end], batch.values[position:end], batch.timestamps_ms[position:end])
             position = end
             try:
-                runner.process(chunk)
+                _feed(runner, chunk, labels)
             except (DriftlineError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # noqa: BLE001 - narrowing down the message at fault
                 if len(chunk) == 1:
-                    why = f"the monitor engine failed on this event: {type(exc).__name__}: {exc}"
+                    why = f"the monitor engine failed on this {'label' if labels else 'event'}: {type(exc).__name__}: {exc}"
                     replay.bad[chunk.offsets[0]] = why[:500]
-                    log.error("%s[%d]: offset %d makes the engine fail; it is set aside (%s)", *key, chunk.offsets[0], why)
+                    log.error("%s[%d]: %s offset %d makes the engine fail; it is set aside (%s)", *key, what, chunk.offsets[0], why)
                     replay.chunk = replay.size  # found: the rest goes in large steps again
                 else:
                     replay.chunk = max(1, len(chunk) // 2)
-                self._restart(consumer, key, owned, replay)
+                self._restart(consumer, key, owned)
                 return
             # What worked is made durable (the next restart begins after it), and the step grows again.
             if runner.checkpoint() is not None:
                 self._commit(consumer, key, runner)
             replay.chunk = min(replay.size, replay.chunk * 2)
 
-    def _restart(self, consumer: Consumer, key: PartitionId, owned: _Owned, replay: _Replay) -> None:
-        """Rebuild the partition's runner from its checkpoint and read again from there."""
+    def _restart(self, consumer: Consumer, key: PartitionId, owned: _Owned) -> None:
+        """Rebuild the partition's runner from its checkpoint and read again from there (predictions and labels).
+
+        The replays under way (``owned.replay``, ``owned.label_replay``) go on: they are keyed by offset.
+        """
         self.latencies_ms.extend(owned.runner.latencies_ms)
         owned.runner = self.make_runner(owned.model, *key)
-        owned.replay = replay
         start = owned.runner.next_offset if owned.runner.next_offset is not None else OFFSET_BEGINNING
         consumer.seek(TopicPartition(key[0], key[1], start))
+        if self._labels is not None:
+            self._labels.follow(owned.model, key[1], owned.runner)
 
     # -- checkpoints and outages -----------------------------------------------------------------
 
@@ -407,11 +472,15 @@ class BatchReader:
     def _pause(self, consumer: Consumer) -> None:
         with _ignore_kafka_state_errors():
             consumer.pause(consumer.assignment())
+        if self._labels is not None:
+            self._labels.suspend()
 
     def _resume(self, consumer: Consumer) -> None:
         ready = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._unrestored]
         with _ignore_kafka_state_errors():
             consumer.resume(ready)
+        if self._labels is not None:
+            self._labels.resume()
 
     # -- rebalances ------------------------------------------------------------------------------
 
@@ -448,6 +517,8 @@ class BatchReader:
             f"restored from its checkpoint at offset {runner.next_offset}" if runner.restored else "no checkpoint: from the beginning",
         )
         owned = self._owned[key] = _Owned(model, runner)
+        if self._labels is not None:
+            self._labels.follow(model, partition, runner)
         return owned
 
     def _restore_pending(self, consumer: Consumer) -> None:
@@ -475,6 +546,8 @@ class BatchReader:
             owned = self._owned.pop(key, None)
             if owned is None:
                 continue
+            if self._labels is not None:
+                self._labels.unfollow(owned.model, tp.partition)
             try:
                 if owned.runner.checkpoint() is not None:
                     self._commit(consumer, key, owned.runner)
@@ -488,7 +561,10 @@ class BatchReader:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._unrestored.discard(key)
-            if self._owned.pop(key, None) is not None:
+            owned = self._owned.pop(key, None)
+            if owned is not None:
+                if self._labels is not None:
+                    self._labels.unfollow(owned.model, tp.partition)
                 log.warning("%s[%d]: lost (the group went on without this worker); its next owner restores it", *key)
         consumer.incremental_unassign(partitions)
 
@@ -520,7 +596,22 @@ class BatchReader:
                 done = self.checkpointed_offset(topic, partition) if self.checkpointed_offset is not None else None
                 if (done or 0) < end:
                     return False
-        return self.merged is None or self.merged()
+        return self._labels_caught_up() and (self.merged is None or self.merged())
+
+    def _labels_caught_up(self) -> bool:
+        label_topics = {topic: self.settings.topics[model] for model, topic in self.settings.label_topics.items()}
+        for (topic, partition), end in self.label_end_offsets.items():
+            if end <= 0:
+                continue
+            key = (label_topics[topic], partition)
+            owned = self._owned.get(key)
+            if owned is not None:
+                done = owned.runner.label_next_offset if not owned.runner.uncommitted else None
+            else:
+                done = self.checkpointed_label_offset(*key) if self.checkpointed_label_offset is not None else None
+            if (done or 0) < end:
+                return False
+        return True
 
 
 class _ignore_kafka_state_errors:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from driftline.stream.monitor.engine import EngineConfig
 
-from .topics import DEADLETTER_TOPIC, PREDICTION_TOPIC_PREFIX, partials_topic, prediction_topic
+from .topics import DEADLETTER_TOPIC, LABEL_TOPIC_PREFIX, PREDICTION_TOPIC_PREFIX, label_topic, partials_topic, prediction_topic
 
 __all__ = ["WorkerSettings"]
 
@@ -41,6 +41,9 @@ class WorkerSettings:
         transaction); only then are their offsets committed to Kafka.
     topic_prefix
         A model's events are read from ``<topic_prefix><model>``.
+    label_topic_prefix
+        With a label horizon (``engine.label_horizon_ms``), a model's labels are read from
+        ``<label_topic_prefix><model>``, which must have as many partitions as its prediction topic.
     deadletter_topic
         Where rejected messages go.
     partials_topic, partials_partitions
@@ -87,6 +90,7 @@ class WorkerSettings:
     batch_within_seconds: float = 0.25
     checkpoint_interval_seconds: float = 1.0
     topic_prefix: str = PREDICTION_TOPIC_PREFIX
+    label_topic_prefix: str = LABEL_TOPIC_PREFIX
     deadletter_topic: str = DEADLETTER_TOPIC
     partials_topic: str = ""  # "": the group's own, <consumer_group>.window-partials
     partials_partitions: int = 4
@@ -131,11 +135,22 @@ class WorkerSettings:
             raise ValueError(f"partials_topic {self.partials_topic!r} is also a model or the dead-letter topic")
         if self.max_message_bytes < 1:
             raise ValueError(f"max_message_bytes must be at least 1, got {self.max_message_bytes}")
+        others = {*self.topics.values(), self.deadletter_topic, self.partials_topic}
+        clash = sorted(others & set(self.label_topics.values()))
+        if clash:
+            raise ValueError(f"label_topic_prefix {self.label_topic_prefix!r} names label topics that are also other topics: {clash}")
 
     @property
     def topics(self) -> dict[str, str]:
         """Topic of each model."""
         return {model: prediction_topic(model, self.topic_prefix) for model in self.models}
+
+    @property
+    def label_topics(self) -> dict[str, str]:
+        """Label topic of each model; none without a label horizon (the worker then reads no labels)."""
+        if self.engine.label_horizon_ms is None:
+            return {}
+        return {model: label_topic(model, self.label_topic_prefix) for model in self.models}
 
     @property
     def redacted_database_url(self) -> str:

@@ -33,18 +33,24 @@ __all__ = [
     "HEADER_FIELD",
     "HEADER_REASON",
     "HEADER_SOURCE",
+    "LABEL_TOPIC_PREFIX",
     "PREDICTION_TOPIC_PREFIX",
     "TRANSIENT_OFFSET_ERRORS",
     "KafkaUnavailableError",
     "TopicSetupError",
     "end_offsets",
     "ensure_topics",
+    "label_topic",
     "partials_topic",
     "prediction_topic",
     "retry_offset_request",
 ]
 
 PREDICTION_TOPIC_PREFIX = "predictions."
+#: A model's ground-truth labels (``schemas/label.avsc``) arrive on ``labels.<model>``, co-partitioned
+#: with its prediction topic: keyed like the prediction, over the same number of partitions, so that
+#: partition p of both topics holds the same ids and one runner joins them.
+LABEL_TOPIC_PREFIX = "labels."
 DEADLETTER_TOPIC = "driftline.deadletter"
 
 #: Headers of a dead-lettered message (values are UTF-8). Its value is the original bytes and its
@@ -121,6 +127,15 @@ def prediction_topic(model: str, prefix: str = PREDICTION_TOPIC_PREFIX) -> str:
     if not _MODEL_NAME.match(model):
         raise ValueError(f"model: {model!r} is not a valid model name (an Avro record name)")
     return prefix + model
+
+
+def label_topic(model: str, prefix: str = LABEL_TOPIC_PREFIX) -> str:
+    """The topic of a model's ground-truth labels.
+
+    >>> label_topic("credit_risk")
+    'labels.credit_risk'
+    """
+    return prediction_topic(model, prefix)  # the same rule for the name
 
 
 def partials_topic(consumer_group: str) -> str:

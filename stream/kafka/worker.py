@@ -74,6 +74,7 @@ class TopicLayout:
 
     partitions: dict[str, int]  # model topic -> its partition count
     end_offsets: dict[tuple[str, int], int]  # (model topic, partition) -> end offset at start
+    label_end_offsets: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # (label topic, partition) -> end offset
 
     @property
     def split_topics(self) -> list[str]:
@@ -85,7 +86,9 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicL
     """Create missing topics, read the model topics' partition counts and end offsets.
 
     Missing model topics and the dead-letter topic are created with one partition; the window-partials
-    topic (needed once a model topic has several) with ``settings.partials_partitions``. ``timeout``
+    topic (needed once a model topic has several) with ``settings.partials_partitions``. With a label
+    horizon, each model's label topic must have as many partitions as its prediction topic (a missing
+    one is created so), since partition p of both is joined by one runner. ``timeout``
     bounds the creation of the topics (and the wait until the new ones are ready), and then the
     end-offset requests: a model topic's leader that refuses them for a moment (a topic another worker
     has just created, a leader election) is asked again until ``timeout`` has passed.
@@ -93,14 +96,22 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicL
     Raises
     ------
     WorkerError
-        The broker does not answer, or a topic is not ready within ``timeout`` (the message names the
-        topic and the last Kafka error).
+        The broker does not answer, a topic is not ready within ``timeout`` (the message names the
+        topic and the last Kafka error), or a label topic is not co-partitioned with its model's topic.
     """
     from .partials import MAX_PARTIAL_BYTES
 
     model_topics = list(settings.topics.values())
     try:
         partitions = ensure_topics(settings.bootstrap_servers, [*model_topics, settings.deadletter_topic], timeout)
+        label_topics = {settings.topics[model]: topic for model, topic in settings.label_topics.items()}
+        if label_topics:
+            _check_label_topics(settings, partitions)
+            partitions.update(ensure_topics(
+                settings.bootstrap_servers, list(label_topics.values()), timeout,
+                partitions={labels: partitions[predictions] for predictions, labels in label_topics.items()},
+            ))
+            _check_copartitioned(label_topics, partitions)
         if any(partitions[topic] > 1 for topic in model_topics):
             ensure_topics(
                 settings.bootstrap_servers,
@@ -115,12 +126,55 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicL
             timeout,
             group_id=f"{settings.consumer_group}.probe",
         )
+        label_offsets = end_offsets(
+            settings.bootstrap_servers,
+            [(topic, index) for topic in label_topics.values() for index in range(partitions[topic])],
+            timeout,
+            group_id=f"{settings.consumer_group}.probe",
+        )
     except TopicSetupError as exc:
         raise WorkerError(str(exc)) from exc
-    layout = TopicLayout({topic: partitions[topic] for topic in model_topics}, offsets)
+    layout = TopicLayout({topic: partitions[topic] for topic in model_topics}, offsets, label_offsets)
     for topic in layout.split_topics:
         log.info("%s has %d partitions: one runner each, merged by window over %s", topic, layout.partitions[topic], settings.partials_topic)
     return layout
+
+
+def _check_labels(settings: WorkerSettings, contract: Contract, profiles: dict[str, ReferenceProfile]) -> None:
+    """A model whose labels are read can join them (its contract has a score), and says what its reference allows."""
+    from driftline.stream.monitor.engine import MonitorEngine
+
+    try:
+        MonitorEngine(contract, profiles, settings.engine)
+    except ValueError as exc:
+        raise WorkerError(f"{contract.model}: cannot join labels (--label-horizon): {exc}") from exc
+    unlabelled = sorted(version for version, profile in profiles.items() if profile.labels is None)
+    if unlabelled:
+        log.warning(
+            "%s: the reference profile of %s has no labels (driftline baseline --label-column): realised performance is "
+            "measured, but there is no concept-drift test or estimated performance for it", contract.model, ", ".join(unlabelled),
+        )
+
+
+def _check_label_topics(settings: WorkerSettings, partitions: dict[str, int]) -> None:
+    """Labels are joined by the runner of one partition: a model split over several cannot have them yet."""
+    split = sorted(model for model in settings.label_topics if partitions[settings.topics[model]] > 1)
+    if split:
+        raise WorkerError(
+            f"labels (--label-horizon) are joined only for models on one partition, and the topics of {split} have "
+            "several; run those models' workers without --label-horizon"
+        )
+
+
+def _check_copartitioned(label_topics: dict[str, str], partitions: dict[str, int]) -> None:
+    """Each label topic has its prediction topic's partition count (same key, same partitioner: same partition)."""
+    for predictions, labels in label_topics.items():
+        if partitions[labels] != partitions[predictions]:
+            raise WorkerError(
+                f"{labels} has {partitions[labels]} partition(s) and {predictions} has {partitions[predictions]}: a model's "
+                "labels must be co-partitioned with its predictions (keyed by the prediction's event_id, the same "
+                "partition count), so that partition p of both meets in one runner"
+            )
 
 
 def _check_database(settings: WorkerSettings) -> sa.Engine:
@@ -169,6 +223,8 @@ class WorkerRuntime:
         contracts = {model: catalog.contract(model) for model in settings.models}
         database = _check_database(settings)
         profiles = {model: load_profiles(settings, database, model) for model in settings.models}
+        for model in settings.label_topics:
+            _check_labels(settings, contracts[model], profiles[model])
         return cls(
             settings=settings,
             catalog=catalog,
@@ -217,6 +273,7 @@ class WorkerRuntime:
             on_result=_log_alerts,
             partials=self.partials if partitions > 1 else None,
             partitions=partitions,
+            label_topic=self.settings.label_topics.get(model),
         )
         runner.record_latencies = self.settings.latency_record is not None
         return runner
@@ -272,6 +329,9 @@ def run_worker(settings: WorkerSettings) -> int:
     def checkpointed(topic: str, partition: int) -> int | None:
         return offsets.checkpointed_offset(settings.consumer_group, topic, partition)
 
+    def checkpointed_labels(topic: str, partition: int) -> int | None:
+        return PartitionRunner.stored_label_offset(offsets.load_checkpoint(settings.consumer_group, topic, partition))
+
     merged = None
     if runtime.split_models:
         from .merge_stage import MergeStage
@@ -293,6 +353,8 @@ def run_worker(settings: WorkerSettings) -> int:
         set_lag=metrics.set_consumer_lag,
         merged=merged,
         probe=offsets.ping,
+        label_end_offsets=layout.label_end_offsets if settings.stop_at_end else None,
+        checkpointed_label_offset=checkpointed_labels,
     )
     service = ReaderService(app, reader)
     # Started and stopped with the app, as one of its own dependencies: a service added with

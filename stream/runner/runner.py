@@ -202,14 +202,17 @@ class CheckpointedRunner(ABC):
         if self.next_offset is not None and message.offset < self.next_offset:
             raise ValueError(f"message: offset {message.offset} of {self.key} is behind the runner ({self.next_offset})")
         started = time.perf_counter()
-        rejection = Rejection(RejectReason.ENGINE_FAILURE, 0, None, detail)
-        self.deadletters.send(message.value, topic=self.key.topic, partition=self.key.partition, offset=message.offset, rejection=rejection)
+        self._send_engine_failure(message, detail, self.key.topic)
         self.counts.consumed += 1
         self.counts.dead_lettered += 1
         self._advance(message.offset + 1, 1, [message.timestamp_ms])
         result = BatchResult(rejected_by_reason={RejectReason.ENGINE_FAILURE.value: 1})
         self._emit(result, started)
         return result
+
+    def _send_engine_failure(self, message: EncodedMessage, detail: str, topic: str) -> None:
+        rejection = Rejection(RejectReason.ENGINE_FAILURE, 0, None, detail)
+        self.deadletters.send(message.value, topic=topic, partition=self.key.partition, offset=message.offset, rejection=rejection)
 
     def finish(self) -> BatchResult:
         """End of input: close every open window, then checkpoint (the demo and bounded runs call this).
@@ -302,6 +305,9 @@ class PartitionRunner(CheckpointedRunner):
         The model's contract, its reference profile(s) by version and the engine's tunables.
     codec
         Decodes and checks the raw messages.
+    label_topic
+        The model's label topic (default ``labels.<model>``): its partition of this number is joined
+        here (:meth:`process_labels`), and its rejected labels are dead-lettered under its name.
     partials, partitions
         For a model whose topic has several partitions: where this partition's window partials,
         signals, schema changes and progress go (:mod:`~driftline.stream.runner.partials`), and how many
@@ -324,6 +330,7 @@ class PartitionRunner(CheckpointedRunner):
         on_result: ResultObserver | None = None,
         partials: PartialsPort | None = None,
         partitions: int = 1,
+        label_topic: str | None = None,
     ) -> None:
         if partitions < 1 or not 0 <= key.partition < partitions:
             raise ValueError(f"partitions: partition {key.partition} is not one of {partitions}")
@@ -339,7 +346,7 @@ class PartitionRunner(CheckpointedRunner):
         )
         self.idle = False  # closed its windows after a quiet spell (see go_idle); a message wakes it
         # Labels (when the config has a label horizon): the label topic's partition of the same number.
-        self.label_topic = f"labels.{contract.model}"
+        self.label_topic = label_topic or f"labels.{contract.model}"
         self.label_next_offset: int | None = None
         self.label_counts = RunnerCounts()
         self._label_codec: LabelCodec | None = None
@@ -359,6 +366,12 @@ class PartitionRunner(CheckpointedRunner):
         if labels is not None:
             self.label_next_offset = labels["next_offset"]
             self.label_counts = RunnerCounts(labels["consumed"], labels["accepted"], labels["dead_lettered"])
+
+    @staticmethod
+    def stored_label_offset(checkpoint: Checkpoint | None) -> int | None:
+        """The next label offset a partition's checkpoint holds (``None``: no checkpoint, or no label yet)."""
+        labels = None if checkpoint is None else checkpoint.engine_state.get("runner_labels")
+        return None if labels is None else int(labels["next_offset"])
 
     def _state(self) -> dict[str, Any]:
         state = self.engine.to_state()
@@ -397,9 +410,37 @@ class PartitionRunner(CheckpointedRunner):
         self.label_counts.accepted += len(decoded.rows)
         self.label_counts.dead_lettered += len(decoded.rejections)
         self.label_next_offset = fresh.offsets[-1] + 1
+        if self.next_offset is None:
+            # Labels before any prediction: the checkpoint that stores their offset says "from the
+            # first prediction" as offset 0 (an offset the broker no longer has resets to the earliest).
+            self.next_offset = 0
         self.uncommitted += len(fresh)
         self._dirty = True
         self.last_processed = time.monotonic()
+        self._emit(result, started)
+        return result
+
+    def set_aside_label(self, message: EncodedMessage, detail: str) -> BatchResult:
+        """:meth:`set_aside` for a message of the label topic: dead-lettered (``engine_failure``), counted, passed.
+
+        Raises
+        ------
+        ValueError
+            The message is not the next one of the partition's label topic.
+        """
+        if self.label_next_offset is not None and message.offset < self.label_next_offset:
+            raise ValueError(f"message: offset {message.offset} of {self.label_topic}[{self.key.partition}] is behind the runner "
+                             f"({self.label_next_offset})")
+        started = time.perf_counter()
+        self._send_engine_failure(message, detail, self.label_topic)
+        self.label_counts.consumed += 1
+        self.label_counts.dead_lettered += 1
+        self.label_next_offset = message.offset + 1
+        if self.next_offset is None:
+            self.next_offset = 0  # as in process_labels
+        self.uncommitted += 1
+        self._dirty = True
+        result = BatchResult(label_counts={f"rejected_{RejectReason.ENGINE_FAILURE.value}": 1})
         self._emit(result, started)
         return result
 

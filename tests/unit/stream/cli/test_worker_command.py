@@ -54,3 +54,26 @@ def test_bad_worker_settings_are_argument_errors(capsys: pytest.CaptureFixture[s
 def test_settings_out_of_range_are_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "--model", "credit_risk", "--database-url", "sqlite://", "--session-timeout", "2"]) == 2
     assert "session_timeout_seconds must be within [6, 300]" in capsys.readouterr().err
+
+
+def test_label_options_reach_the_engine_and_need_a_horizon(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from driftline.stream.cli.worker import _settings
+
+    parser = argparse.ArgumentParser()
+    from driftline.stream.cli import worker
+
+    worker.register(parser.add_subparsers())
+    base = ["worker", "--model", "credit_risk", "--database-url", "sqlite://"]
+    settings = _settings(parser.parse_args([*base, "--label-horizon", "7d", "--label-grace", "30m", "--label-capacity", "5000",
+                                            "--label-topic-prefix", "truth."]))
+    engine = settings.engine
+    assert (engine.label_horizon_ms, engine.label_grace_ms, engine.label_capacity) == (604_800_000, 1_800_000, 5_000)
+    assert settings.label_topics == {"credit_risk": "truth.credit_risk"}
+    assert _settings(parser.parse_args(base)).label_topics == {}
+    assert main([*base, "--label-capacity", "10"]) == 2
+    assert "--label-grace and --label-capacity need --label-horizon" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--label-horizon", "soon"])
+    assert "is not a duration" in capsys.readouterr().err

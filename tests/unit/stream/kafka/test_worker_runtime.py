@@ -38,3 +38,28 @@ def test_the_partials_topic_is_the_groups_own_by_default() -> None:
     assert settings.partials_topic == "replay-7.window-partials"
     with pytest.raises(ValueError, match="is also a model or the dead-letter topic"):
         WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",), partials_topic=TOPIC)
+
+
+def test_label_topics_follow_the_label_horizon_and_must_not_clash() -> None:
+    from driftline.stream.monitor.engine import EngineConfig
+
+    base = dict(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",))
+    assert WorkerSettings(**base).label_topics == {}  # type: ignore[arg-type]  # no horizon: labels are not read
+    labelled = WorkerSettings(**base, engine=EngineConfig(label_horizon_ms=3_600_000))  # type: ignore[arg-type]
+    assert labelled.label_topics == {"credit_risk": "labels.credit_risk"}
+    with pytest.raises(ValueError, match="label topics that are also other topics"):
+        WorkerSettings(**base, engine=EngineConfig(label_horizon_ms=1), label_topic_prefix="predictions.")  # type: ignore[arg-type]
+
+
+def test_label_topics_must_be_co_partitioned_and_models_on_one_partition() -> None:
+    from driftline.stream.kafka.worker import _check_copartitioned, _check_label_topics
+    from driftline.stream.monitor.engine import EngineConfig
+
+    _check_copartitioned({TOPIC: "labels.credit_risk"}, {TOPIC: 3, "labels.credit_risk": 3})
+    with pytest.raises(WorkerError, match=r"labels\.credit_risk has 2 partition\(s\) and predictions\.credit_risk has 1: .* co-partitioned"):
+        _check_copartitioned({TOPIC: "labels.credit_risk"}, {TOPIC: 1, "labels.credit_risk": 2})
+    settings = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",),
+                              engine=EngineConfig(label_horizon_ms=60_000))
+    _check_label_topics(settings, {TOPIC: 1})
+    with pytest.raises(WorkerError, match=r"only for models on one partition, and the topics of \['credit_risk'\] have several"):
+        _check_label_topics(settings, {TOPIC: 4})

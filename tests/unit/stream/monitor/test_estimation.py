@@ -88,3 +88,27 @@ def test_state_round_trip_and_bad_input() -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(estimation_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_windows_estimate_is_the_same_bits_however_its_predictions_were_batched() -> None:
+    # A replay or a restart from a checkpoint cuts the batches elsewhere: the stored estimate must not move.
+    from driftline.stream.monitor.estimation import EstimateWindows
+
+    rng = np.random.default_rng(15)
+    estimator = ConfidenceEstimator.fit(*_events(rng, 20_000, 1.5))
+    scores, _ = _events(rng, 30_000, 1.0)
+    times = np.sort(rng.integers(0, 3 * 60_000, size=scores.size))
+    classes = (rng.random(scores.size) < 0.5).astype(np.float64)
+    estimates = []
+    for cuts in ([30_000], [7, 1_000, 2_500, 30_000], [*range(997, 30_000, 997), 30_000]):
+        windows = EstimateWindows(estimator, 60_000)
+        start = 0
+        for end in cuts:
+            windows.add(times[start:end], scores[start:end], classes[start:end])
+            start = end
+        restored = EstimateWindows(estimator, 60_000)
+        restored.restore(json.loads(json.dumps(windows.to_state())))
+        estimates.append([restored.estimate(s) for s in restored.windows()])
+    assert len(estimates[0]) == 3 and estimates[0] == estimates[1] == estimates[2]
+    whole = estimator.estimate(scores[times < 60_000], classes[times < 60_000])
+    assert estimates[0][0] is not None and estimates[0][0].accuracy == pytest.approx(whole.accuracy, rel=1e-13)

@@ -96,3 +96,42 @@ def test_labels_without_a_label_horizon_are_refused(streams: tuple[list[EncodedM
     runner = _runner(InMemoryCheckpointStore(), InMemoryDeadLetters(), EngineConfig())
     with pytest.raises(ValueError, match="label horizon"):
         runner.process_labels(streams[1][:5])
+
+
+def test_labels_before_any_prediction_are_checkpointed_and_restored(
+    streams: tuple[list[EncodedMessage], list[EncodedMessage]], tmp_path: Path
+) -> None:
+    # A label topic read ahead of its prediction topic: the labels wait in the join, and their offset
+    # must be as durable as any other progress (the checkpoint then says "predictions from offset 0").
+    predictions, labels = streams
+    url = f"sqlite:///{tmp_path / 'early.sqlite'}"
+    upgrade_database(url)
+    store = SqlCheckpointStore(create_database_engine(url))
+    first = _runner(store, InMemoryDeadLetters())
+    first.process_labels(labels[:300])
+    assert first.checkpoint() is not None
+    second = _runner(store, InMemoryDeadLetters())
+    assert (second.restored, second.next_offset, second.label_next_offset) == (True, 0, 300)
+    assert PartitionRunner.stored_label_offset(store.load_checkpoint(KEY.consumer_group, KEY.topic, KEY.partition)) == 300
+    waiting = second.engine.label_join
+    assert waiting is not None and waiting.waiting_labels == 299  # the other model's label was dead-lettered
+    result = second.process(predictions)
+    assert result is not None and result.label_counts["joined"] == 299
+
+
+def test_a_label_the_engine_fails_on_is_set_aside_on_the_label_topic(
+    streams: tuple[list[EncodedMessage], list[EncodedMessage]]
+) -> None:
+    predictions, labels = streams
+    deadletters = InMemoryDeadLetters()
+    runner = _runner(InMemoryCheckpointStore(), deadletters)
+    runner.process(predictions[:100])
+    runner.process_labels(labels[:5])
+    result = runner.set_aside_label(labels[5], "the monitor engine failed on this label: boom")
+    assert result.label_counts == {"rejected_engine_failure": 1}
+    assert (runner.label_next_offset, runner.label_counts.consumed, runner.label_counts.dead_lettered) == (6, 6, 1)
+    (dead,) = deadletters.messages
+    assert (dead.topic, dead.offset, dead.rejection.reason.value) == ("labels.credit_risk", 5, "engine_failure")
+    with pytest.raises(ValueError, match="behind the runner"):
+        runner.set_aside_label(labels[2], "again")
+    assert runner.process_labels(labels[:6]) is None  # what was set aside counts as done
