@@ -17,23 +17,50 @@ the scaled logistic regression treats as the running mean. Any River classifier 
 State: the River model is pickled (River's documented way to persist a model) into the checkpoint,
 so a restored challenger continues exactly. A pickle is code: load only states this deployment
 wrote, from its own database.
+
+In the engine (:class:`ChallengerRun`) the challenger runs in *event time*, so that what it does
+depends only on the events — not on how the prediction and label topics' reads interleave, which
+differs between a live run, a restart after ``kill -9`` and a replay:
+
+* it scores a prediction made at time t with the model that has learned exactly the labels observed
+  before t (``label_time < t``) — what a challenger deployed beside the champion would have known
+  when it decided; scoring at the label's arrival instead would let it use labels observed after the
+  champion's decision;
+* it learns labels in the order of their observation time;
+* both happen once every event before that time has arrived: the predictions' and the labels'
+  event-time watermarks, less ``lateness_ms`` each (the join's ``grace_ms``). A prediction or a
+  label more than that out of order is counted (``late_predictions``, ``late_labels``) — the former
+  is not scored, the latter not learned — by the watermark of its own topic when it arrived, which
+  does not depend on the interleaving either.
 """
 
 from __future__ import annotations
 
 import base64
+import heapq
+import importlib
 import math
 import numbers
 import pickle
+import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy.stats import binomtest
 
-__all__ = ["Challenger", "ChallengerVerdict", "compare_on_window", "default_classifier"]
+__all__ = [
+    "Challenger",
+    "ChallengerCounts",
+    "ChallengerRun",
+    "ChallengerVerdict",
+    "compare_on_window",
+    "default_classifier",
+    "load_classifier",
+    "mcnemar_p_value",
+]
 
 _STATE_FORMAT = 1
 
@@ -57,6 +84,31 @@ def default_classifier(*, learning_rate: float = 0.05) -> Any:
         compose.SelectType(str) | preprocessing.OneHotEncoder(),
     )
     return features | linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
+
+
+def load_classifier(spec: str) -> Any:
+    """The River classifier ``spec`` names: ``"default"`` (:func:`default_classifier`) or ``"module:factory"``.
+
+    ``factory`` is called without arguments and must return a River classifier.
+
+    Raises
+    ------
+    ValueError
+        ``spec`` names nothing importable, or the factory's result is not a River classifier.
+    """
+    if spec == "default":
+        return default_classifier()
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise ValueError(f"challenger {spec!r}: expected 'default' or 'module:factory'")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"challenger {spec!r}: cannot import it ({exc})") from exc
+    model = factory()
+    if not (hasattr(model, "learn_one") and hasattr(model, "predict_proba_one")):
+        raise ValueError(f"challenger {spec!r}: the factory returned {type(model).__name__}, not a River classifier")
+    return model
 
 
 def _features(row: Row) -> dict[str, Any]:
@@ -157,7 +209,7 @@ def compare_on_window(
     champion_right, challenger_right = champion == y, challenger == y
     b = int(np.count_nonzero(champion_right & ~challenger_right))
     c = int(np.count_nonzero(challenger_right & ~champion_right))
-    p_value = float(binomtest(c, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
+    p_value = mcnemar_p_value(b, c)
     n = int(y.size)
     return ChallengerVerdict(
         count=n,
@@ -168,3 +220,211 @@ def compare_on_window(
         p_value=p_value,
         challenger_better=p_value < alpha,
     )
+
+
+#: Kinds of queued work, in the order they run at the same event time: a label observed at t is not
+#: known to a prediction made at t.
+_SCORE, _LEARN = 0, 1
+
+
+@dataclass
+class ChallengerCounts:
+    """What the run did with the events it saw (cumulative)."""
+
+    scored: int = 0  # predictions scored
+    learned: int = 0  # labels learned
+    compared: int = 0  # labelled predictions both models decided, in the per-window comparisons
+    late_predictions: int = 0  # more than lateness_ms out of order: not scored
+    late_labels: int = 0  # more than lateness_ms out of order: not learned
+    evicted: int = 0  # held predictions dropped at capacity (their labels, if any, are not learned)
+
+
+@dataclass
+class ChallengerRun:
+    """The challenger in event time beside the label join (see the module docstring).
+
+    Parameters
+    ----------
+    challenger
+        The model and its decision threshold.
+    feature_names
+        The contract's input features, in the order of the rows given to :meth:`add_predictions`.
+    window_length_ms, horizon_ms, lateness_ms
+        The comparison's windows (of prediction time), the label horizon (a window is compared once
+        no label for it can come: its end plus the horizon is behind the run) and how far out of
+        event-time order predictions and labels may arrive.
+    capacity
+        Most predictions held (features waiting for their label); beyond it the oldest are dropped
+        and counted.
+    sample
+        Share of predictions the challenger takes (by a hash of the id: the same ones in every run);
+        1.0 takes every one.
+    """
+
+    challenger: Challenger
+    feature_names: list[str]
+    window_length_ms: int
+    horizon_ms: int
+    lateness_ms: int
+    capacity: int = 200_000
+    sample: float = 1.0
+    counts: ChallengerCounts = field(default_factory=ChallengerCounts)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.sample <= 1.0:
+            raise ValueError(f"sample must be in (0, 1], got {self.sample!r}")
+        self._held: dict[str, list[Any]] = {}  # id -> [time, features, champion decision, challenger decision]
+        self._queue: list[tuple[Any, ...]] = []  # (time, kind, sequence, id, label): work in event-time order
+        self._sequence = 0
+        self._held_order: list[tuple[int, str]] = []  # (time, id): expiry and eviction order, lazily cleaned
+        self._windows: dict[int, list[int]] = {}  # window start -> [compared, champion right, challenger right, b, c]
+        self._prediction_watermark = -math.inf  # of the predictions this run saw, in arrival order
+        self._done_before = -math.inf  # every event time before this has been run
+
+    def takes(self, prediction_id: str) -> bool:
+        """Whether the challenger samples this prediction (the same answer in every run)."""
+        return self.sample >= 1.0 or zlib.crc32(prediction_id.encode()) < self.sample * 2**32
+
+    def add_predictions(
+        self, ids: Sequence[str], times_ms: Sequence[int], rows: Sequence[Sequence[Any]], champion: Sequence[int]
+    ) -> None:
+        """Hold sampled predictions (their features and the champion's decision) and queue their scoring."""
+        for prediction_id, time_ms, row, decision in zip(ids, times_ms, rows, champion, strict=True):
+            late = time_ms < self._prediction_watermark - self.lateness_ms
+            self._prediction_watermark = max(self._prediction_watermark, time_ms)
+            if prediction_id in self._held or not self.takes(prediction_id):
+                continue
+            self._held[prediction_id] = [int(time_ms), list(row), int(decision), None]
+            heapq.heappush(self._held_order, (int(time_ms), prediction_id))
+            if late:
+                self.counts.late_predictions += 1
+            else:
+                self._push(int(time_ms), _SCORE, prediction_id)
+
+    def add_joined(
+        self, ids: Sequence[str], label_times_ms: Sequence[int], labels: Sequence[float], label_watermarks_ms: Sequence[int]
+    ) -> None:
+        """Queue the learning of joined labels (each with the labels' watermark when it arrived)."""
+        for prediction_id, time_ms, label, watermark in zip(ids, label_times_ms, labels, label_watermarks_ms, strict=True):
+            if prediction_id not in self._held or label not in (0.0, 1.0):
+                continue  # not sampled (or dropped), or not a 0/1 label (counted by the realised metrics)
+            if time_ms < watermark - self.lateness_ms:
+                self.counts.late_labels += 1
+                continue
+            self._push(int(time_ms), _LEARN, prediction_id, float(label))
+
+    def _push(self, time_ms: int, kind: int, prediction_id: str, label: float | None = None) -> None:
+        self._sequence += 1
+        heapq.heappush(self._queue, (time_ms, kind, self._sequence, prediction_id, label))
+
+    def advance(self, prediction_watermark_ms: float, label_watermark_ms: float) -> list[tuple[int, list[int]]]:
+        """Run the queued work before both watermarks less the lateness; return the windows now complete.
+
+        The watermarks are the label join's. A complete window is ``(start, [compared, champion right,
+        challenger right, only the champion right, only the challenger right])``, in time order.
+        """
+        until = min(prediction_watermark_ms, label_watermark_ms) - self.lateness_ms
+        return self._run_until(until)
+
+    def finish(self) -> list[tuple[int, list[int]]]:
+        """End of input: run everything queued and complete every window."""
+        return self._run_until(math.inf)
+
+    def _run_until(self, until: float) -> list[tuple[int, list[int]]]:
+        if until <= self._done_before:
+            return []
+        queue = self._queue
+        while queue and queue[0][0] < until:
+            _, kind, _, prediction_id, label = heapq.heappop(queue)
+            entry = self._held.get(prediction_id)
+            if entry is None:
+                continue  # dropped at capacity
+            if kind == _SCORE:
+                entry[3] = int(self.challenger.score([self._row(entry)])[0] >= self.challenger.threshold)
+                self.counts.scored += 1
+                continue
+            if entry[3] is not None:
+                self._compare(entry, int(label))
+            self.challenger.learn([self._row(entry)], [label])
+            self.counts.learned += 1
+            del self._held[prediction_id]
+        self._done_before = until
+        # A held prediction whose horizon is behind the run gets no label now.
+        while self._held_order and self._held_order[0][0] + self.horizon_ms < until:
+            time_ms, prediction_id = heapq.heappop(self._held_order)
+            entry = self._held.get(prediction_id)
+            if entry is not None and entry[0] == time_ms:
+                del self._held[prediction_id]
+        self._enforce_capacity()
+        reach = until - self.horizon_ms - self.window_length_ms
+        complete = sorted((start, counts) for start, counts in self._windows.items() if start < reach)
+        for start, _ in complete:
+            del self._windows[start]
+        return complete
+
+    def _row(self, entry: list[Any]) -> dict[str, Any]:
+        return dict(zip(self.feature_names, entry[1], strict=True))
+
+    def _compare(self, entry: list[Any], label: int) -> None:
+        start = entry[0] - entry[0] % self.window_length_ms
+        counts = self._windows.setdefault(start, [0, 0, 0, 0, 0])
+        champion_right, challenger_right = entry[2] == label, entry[3] == label
+        counts[0] += 1
+        counts[1] += champion_right
+        counts[2] += challenger_right
+        counts[3] += champion_right and not challenger_right
+        counts[4] += challenger_right and not champion_right
+        self.counts.compared += 1
+
+    def _enforce_capacity(self) -> None:
+        while len(self._held) > self.capacity and self._held_order:
+            time_ms, prediction_id = heapq.heappop(self._held_order)
+            entry = self._held.get(prediction_id)
+            if entry is not None and entry[0] == time_ms:
+                del self._held[prediction_id]
+                self.counts.evicted += 1
+
+    @property
+    def held(self) -> int:
+        """Predictions held (features waiting for their label)."""
+        return len(self._held)
+
+    def to_state(self) -> dict[str, Any]:
+        """Strict-JSON state (the River model pickled, see the module docstring); restoring it continues exactly."""
+        return {
+            "format": _STATE_FORMAT,
+            "challenger": self.challenger.to_state(),
+            "held": [[pid, *entry] for pid, entry in self._held.items()],
+            "held_order": [[t, pid] for t, pid in sorted(self._held_order) if self._held.get(pid, [None])[0] == t],
+            "queue": sorted([list(item) for item in self._queue], key=lambda item: (item[0], item[1], item[2])),
+            "sequence": self._sequence,
+            "windows": [[start, *counts] for start, counts in sorted(self._windows.items())],
+            "prediction_watermark": None if math.isinf(self._prediction_watermark) else int(self._prediction_watermark),
+            "done_before": None if math.isinf(self._done_before) else self._done_before,
+            "counts": dict(vars(self.counts)),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`to_state` (same features, windows, horizon and lateness)."""
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"challenger-run state format {state.get('format')!r} is not {_STATE_FORMAT}")
+        self.challenger = Challenger.from_state(state["challenger"])
+        self._held = {pid: [int(t), list(row), int(champion), None if mine is None else int(mine)]
+                      for pid, t, row, champion, mine in state["held"]}
+        self._held_order = [(int(t), pid) for t, pid in state["held_order"]]
+        self._queue = [(int(item[0]), int(item[1]), int(item[2]), item[3], item[4]) for item in state["queue"]]
+        heapq.heapify(self._held_order)
+        heapq.heapify(self._queue)
+        self._sequence = int(state["sequence"])
+        self._windows = {int(start): [int(v) for v in counts] for start, *counts in state["windows"]}
+        watermark = state["prediction_watermark"]
+        self._prediction_watermark = -math.inf if watermark is None else int(watermark)
+        done = state["done_before"]
+        self._done_before = -math.inf if done is None else float(done)
+        self.counts = ChallengerCounts(**{k: int(v) for k, v in state["counts"].items()})
+
+
+def mcnemar_p_value(champion_only: int, challenger_only: int) -> float:
+    """One-sided exact McNemar: the chance the challenger wins at least ``challenger_only`` of the discordant events."""
+    n = champion_only + challenger_only
+    return float(binomtest(challenger_only, n, 0.5, alternative="greater").pvalue) if n else 1.0

@@ -47,6 +47,13 @@ class EngineConfig:
         How far out of event-time order predictions may arrive before a waiting label is given up.
     label_capacity
         Most predictions and waiting labels the join holds (they are part of the engine's state).
+    challenger
+        Run an online challenger beside a binary classifier (needs a label horizon): ``"default"``
+        (a River logistic regression, :func:`~driftline.stream.monitor.challenger.default_classifier`)
+        or ``"module:factory"`` returning a River classifier; ``None``: none.
+    challenger_sample
+        Share of predictions the challenger scores and learns from (by a hash of the id); the rest
+        cost nothing. Its held features are part of the engine's state.
     partial_windows
         The engine watches one partition of a model split over several: its closed windows become
         :class:`~driftline.stream.monitor.results.WindowPartial` records (merged into the model's
@@ -70,6 +77,8 @@ class EngineConfig:
     label_horizon_ms: int | None = None
     label_grace_ms: int = 3_600_000
     label_capacity: int = 200_000
+    challenger: str | None = None
+    challenger_sample: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("window_length_ms", "min_window_count", "max_live_versions", "partitions"):
@@ -81,6 +90,10 @@ class EngineConfig:
             # Each partition would report the model's performance windows and label alerts on its own,
             # and the rows of one window would overwrite each other: refused rather than wrong.
             raise ValueError("labels are not supported yet for a model split over several partitions (partial_windows)")
+        if self.challenger is not None and self.label_horizon_ms is None:
+            raise ValueError("a challenger learns from labels: it needs label_horizon_ms")
+        if not 0.0 < self.challenger_sample <= 1.0:
+            raise ValueError(f"challenger_sample must be in (0, 1], got {self.challenger_sample}")
         if self.label_capacity <= 0:
             raise ValueError(f"label_capacity must be positive, got {self.label_capacity}")
         for name in ("allowed_lateness_ms", "alert_cooldown_ms", "label_grace_ms"):

@@ -17,6 +17,7 @@ events went to the dead-letter topic. When a window closes it is compared with t
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from driftline.schemas.results import DecodedBatch
 
 from .alerts import AlertGate
 from .budget import FALLBACK_EVENTS_PER_SECOND, AlarmBudget, EventRate
+from .challenger import Challenger, ChallengerRun, load_classifier, mcnemar_p_value
 from .closing import HeldScoreAlert, OpenWindow, WindowCloser
 from .concept import ConceptDriftDetector
 from .config import EngineConfig
@@ -40,6 +42,7 @@ from .results import (
     LABELS_FEATURE,
     AlertKind,
     BatchResult,
+    ChallengerWindow,
     DetectorSignal,
     PartialSignal,
     PerformanceWindow,
@@ -120,6 +123,9 @@ class MonitorEngine:
             if labelled.get("estimator") is not None:
                 estimator = ConfidenceEstimator.from_state(labelled["estimator"])
                 self._estimates = EstimateWindows(estimator, self.config.window_length_ms)
+        if self.config.challenger is not None:
+            # Its per-window comparison is one more test sharing the model's budget.
+            self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + 1)
         self._labels_scored = 0  # joined labels the concept-drift test has seen
         # Windows starting before this were closed and their estimates reported: a late prediction of
         # one of them is left out of the estimate (its label still counts in the realised metrics).
@@ -148,6 +154,16 @@ class MonitorEngine:
             self._labels = LabelJoin(self.config.label_horizon_ms, grace_ms=self.config.label_grace_ms,
                                      capacity=self.config.label_capacity)
             self._performance = PerformanceWindows(self.config.window_length_ms, label_task(contract))
+        self._challenger: ChallengerRun | None = None
+        if self.config.challenger is not None:
+            if label_task(contract) != "classification":
+                raise ValueError(f"a challenger needs a binary classifier, and contract {contract.label} is a regression model")
+            assert self.config.label_horizon_ms is not None  # (EngineConfig checks it)
+            self._challenger = ChallengerRun(
+                Challenger(load_classifier(self.config.challenger)), [f.name for f in contract.fields if f.role == "feature"],
+                window_length_ms=self.config.window_length_ms, horizon_ms=self.config.label_horizon_ms,
+                lateness_ms=self.config.label_grace_ms, capacity=self.config.label_capacity, sample=self.config.challenger_sample,
+            )
 
     # ------------------------------------------------------------------ public API
 
@@ -192,6 +208,11 @@ class MonitorEngine:
         """The label join (``None`` without a label horizon): its counts by reason and sizes."""
         return self._labels
 
+    @property
+    def challenger(self) -> ChallengerRun | None:
+        """The challenger (``None`` without one): its model, counts and held predictions."""
+        return self._challenger
+
     def flush(self) -> BatchResult:
         """Close every open window (end of input). The engine can keep processing afterwards."""
         result = BatchResult()
@@ -200,6 +221,8 @@ class MonitorEngine:
             self._clock.close_before(before)  # closed for good: their events that come later are late
             self._close_windows(before, result)
         self._closer.release_all(result)
+        if self._challenger is not None:
+            self._compare_challenger(self._challenger.finish(), result)
         return result
 
     @property
@@ -253,6 +276,7 @@ class MonitorEngine:
             "labels_scored": self._labels_scored,
             "estimates": None if self._estimates is None else self._estimates.to_state(),
             "estimated_before": self._estimated_before,
+            "challenger": None if self._challenger is None else self._challenger.to_state(),
             "open_windows": [
                 {
                     "version": window.version,
@@ -308,6 +332,8 @@ class MonitorEngine:
         if engine._estimates is not None and state.get("estimates") is not None:
             engine._estimates.restore(state["estimates"])
             engine._estimated_before = state.get("estimated_before")
+        if engine._challenger is not None and state.get("challenger") is not None:
+            engine._challenger.restore(state["challenger"])
         for saved in state["open_windows"]:
             window = OpenWindow(
                 version=saved["version"],
@@ -431,7 +457,27 @@ class MonitorEngine:
             times = batch.event_time_ms[accepted]
             on_time = np.ones(times.size, dtype=bool) if self._estimated_before is None else times >= self._estimated_before
             self._estimates.add(times[on_time], scores[on_time], None if classes is None else classes[on_time])
+        if self._challenger is not None:
+            self._challenge(batch, accepted, scores, classes)
         self._account_joined(joined, result, before)
+
+    def _challenge(self, batch: DecodedBatch, accepted: np.ndarray, scores: np.ndarray, classes: np.ndarray | None) -> None:
+        """Give the challenger the accepted predictions it samples: features (nulls as None) and the champion's decision."""
+        assert self._challenger is not None
+        run = self._challenger
+        ids = batch.event_id[accepted].tolist()
+        taken = np.fromiter((run.takes(i) for i in ids), dtype=bool, count=len(ids)) if run.sample < 1.0 else np.ones(len(ids), bool)
+        rows = accepted[taken]
+        columns = []
+        for name in run.feature_names:
+            values = batch.values[name][rows]
+            columns.append([None if v != v else v for v in values.tolist()] if values.dtype.kind == "f" else values.tolist())
+        decided = scores[taken] >= 0.5
+        if classes is not None:
+            chosen = classes[taken]
+            decided = np.where(np.isnan(chosen), decided, chosen == 1.0)
+        run.add_predictions([ids[i] for i in np.flatnonzero(taken)], batch.event_time_ms[rows].tolist(), list(zip(*columns, strict=True))
+                            if columns else [()] * int(taken.sum()), decided.astype(int).tolist())
 
     def _label_snapshot(self) -> dict[str, int]:
         assert self._labels is not None
@@ -447,6 +493,10 @@ class MonitorEngine:
             result.performance_windows.append(self._performance_window(start))
         if self._concept is not None and joined is not None and len(joined):
             self._concept_drift(joined, result)
+        if self._challenger is not None:
+            if joined is not None and len(joined):
+                self._challenger.add_joined(joined.prediction_ids, joined.label_times_ms, joined.labels, joined.label_watermarks_ms)
+            self._compare_challenger(self._challenger.advance(self._labels.prediction_watermark, self._labels.label_watermark), result)
         # A window whose predictions are all past the join's reach gets no more labels: let it go.
         reach = self._labels.label_watermark - 2 * self._labels.horizon_ms - self.config.window_length_ms
         self._performance.forget([s for s in self._performance.windows() if s < reach])
@@ -495,6 +545,32 @@ class MonitorEngine:
                     message=(f"[{iso_time(start)}] accuracy estimated from the scores of {estimate.count} predictions fell to "
                              f"{estimate.accuracy:.3f} ± {estimate.accuracy_standard_error:.3f} (reference {expected:.3f}), "
                              "before their labels: the inputs moved toward cases the model gets wrong more often"),
+                )
+
+    def _compare_challenger(self, complete: list[tuple[int, list[int]]], result: BatchResult) -> None:
+        """Each window no label can still reach: McNemar on champion and challenger; a recommendation if it wins."""
+        length = self.config.window_length_ms
+        alpha = self._budget.per_window_rate(length)
+        for start, (count, champion_right, challenger_right, champion_only, challenger_only) in complete:
+            p_value = mcnemar_p_value(champion_only, challenger_only)
+            better = p_value < alpha and challenger_only > champion_only
+            window = ChallengerWindow(
+                model=self.contract.model, window_start_ms=start, window_length_ms=length, count=count,
+                champion_accuracy=champion_right / count if count else None,
+                challenger_accuracy=challenger_right / count if count else None,
+                champion_only=champion_only, challenger_only=challenger_only, p_value=p_value, alpha=alpha,
+                challenger_better=better,
+            )
+            result.challenger_windows.append(window)
+            if better:
+                self._closer.gated_alert(
+                    result, self.default_version, AlertKind.CHALLENGER_BETTER, None, "mcnemar", episode="challenger_better",
+                    window_start_ms=start, event_time_ms=start + length, score=-math.log10(max(p_value, 1e-300)),
+                    threshold=-math.log10(alpha),
+                    message=(f"[{iso_time(start)}] the online challenger was right on {window.challenger_accuracy:.3f} of {count} "
+                             f"labelled predictions, the production model on {window.champion_accuracy:.3f} (alone right: "
+                             f"{challenger_only} vs {champion_only}; McNemar p = {p_value:.2g} < {alpha:.2g}): a recommendation "
+                             "to retrain or replace the model — production is unchanged"),
                 )
 
     def _concept_drift(self, joined: JoinedLabels, result: BatchResult) -> None:

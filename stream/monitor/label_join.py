@@ -70,17 +70,21 @@ class JoinedLabels:
     classes: list[int | None] = field(default_factory=list)
     labels: list[float] = field(default_factory=list)
     label_times_ms: list[int] = field(default_factory=list)
+    #: The labels' event-time watermark when each label arrived (how far out of order it came).
+    label_watermarks_ms: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.prediction_ids)
 
-    def _append(self, prediction_id: str, prediction: tuple[int, float, int | None], label_time: int, label: float) -> None:
+    def _append(self, prediction_id: str, prediction: tuple[int, float, int | None], label_time: int, label: float,
+                watermark: int) -> None:
         self.prediction_ids.append(prediction_id)
         self.prediction_times_ms.append(prediction[0])
         self.scores.append(prediction[1])
         self.classes.append(prediction[2])
         self.labels.append(label)
         self.label_times_ms.append(label_time)
+        self.label_watermarks_ms.append(watermark)
 
     def rows(self) -> list[tuple[str, int, float, int | None, float, int]]:
         """One tuple per joined label: (prediction id, prediction time, score, class, label, label time)."""
@@ -201,7 +205,7 @@ class LabelJoin:
                 if time_ms >= label[2] - 2 * self.horizon_ms:
                     self._remove_waiting(prediction_id, label[3])
                     self.label_counts["early"] += 1
-                    out = self._settle(prediction_id, entry, label[0], label[1], out)
+                    out = self._settle(prediction_id, entry, label[0], label[1], out, label[2])
             self._expire_waiting()
             self._expire_predictions()  # one that comes after the labels moved two horizons past it
             self._enforce_capacity()
@@ -223,7 +227,7 @@ class LabelJoin:
             self._expire_predictions()
             entry = self._predictions.get(prediction_id)
             if entry is not None:
-                self._settle(prediction_id, entry, time_ms, label, out)
+                self._settle(prediction_id, entry, time_ms, label, out, int(self.label_watermark))
             else:
                 self._sequence += 1
                 self._waiting.setdefault(prediction_id, []).append([time_ms, label, int(self.label_watermark), self._sequence])
@@ -235,7 +239,9 @@ class LabelJoin:
 
     # -- the rules -----------------------------------------------------------------------------------
 
-    def _settle(self, prediction_id: str, entry: list[Any], label_time: int, label: float, out: JoinedLabels | None) -> JoinedLabels | None:
+    def _settle(
+        self, prediction_id: str, entry: list[Any], label_time: int, label: float, out: JoinedLabels | None, watermark: int
+    ) -> JoinedLabels | None:
         if entry[3] == _JOINED:
             self.label_counts["duplicate"] += 1
             return out
@@ -249,7 +255,7 @@ class LabelJoin:
             self.label_counts["joined"] += 1
             self.prediction_counts["joined"] += 1
             out = JoinedLabels() if out is None else out
-            out._append(prediction_id, (entry[0], entry[1], entry[2]), label_time, label)
+            out._append(prediction_id, (entry[0], entry[1], entry[2]), label_time, label, watermark)
         return out
 
     def _given_up(self, label_time: int) -> bool:

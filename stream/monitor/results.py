@@ -20,6 +20,7 @@ __all__ = [
     "Alert",
     "AlertKind",
     "BatchResult",
+    "ChallengerWindow",
     "Checkpoint",
     "DetectorSignal",
     "FeatureWindow",
@@ -123,6 +124,29 @@ class PerformanceWindow:
 
 
 @dataclass(frozen=True)
+class ChallengerWindow:
+    """Champion and challenger on the same labelled predictions of one window, once no label can still come.
+
+    McNemar's exact test (one-sided): ``p_value`` is the chance that the challenger, no better than
+    the champion, is right alone on at least ``challenger_only`` of the events where exactly one of
+    them is right; ``challenger_better`` when it is below ``alpha`` (the window's share of the
+    model's false-alarm budget).
+    """
+
+    model: str
+    window_start_ms: int
+    window_length_ms: int
+    count: int  # labelled predictions both models decided
+    champion_accuracy: float | None
+    challenger_accuracy: float | None
+    champion_only: int  # right, where the challenger was wrong
+    challenger_only: int  # right, where the champion was wrong
+    p_value: float
+    alpha: float
+    challenger_better: bool
+
+
+@dataclass(frozen=True)
 class DetectorSignal:
     """A streaming detector fired on one event."""
 
@@ -177,6 +201,7 @@ class AlertKind(enum.StrEnum):
     JOINT_DRIFT = "joint_drift"  # the joint-drift test (JointShift) on the model's numeric features
     CONCEPT_DRIFT = "concept_drift"  # the error of labelled predictions rose (ConceptDriftDetector)
     PERFORMANCE_DROP = "performance_drop"  # a window's accuracy estimated from its scores fell (CBPE)
+    CHALLENGER_BETTER = "challenger_better"  # the online challenger beat the production model (McNemar), a recommendation
 
 
 @dataclass(frozen=True)
@@ -258,6 +283,7 @@ class BatchResult:
     window_partials: list[WindowPartial] = field(default_factory=list)
     partial_signals: list[PartialSignal] = field(default_factory=list)
     performance_windows: list[PerformanceWindow] = field(default_factory=list)
+    challenger_windows: list[ChallengerWindow] = field(default_factory=list)
     accepted: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     late_events: int = 0
@@ -278,6 +304,7 @@ class BatchResult:
             self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + count
         self.late_events += other.late_events
         self.performance_windows.extend(other.performance_windows)
+        self.challenger_windows.extend(other.challenger_windows)
         for key, count in other.label_counts.items():
             self.label_counts[key] = self.label_counts.get(key, 0) + count
 

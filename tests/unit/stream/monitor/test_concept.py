@@ -64,7 +64,7 @@ def test_regression_errors_and_joined_labels() -> None:
     live = rng.normal(size=4_000)
     predictions = live + np.r_[rng.normal(0, 0.5, 2_000), rng.normal(0, 1.5, 2_000)]  # the errors triple
     for i, (p, y) in enumerate(zip(predictions, live, strict=True)):
-        joined._append(f"p{i}", (i, float(p), None), i + 1, float(y))
+        joined._append(f"p{i}", (i, float(p), None), i + 1, float(y), i + 1)
     hits = detector.update(joined)
     assert hits.size and 2_000 <= hits[0] < 2_500
 

@@ -20,7 +20,7 @@ WINDOW = 60_000
 def _joined(rows: list[tuple[int, float, int | None, float]]) -> JoinedLabels:
     joined = JoinedLabels()
     for i, (time_ms, score, klass, label) in enumerate(rows):
-        joined._append(f"p{i}", (time_ms, score, klass), time_ms + 1, label)
+        joined._append(f"p{i}", (time_ms, score, klass), time_ms + 1, label, time_ms + 1)
     return joined
 
 
