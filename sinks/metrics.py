@@ -193,6 +193,13 @@ class DriftlineMetrics:
             registry=registry,
         )
         self._performance_latest: dict[str, int] = {}  # by model label: the window start shown
+        self.challenger = Gauge(
+            "driftline_challenger_accuracy",
+            "Accuracy of the production model (champion) and of the online challenger on the same labelled "
+            "predictions of the model's latest compared window.",
+            ["model", "contender"],
+            registry=registry,
+        )
         # Counters start at 0 for every known label set, so rate() and increase() see the first events.
         for model in self._model_labels:
             self.events_accepted.labels(model=model)
@@ -352,6 +359,11 @@ class DriftlineMetrics:
                 value = getattr(window, metric)
                 if value is not None and math.isfinite(value):
                     self.performance.labels(model=name, metric=metric).set(value)
+        for compared in result.challenger_windows:  # in time order: the latest is set last
+            name = self.model_label(compared.model)
+            for contender, value in (("champion", compared.champion_accuracy), ("challenger", compared.challenger_accuracy)):
+                if value is not None:
+                    self.challenger.labels(model=name, contender=contender).set(value)
 
     def _advance_event_time(self, model: str, event_time_ms: int) -> None:
         self._latest_event_time_ms[model] = max(event_time_ms, self._latest_event_time_ms.get(model, event_time_ms))

@@ -17,7 +17,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from driftline.stream.monitor.results import Alert, BatchResult, FeatureWindow, ModelWindow, PerformanceWindow, SchemaChangeRecord
+from driftline.stream.monitor.results import (
+    Alert,
+    BatchResult,
+    ChallengerWindow,
+    FeatureWindow,
+    ModelWindow,
+    PerformanceWindow,
+    SchemaChangeRecord,
+)
 
 from .database import display_url
 from .errors import SinkError
@@ -25,6 +33,7 @@ from .sql_statements import SqlStore, stamp, upsert
 from .tables import (
     QUANTILE_COLUMNS,
     AlertRow,
+    ChallengerWindowRow,
     ModelWindowRow,
     PerformanceWindowRow,
     SchemaChangeRow,
@@ -115,6 +124,22 @@ def _model_window_row(window: ModelWindow) -> dict[str, Any]:
     }
 
 
+def _challenger_window_row(window: ChallengerWindow) -> dict[str, Any]:
+    return {
+        "model": window.model,
+        "window_start": _utc_from_ms(window.window_start_ms),
+        "window_length_seconds": _whole_seconds(window.window_length_ms),
+        "compared": int(window.count),
+        "champion_accuracy": _finite(window.champion_accuracy),
+        "challenger_accuracy": _finite(window.challenger_accuracy),
+        "champion_only": int(window.champion_only),
+        "challenger_only": int(window.challenger_only),
+        "p_value": float(window.p_value),
+        "alpha": float(window.alpha),
+        "challenger_better": bool(window.challenger_better),
+    }
+
+
 def _performance_window_row(window: PerformanceWindow) -> dict[str, Any]:
     return {
         "model": window.model,
@@ -175,7 +200,7 @@ def _schema_change_row(change: SchemaChangeRecord) -> dict[str, Any]:
 # The mapped classes' tables, in write order (metadata holds them as sa.Table).
 _TABLES: tuple[sa.Table, ...] = tuple(
     metadata.tables[row.__tablename__]
-    for row in (WindowAggregateRow, ModelWindowRow, AlertRow, SchemaChangeRow, PerformanceWindowRow)
+    for row in (WindowAggregateRow, ModelWindowRow, AlertRow, SchemaChangeRow, PerformanceWindowRow, ChallengerWindowRow)
 )
 
 
@@ -212,6 +237,7 @@ class SqlResultsSink(SqlStore):
             AlertRow.__tablename__: [_alert_row(a) for a in result.alerts],
             SchemaChangeRow.__tablename__: [_schema_change_row(c) for c in result.schema_changes],
             PerformanceWindowRow.__tablename__: [_performance_window_row(w) for w in result.performance_windows],
+            ChallengerWindowRow.__tablename__: [_challenger_window_row(w) for w in result.challenger_windows],
         }
         for table_name, table_rows in rows.items():
             key_columns = [c.name for c in metadata.tables[table_name].primary_key.columns]

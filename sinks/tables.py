@@ -30,6 +30,7 @@ __all__ = [
     "QUANTILE_COLUMNS",
     "AlertRow",
     "Base",
+    "ChallengerWindowRow",
     "CheckpointRow",
     "ModelWindowRow",
     "PerformanceWindowRow",
@@ -188,6 +189,25 @@ class PerformanceWindowRow(Base):
     estimated_accuracy: Mapped[float | None] = mapped_column(Double, nullable=True)
     estimated_accuracy_se: Mapped[float | None] = mapped_column(Double, nullable=True)
     estimated_f1: Mapped[float | None] = mapped_column(Double, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ChallengerWindowRow(Base):
+    """The online challenger against the production model on one window's labelled predictions (McNemar)."""
+
+    __tablename__ = "challenger_windows"
+
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)
+    window_length_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    compared: Mapped[int] = mapped_column(BigInteger)
+    champion_accuracy: Mapped[float | None] = mapped_column(Double, nullable=True)
+    challenger_accuracy: Mapped[float | None] = mapped_column(Double, nullable=True)
+    champion_only: Mapped[int] = mapped_column(BigInteger)
+    challenger_only: Mapped[int] = mapped_column(BigInteger)
+    p_value: Mapped[float] = mapped_column(Double)
+    alpha: Mapped[float] = mapped_column(Double)
+    challenger_better: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

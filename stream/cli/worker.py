@@ -83,6 +83,12 @@ def register(commands: Any) -> None:
     labels.add_argument("--label-capacity", type=positive_int, default=None,
         help="most predictions and waiting labels each partition's join holds; size it as events/s x 2 x horizon "
         "(default 200000; beyond it the oldest are evicted and counted)")
+    labels.add_argument("--challenger", nargs="?", const="default", default=None, metavar="MODULE:FACTORY",
+        help="run an online River challenger beside a binary classifier and recommend it (a challenger_better alert, the "
+        "challenger_windows table) when it is significantly better on the same labelled predictions; without a value the "
+        "default (online logistic regression), else a factory returning a River classifier; needs --label-horizon")
+    labels.add_argument("--challenger-sample", type=positive_float, default=None, metavar="SHARE",
+        help="share of predictions the challenger scores and learns from, chosen by a hash of the event id (default 1)")
     labels.add_argument("--label-topic-prefix", default=LABEL_TOPIC_PREFIX,
         help=f"a model's labels are read from <prefix><model>, co-partitioned with its predictions (default {LABEL_TOPIC_PREFIX})")
     worker.add_argument("--partials-topic", default="",
@@ -140,11 +146,13 @@ def _settings(args: argparse.Namespace) -> Any:
     engine["false_alarms_per_month"] = args.false_alarms_per_month
     if args.events_per_second is not None:
         engine["events_per_second"] = args.events_per_second
-    for option, name in (("label_horizon", "label_horizon_ms"), ("label_grace", "label_grace_ms"), ("label_capacity", "label_capacity")):
+    for option, name in (("label_horizon", "label_horizon_ms"), ("label_grace", "label_grace_ms"), ("label_capacity", "label_capacity"),
+                         ("challenger", "challenger"), ("challenger_sample", "challenger_sample")):
         if getattr(args, option) is not None:
             engine[name] = getattr(args, option)
-    if args.label_horizon is None and (args.label_grace is not None or args.label_capacity is not None):
-        raise UsageError("--label-grace and --label-capacity need --label-horizon (labels are read only with a horizon)")
+    if args.label_horizon is None and any(v is not None for v in (args.label_grace, args.label_capacity, args.challenger,
+                                                                   args.challenger_sample)):
+        raise UsageError("--label-grace, --label-capacity and --challenger need --label-horizon (labels are read only with a horizon)")
     try:
         return WorkerSettings(
             bootstrap_servers=kafka_bootstrap(args.bootstrap),

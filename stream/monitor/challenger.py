@@ -37,12 +37,12 @@ differs between a live run, a restart after ``kill -9`` and a replay:
 from __future__ import annotations
 
 import base64
+import hashlib
 import heapq
 import importlib
 import math
 import numbers
 import pickle
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,7 +283,10 @@ class ChallengerRun:
 
     def takes(self, prediction_id: str) -> bool:
         """Whether the challenger samples this prediction (the same answer in every run)."""
-        return self.sample >= 1.0 or zlib.crc32(prediction_id.encode()) < self.sample * 2**32
+        if self.sample >= 1.0:
+            return True
+        digest = hashlib.blake2b(prediction_id.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") < self.sample * 2**64
 
     def add_predictions(
         self, ids: Sequence[str], times_ms: Sequence[int], rows: Sequence[Sequence[Any]], champion: Sequence[int]

@@ -1,4 +1,4 @@
-"""What labels cost the engine: throughput without labels, with the join (predictions held, every one labelled), in one run.
+"""What labels and the challenger cost the engine: throughput without labels, with the join, with the challenger, in one run.
 
     python tests/benchmarks/label_cost.py [--events N]
 
@@ -8,8 +8,9 @@ time) for
   (b) the join: the same engine with a label horizon and a labelled profile — every accepted prediction
       held, its label joined a batch later, performance per window, the concept-drift test and the
       performance estimate (predictions and labels counted together as events/s of predictions),
-and the ratio (b)/(a); then the River challenger as a component (test-then-train: scoring and learning
-each labelled event), which the engine does not run yet. The process is pinned to one core.
+  (c) the join and the River challenger on every prediction (scored in event time, learned from its label),
+  (d) the same with the challenger on a 10 % sample of the predictions (``challenger_sample=0.1``),
+and the ratios to (a) and (b). The process is pinned to one core.
 """
 
 from __future__ import annotations
@@ -23,11 +24,8 @@ import argparse
 import sys
 import time
 
-import numpy as np
-
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
-from driftline.stream.monitor.challenger import Challenger, default_classifier
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import build_reference_profile
 
@@ -37,7 +35,6 @@ BATCH = 10_000
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--challenger-events", type=int, default=20_000)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -69,26 +66,16 @@ def main() -> int:
         return args.events / (time.perf_counter() - started)
 
     plain = run(EngineConfig(), with_labels=False)
-    joined = run(EngineConfig(label_horizon_ms=3_600_000, label_capacity=1_000_000), with_labels=True)
-    print(f"{'path':64s} {'events/s':>10s}")
-    print(f"{'(a) engine, no labels':64s} {plain:10,.0f}")
-    print(f"{'(b) engine with the label join (every prediction labelled)':64s} {joined:10,.0f}")
-    print(f"(b)/(a) = {joined / plain:.2f}")
-
-    n = args.challenger_events
-    columns = stream.columns(n, offset=10**7)
-    y = stream.labels(columns, offset=10**7)
-    features = [f.name for f in contract.monitored_fields if f.role == "feature"]
-    rows = [{name: (None if isinstance(v, float) and np.isnan(v) else v) for name, v in zip(features, values, strict=True)}
-            for values in zip(*(columns[name].tolist() for name in features), strict=True)]
-    challenger = Challenger(default_classifier())
-    started = time.perf_counter()
-    for start in range(0, n, 1_000):
-        challenger.score(rows[start:start + 1_000])
-        challenger.learn(rows[start:start + 1_000], y[start:start + 1_000])
-    rate = n / (time.perf_counter() - started)
-    print(f"{'(c) River challenger, test-then-train per labelled event (component)':64s} {rate:10,.0f}")
-    print(f"events: {args.events} (challenger: {n}, {len(features)} features)")
+    labels_on = {"label_horizon_ms": 3_600_000, "label_grace_ms": 60_000, "label_capacity": 1_000_000}
+    joined = run(EngineConfig(**labels_on), with_labels=True)
+    challenged = run(EngineConfig(**labels_on, challenger="default"), with_labels=True)
+    sampled = run(EngineConfig(**labels_on, challenger="default", challenger_sample=0.1), with_labels=True)
+    print(f"{'path':64s} {'events/s':>10s} {'/(a)':>6s} {'/(b)':>6s}")
+    for name, rate in (("(a) engine, no labels", plain), ("(b) engine with the label join (every prediction labelled)", joined),
+                       ("(c) (b) and the River challenger on every prediction", challenged),
+                       ("(d) (b) and the challenger on a 10 % sample", sampled)):
+        print(f"{name:64s} {rate:10,.0f} {rate / plain:6.2f} {rate / joined:6.2f}")
+    print(f"events: {args.events} (and as many labels)")
     return 0
 
 

@@ -149,7 +149,7 @@ def test_upgrade_creates_exactly_what_the_metadata_defines(new_schema: Callable[
     migrated_url, reference_url = new_schema(), new_schema()
     assert current_revision(migrated_url) is None
     upgrade_database(migrated_url)
-    assert current_revision(migrated_url) == head_revision() == "0002"
+    assert current_revision(migrated_url) == head_revision() == "0003"
 
     migrated = create_database_engine(migrated_url)
     reference = create_database_engine(reference_url)
@@ -193,7 +193,7 @@ def test_upgrading_again_changes_nothing_and_keeps_the_rows(schema_url: str, eng
     assert describe(engine) == before
     assert SqlProfileStore(engine).load("credit_risk", "v1") == '{"features": {}}'
     with engine.connect() as connection:
-        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0002"]
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0003"]
 
 
 # Each process sleeps until the same instant after its imports, so the upgrades really overlap.

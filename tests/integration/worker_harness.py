@@ -263,7 +263,7 @@ def table(database_url: str, name: str, *, exclude: Sequence[str] = ()) -> list[
 # compaction uses an unseeded random generator (README, "Determinism"); drift scores and alerts come
 # from exact histograms.
 VOLATILE = re.compile(r"^(updated_at|created_at|p\d\d)$")
-RESULT_TABLES = ("window_aggregates", "model_windows", "alerts", "schema_changes", "performance_windows")
+RESULT_TABLES = ("window_aggregates", "model_windows", "alerts", "schema_changes", "performance_windows", "challenger_windows")
 
 
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -45,8 +45,9 @@ PURE_PACKAGES = {
 }
 #: What the monitor core adds to the allow-list: hashing for alert ids, UTC times for messages, heaps
 #: for the label join's expiry orders, and for the challenger River's online models (their
-#: computation only) with ``pickle`` — River's way to persist a model — into bytes in memory.
-MONITOR_MODULES = frozenset({"hashlib", "datetime", "heapq", "numbers", "river", "pickle"})
+#: computation only) with ``pickle`` — River's way to persist a model — into bytes in memory, and
+#: ``importlib`` for the challenger's model factory that the engine's config names.
+MONITOR_MODULES = frozenset({"hashlib", "datetime", "heapq", "numbers", "river", "pickle", "importlib"})
 FORBIDDEN_CALLS = frozenset({"open", "print", "input", "exec", "eval", "__import__", "compile", "breakpoint"})
 
 

@@ -384,7 +384,7 @@ def test_reference_profiles_save_load_and_replace(profiles: SqlProfileStore, eng
 def test_schema_names_are_explicit_and_stable(sink: SqlResultsSink, engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     assert sorted(inspector.get_table_names()) == [
-        "alerts", "checkpoints", "driftline_alembic_version", "model_windows", "performance_windows",
+        "alerts", "challenger_windows", "checkpoints", "driftline_alembic_version", "model_windows", "performance_windows",
         "reference_profiles", "schema_changes", "window_aggregates",
     ]
     indexes = {ix["name"]: ix["column_names"] for table in metadata.tables for ix in inspector.get_indexes(table)}

@@ -41,7 +41,7 @@ def test_an_unknown_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_db_upgrade_reports_the_revision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'new.sqlite'}"
     assert main(["db", "upgrade", "--database-url", url]) == 0
-    assert capsys.readouterr().out.strip().endswith("is at revision 0002")
+    assert capsys.readouterr().out.strip().endswith("is at revision 0003")
 
 
 def test_bad_worker_settings_are_argument_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +73,9 @@ def test_label_options_reach_the_engine_and_need_a_horizon(capsys: pytest.Captur
     assert settings.label_topics == {"credit_risk": "truth.credit_risk"}
     assert _settings(parser.parse_args(base)).label_topics == {}
     assert main([*base, "--label-capacity", "10"]) == 2
-    assert "--label-grace and --label-capacity need --label-horizon" in capsys.readouterr().err
+    assert "--label-grace, --label-capacity and --challenger need --label-horizon" in capsys.readouterr().err
+    challenged = _settings(parser.parse_args([*base, "--label-horizon", "1h", "--challenger", "--challenger-sample", "0.25"]))
+    assert (challenged.engine.challenger, challenged.engine.challenger_sample) == ("default", 0.25)
     with pytest.raises(SystemExit):
         main([*base, "--label-horizon", "soon"])
     assert "is not a duration" in capsys.readouterr().err

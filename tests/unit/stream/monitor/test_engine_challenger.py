@@ -123,3 +123,22 @@ def test_a_challenger_needs_labels_and_a_classifier() -> None:
         from driftline.stream.monitor.challenger import load_classifier
 
         load_classifier("no_such_module:factory")
+
+
+def test_a_sampled_challenger_takes_the_same_share_of_ids_in_every_run(
+    contract: Contract, profile: ReferenceProfile, catalog: Catalog, stream: dict[str, object]
+) -> None:
+    from driftline.stream.monitor.challenger import Challenger, ChallengerRun, default_classifier
+
+    run = ChallengerRun(Challenger(default_classifier()), ["x"], window_length_ms=60_000, horizon_ms=60_000, lateness_ms=0, sample=0.3)
+    ids = stream["ids"]
+    taken = [i for i in ids if run.takes(i)]  # type: ignore[attr-defined]
+    assert abs(len(taken) / N - 0.3) < 0.02  # 12,000 ids: a binomial standard deviation of 0.004
+    sampled = MonitorEngine(contract, profile, EngineConfig(**{**CONFIG.__dict__, "challenger_sample": 0.3}))
+    codec = Codec(catalog)
+    times, labels = stream["times"], stream["labels"]
+    sampled.process(codec.decode_batch(stream["payloads"], model=contract.model))  # type: ignore[arg-type]
+    result = sampled.process_labels(ids, times + DELAY_MS, labels)  # type: ignore[arg-type, operator]
+    result.extend(sampled.flush())
+    assert sampled.challenger is not None and sampled.challenger.counts.scored == sampled.challenger.counts.learned == len(taken)
+    assert sum(w.count for w in result.challenger_windows) == len(taken)
