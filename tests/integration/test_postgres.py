@@ -43,6 +43,7 @@ from driftline.stream.monitor.profile import build_reference_profile
 from driftline.stream.monitor.results import (
     Alert,
     BatchResult,
+    ChallengerWindow,
     Checkpoint,
     FeatureWindow,
     ModelWindow,
@@ -337,6 +338,10 @@ def full_result() -> BatchResult:
             invalid_labels=0, accuracy=0.8, precision=0.5, recall=0.25, f1=1 / 3, log_loss=0.45, true_positives=6,
             false_positives=6, true_negatives=90, false_negatives=18, mae=None, rmse=None,
         )],
+        challenger_windows=[ChallengerWindow(
+            model="credit_risk", window_start_ms=START_MS, window_length_ms=MINUTE_MS, count=118, champion_accuracy=0.8,
+            challenger_accuracy=0.9, champion_only=3, challenger_only=15, p_value=0.0038, alpha=1e-6, challenger_better=False,
+        )],
     )
 
 
@@ -371,7 +376,7 @@ def test_writing_the_same_results_twice_leaves_the_tables_identical(store: SqlCh
     assert dump(engine) == first
     assert {name: len(table_rows) for name, table_rows in first.items()} == {
         "window_aggregates": 3, "model_windows": 2, "alerts": 2, "schema_changes": 1,
-        "reference_profiles": 0, "checkpoints": 1, "performance_windows": 1,
+        "reference_profiles": 0, "checkpoints": 1, "performance_windows": 1, "challenger_windows": 1,
     }
 
 
