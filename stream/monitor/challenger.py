@@ -274,7 +274,9 @@ class ChallengerRun:
         if not 0.0 < self.sample <= 1.0:
             raise ValueError(f"sample must be in (0, 1], got {self.sample!r}")
         self._held: dict[str, list[Any]] = {}  # id -> [time, features, champion decision, challenger decision]
-        self._queue: list[tuple[Any, ...]] = []  # (time, kind, sequence, id, label): work in event-time order
+        # (time, kind, id, sequence, label): work in event-time order. Ties go by the prediction's id, not
+        # by when the work was queued — that order (a label's join) depends on the interleaving.
+        self._queue: list[tuple[Any, ...]] = []
         self._sequence = 0
         self._held_order: list[tuple[int, str]] = []  # (time, id): expiry and eviction order, lazily cleaned
         self._windows: dict[int, list[int]] = {}  # window start -> [compared, champion right, challenger right, b, c]
@@ -318,7 +320,7 @@ class ChallengerRun:
 
     def _push(self, time_ms: int, kind: int, prediction_id: str, label: float | None = None) -> None:
         self._sequence += 1
-        heapq.heappush(self._queue, (time_ms, kind, self._sequence, prediction_id, label))
+        heapq.heappush(self._queue, (time_ms, kind, prediction_id, self._sequence, label))
 
     def advance(self, prediction_watermark_ms: float, label_watermark_ms: float) -> list[tuple[int, list[int]]]:
         """Run the queued work before both watermarks less the lateness; return the windows now complete.
@@ -338,7 +340,7 @@ class ChallengerRun:
             return []
         queue = self._queue
         while queue and queue[0][0] < until:
-            _, kind, _, prediction_id, label = heapq.heappop(queue)
+            _, kind, prediction_id, _, label = heapq.heappop(queue)
             entry = self._held.get(prediction_id)
             if entry is None:
                 continue  # dropped at capacity
@@ -399,7 +401,7 @@ class ChallengerRun:
             "challenger": self.challenger.to_state(),
             "held": [[pid, *entry] for pid, entry in self._held.items()],
             "held_order": [[t, pid] for t, pid in sorted(self._held_order) if self._held.get(pid, [None])[0] == t],
-            "queue": sorted([list(item) for item in self._queue], key=lambda item: (item[0], item[1], item[2])),
+            "queue": sorted([list(item) for item in self._queue], key=lambda item: (item[0], item[1], item[2], item[3])),
             "sequence": self._sequence,
             "windows": [[start, *counts] for start, counts in sorted(self._windows.items())],
             "prediction_watermark": None if math.isinf(self._prediction_watermark) else int(self._prediction_watermark),
@@ -415,7 +417,7 @@ class ChallengerRun:
         self._held = {pid: [int(t), list(row), int(champion), None if mine is None else int(mine)]
                       for pid, t, row, champion, mine in state["held"]}
         self._held_order = [(int(t), pid) for t, pid in state["held_order"]]
-        self._queue = [(int(item[0]), int(item[1]), int(item[2]), item[3], item[4]) for item in state["queue"]]
+        self._queue = [(int(item[0]), int(item[1]), item[2], int(item[3]), item[4]) for item in state["queue"]]
         heapq.heapify(self._held_order)
         heapq.heapify(self._queue)
         self._sequence = int(state["sequence"])

@@ -35,7 +35,7 @@ from .closing import HeldScoreAlert, OpenWindow, WindowCloser
 from .concept import ConceptDriftDetector
 from .config import EngineConfig
 from .estimation import ConfidenceEstimator, EstimateWindows
-from .label_join import JoinedLabels, LabelJoin
+from .label_join import JoinedLabels, LabelJoin, ObservationOrder
 from .performance import PerformanceWindows, label_task
 from .profile import ReferenceProfile
 from .results import (
@@ -113,6 +113,7 @@ class MonitorEngine:
         self._budget = AlarmBudget.for_fields(self.fields, self.config.false_alarms_per_month)
         labelled = self.profiles[self.default_version].labels
         self._concept: ConceptDriftDetector | None = None
+        self._concept_order: ObservationOrder | None = None
         self._estimates: EstimateWindows | None = None
         if self.config.label_horizon_ms is not None and labelled is not None:
             # The concept-drift test is one more test sharing the model's budget; so is the estimate's
@@ -120,6 +121,8 @@ class MonitorEngine:
             extra = 2 if labelled.get("estimator") is not None else 1
             self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + extra)
             self._concept = ConceptDriftDetector.from_state(labelled["concept"])
+            # Its input, the joined labels, in the order they were observed (the same in every run).
+            self._concept_order = ObservationOrder(self.config.label_grace_ms)
             if labelled.get("estimator") is not None:
                 estimator = ConfidenceEstimator.from_state(labelled["estimator"])
                 self._estimates = EstimateWindows(estimator, self.config.window_length_ms)
@@ -221,6 +224,10 @@ class MonitorEngine:
             self._clock.close_before(before)  # closed for good: their events that come later are late
             self._close_windows(before, result)
         self._closer.release_all(result)
+        if self._concept_order is not None:
+            observed = self._concept_order.finish()
+            if len(observed):
+                self._concept_drift(observed, result)
         if self._challenger is not None:
             self._compare_challenger(self._challenger.finish(), result)
         return result
@@ -274,6 +281,7 @@ class MonitorEngine:
             "performance": None if self._performance is None else self._performance.to_state(),
             "concept": None if self._concept is None else self._concept.to_state(),
             "labels_scored": self._labels_scored,
+            "concept_order": None if self._concept_order is None else self._concept_order.to_state(),
             "estimates": None if self._estimates is None else self._estimates.to_state(),
             "estimated_before": self._estimated_before,
             "challenger": None if self._challenger is None else self._challenger.to_state(),
@@ -329,6 +337,8 @@ class MonitorEngine:
         if engine._concept is not None and state.get("concept") is not None:
             engine._concept = ConceptDriftDetector.from_state(state["concept"])
         engine._labels_scored = int(state.get("labels_scored", 0))
+        if engine._concept_order is not None and state.get("concept_order") is not None:
+            engine._concept_order = ObservationOrder.from_state(state["concept_order"], engine.config.label_grace_ms)
         if engine._estimates is not None and state.get("estimates") is not None:
             engine._estimates.restore(state["estimates"])
             engine._estimated_before = state.get("estimated_before")
@@ -491,8 +501,12 @@ class MonitorEngine:
                 result.label_counts[key] = result.label_counts.get(key, 0) + count - before.get(key, 0)
         for start in self._performance.add(joined):
             result.performance_windows.append(self._performance_window(start))
-        if self._concept is not None and joined is not None and len(joined):
-            self._concept_drift(joined, result)
+        if self._concept is not None:
+            assert self._concept_order is not None
+            self._concept_order.add(joined)
+            observed = self._concept_order.release(self._labels.prediction_watermark, self._labels.label_watermark)
+            if len(observed):
+                self._concept_drift(observed, result)
         if self._challenger is not None:
             if joined is not None and len(joined):
                 self._challenger.add_joined(joined.prediction_ids, joined.label_times_ms, joined.labels, joined.label_watermarks_ms)

@@ -51,7 +51,7 @@ import numpy as np
 # other result types (the sinks read them from there).
 from .results import LABEL_REASONS, PREDICTION_OUTCOMES
 
-__all__ = ["LABEL_REASONS", "PREDICTION_OUTCOMES", "JoinedLabels", "LabelJoin"]
+__all__ = ["LABEL_REASONS", "PREDICTION_OUTCOMES", "JoinedLabels", "LabelJoin", "ObservationOrder"]
 
 _STATE_FORMAT = 1
 
@@ -383,3 +383,77 @@ class LabelJoin:
         join.labels_seen = int(state["labels_seen"])
         join.predictions_seen = int(state["predictions_seen"])
         return join
+
+
+class ObservationOrder:
+    """Joined labels released in the order they were observed, the same whatever the two topics' interleaving.
+
+    The join emits a label when it meets its prediction — at once, or, for a label that came before
+    its prediction, when the prediction comes: an order that depends on how the prediction and label
+    topics' reads interleave (a live run, a restart after ``kill -9`` and a replay all differ). A
+    sequential test on the labels (the concept-drift test) must see them in an order fixed by the
+    events, so this releases them by (label time, arrival) once both watermarks less ``lateness_ms``
+    have passed them: every label observed before then that is not later than that has been joined
+    by then — its prediction, made before it, is no later than the predictions' watermark allows
+    (``lateness_ms`` is the join's ``grace_ms``). A label that arrived more than ``lateness_ms``
+    behind the labels' watermark is not released (counted in :attr:`late`); it is still in the
+    realised metrics.
+    """
+
+    def __init__(self, lateness_ms: int) -> None:
+        self.lateness_ms = _positive_ms(lateness_ms, "lateness_ms")
+        # (label time, prediction id, seq, prediction time, score, class, label). Ties go by the id: the
+        # order labels are joined (so queued) in depends on the interleaving.
+        self._queue: list[tuple[int, str, int, int, float, int | None, float]] = []
+        self._sequence = 0
+        self._released_before = -math.inf
+        self.late = 0
+
+    def add(self, joined: JoinedLabels | None) -> None:
+        """Queue newly joined labels (in any order)."""
+        if joined is None:
+            return
+        for row in zip(joined.prediction_ids, joined.prediction_times_ms, joined.scores, joined.classes, joined.labels,
+                       joined.label_times_ms, joined.label_watermarks_ms, strict=True):
+            prediction_id, time_ms, score, klass, label, label_time, watermark = row
+            if label_time < watermark - self.lateness_ms:
+                self.late += 1
+                continue
+            self._sequence += 1
+            heapq.heappush(self._queue, (label_time, prediction_id, self._sequence, time_ms, score, klass, label))
+
+    def release(self, prediction_watermark: float, label_watermark: float) -> JoinedLabels:
+        """The queued labels observed before both watermarks less the lateness, in observation order."""
+        return self._release_until(min(prediction_watermark, label_watermark) - self.lateness_ms)
+
+    def finish(self) -> JoinedLabels:
+        """End of input: every queued label, in observation order."""
+        return self._release_until(math.inf)
+
+    def _release_until(self, until: float) -> JoinedLabels:
+        out = JoinedLabels()
+        if until <= self._released_before:
+            return out
+        while self._queue and self._queue[0][0] < until:
+            label_time, prediction_id, _, time_ms, score, klass, label = heapq.heappop(self._queue)
+            out._append(prediction_id, (time_ms, score, klass), label_time, label, label_time)
+        self._released_before = until
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        return {"format": _STATE_FORMAT, "queue": [list(item) for item in sorted(self._queue)], "sequence": self._sequence,
+                "released_before": None if math.isinf(self._released_before) else self._released_before, "late": self.late}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], lateness_ms: int) -> ObservationOrder:
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"observation-order state format {state.get('format')!r} is not {_STATE_FORMAT}")
+        order = cls(lateness_ms)
+        order._queue = [(int(t), pid, int(seq), int(pt), float(score), None if k is None else int(k), float(label))
+                        for t, pid, seq, pt, score, k, label in state["queue"]]
+        heapq.heapify(order._queue)
+        order._sequence = int(state["sequence"])
+        released = state["released_before"]
+        order._released_before = -math.inf if released is None else float(released)
+        order.late = int(state["late"])
+        return order

@@ -14,7 +14,7 @@ from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
-from driftline.stream.monitor.profile import ReferenceProfile
+from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
 from driftline.stream.monitor.results import BatchResult, to_canonical_json
 
 N = 12_000  # 20 events/s: ten minutes, ten windows
@@ -37,7 +37,10 @@ def stream(contract: Contract) -> dict[str, object]:
     z = (income - income.mean()) / income.std()
     probability = np.where(np.arange(N) < CHANGE, scores, 1.0 / (1.0 + np.exp(-4.0 * z)))
     labels = (rng.random(N) < probability).astype(float)
+    # Labels arrive out of their predictions' order (shuffled within blocks of 500, about 25 s).
+    order = np.concatenate([rng.permutation(np.arange(start, min(N, start + 500))) for start in range(0, N, 500)])
     return {
+        "label_order": order,
         "payloads": [encode_single_object(r, contract.schema_json) for r in records],
         "ids": [str(r["event_id"]) for r in records],
         "times": np.asarray(times, dtype=np.int64),
@@ -56,7 +59,8 @@ def _run(contract: Contract, profile: ReferenceProfile, catalog: Catalog, stream
         if kind == "p":
             total.extend(engine.process(codec.decode_batch(stream["payloads"][a:b], model=contract.model)))  # type: ignore[index]
         else:
-            total.extend(engine.process_labels(ids[a:b], times[a:b] + DELAY_MS, labels[a:b]))  # type: ignore[index]
+            rows = stream["label_order"][a:b]  # type: ignore[index]
+            total.extend(engine.process_labels([ids[i] for i in rows], times[rows] + DELAY_MS, labels[rows]))  # type: ignore[index]
         if step == restart_at:
             state = json.loads(json.dumps(engine.to_state()))
             engine = MonitorEngine.from_state(state, contract, profile, CONFIG)
@@ -64,7 +68,7 @@ def _run(contract: Contract, profile: ReferenceProfile, catalog: Catalog, stream
     return total, engine
 
 
-def _plan(rng: random.Random, labels_ahead: bool) -> list[tuple[str, int, int]]:
+def _plan(rng: random.Random, labels_ahead: bool, order: np.ndarray) -> list[tuple[str, int, int]]:
     """Both topics in chunks of random sizes, interleaved at random (labels may run ahead of predictions)."""
     def chunks() -> list[tuple[int, int]]:
         out, start = [], 0
@@ -78,7 +82,7 @@ def _plan(rng: random.Random, labels_ahead: bool) -> list[tuple[str, int, int]]:
     plan: list[tuple[str, int, int]] = []
     while predictions or labels:
         take_label = labels and (not predictions or (labels[0][0] <= predictions[0][0] if labels_ahead else rng.random() < 0.4))
-        if take_label and not labels_ahead and predictions and labels[0][1] > predictions[0][0]:
+        if take_label and not labels_ahead and predictions and int(order[labels[0][0]:labels[0][1]].max()) >= predictions[0][0]:
             take_label = False  # this plan keeps labels behind their predictions
         kind, (a, b) = ("l", labels.pop(0)) if take_label else ("p", predictions.pop(0))
         plan.append((kind, a, b))
@@ -88,7 +92,7 @@ def _plan(rng: random.Random, labels_ahead: bool) -> list[tuple[str, int, int]]:
 def test_the_challenger_beats_a_stale_champion_only_after_the_relation_changed(
     contract: Contract, profile: ReferenceProfile, catalog: Catalog, stream: dict[str, object]
 ) -> None:
-    total, engine = _run(contract, profile, catalog, stream, _plan(random.Random(1), labels_ahead=False))
+    total, engine = _run(contract, profile, catalog, stream, _plan(random.Random(1), False, stream["label_order"]))  # type: ignore[arg-type]
     windows = total.challenger_windows
     change_ms = int(stream["times"][CHANGE])  # type: ignore[index]
     assert sum(w.count for w in windows) == N  # every labelled prediction compared once, in its window
@@ -104,16 +108,30 @@ def test_the_challenger_beats_a_stale_champion_only_after_the_relation_changed(
     assert run is not None and (run.counts.scored, run.counts.learned, run.counts.late_labels) == (N, N, 0) and run.held == 0
 
 
-def test_what_the_challenger_does_depends_only_on_the_events(
-    contract: Contract, profile: ReferenceProfile, catalog: Catalog, stream: dict[str, object]
+def _labelled_profile(contract: Contract) -> ReferenceProfile:
+    columns = SyntheticStream(contract, seed=3).columns(30_000, seed_offset=1)
+    labels = (np.random.default_rng(23).random(30_000) < columns["prediction_score"]).astype(float)
+    return build_reference_profile(contract, columns, model_version="v1", labels=labels)
+
+
+def test_what_the_challenger_and_the_concept_test_do_depends_only_on_the_events(
+    contract: Contract, catalog: Catalog, stream: dict[str, object]
 ) -> None:
-    reference, _ = _run(contract, profile, catalog, stream, _plan(random.Random(2), labels_ahead=False))
-    expected = to_canonical_json([reference.challenger_windows, [a for a in reference.alerts if a.kind == "challenger_better"]])
+    # The labelled profile adds the concept-drift test and the estimate: a sequential test on the
+    # labels, which must see them in the same order however the topics' reads interleaved.
+    profile = _labelled_profile(contract)
+
+    def outcome(total: BatchResult) -> str:
+        label_signals = [s for s in total.signals if s.detector == "concept_error"]
+        return to_canonical_json([total.challenger_windows, total.alerts, label_signals])
+
+    reference, _ = _run(contract, profile, catalog, stream, _plan(random.Random(2), False, stream["label_order"]))  # type: ignore[arg-type]
+    assert {a.kind for a in reference.alerts} >= {"challenger_better", "concept_drift"}
+    expected = outcome(reference)
     for seed, labels_ahead, restart in ((3, True, None), (4, False, 5), (5, True, 3), (6, False, 11)):
-        plan = _plan(random.Random(seed), labels_ahead)
+        plan = _plan(random.Random(seed), labels_ahead, stream["label_order"])  # type: ignore[arg-type]
         total, _ = _run(contract, profile, catalog, stream, plan, restart_at=restart)
-        got = to_canonical_json([total.challenger_windows, [a for a in total.alerts if a.kind == "challenger_better"]])
-        assert got == expected, (seed, labels_ahead, restart)
+        assert outcome(total) == expected, (seed, labels_ahead, restart)
 
 
 def test_a_challenger_needs_labels_and_a_classifier() -> None:
