@@ -9,6 +9,7 @@ time series. Every value is in base units (``_seconds``) and counters end in ``_
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -179,6 +180,14 @@ class DriftlineMetrics:
             ["model"],
             registry=registry,
         )
+        self.topic_end_offset = Gauge(
+            "driftline_topic_end_offset",
+            "End offset (messages ever written) of a partition of the model's prediction or label topic, for the "
+            "partitions this worker owns: its growth is the producers' rate, whatever the worker's own speed "
+            "(the freshness rules in deploy/prometheus sum it over partitions and workers).",
+            ["model", "stream", "partition"],
+            registry=registry,
+        )
         self.labels = Counter(
             "driftline_labels",
             "Labels read from the model's label topic, by what became of them (joined, or why not).",
@@ -275,6 +284,15 @@ class DriftlineMetrics:
     def set_consumer_lag(self, model: str, messages: int) -> None:
         """Set ``driftline_consumer_lag_messages`` of ``model`` (called by the worker)."""
         self.consumer_lag.labels(model=self.model_label(model)).set(messages)
+
+    def set_topic_end_offset(self, model: str, stream: str, partition: int, offset: int) -> None:
+        """Set ``driftline_topic_end_offset`` of a partition this worker owns (``stream``: ``predictions`` or ``labels``)."""
+        self.topic_end_offset.labels(model=self.model_label(model), stream=stream, partition=str(partition)).set(offset)
+
+    def forget_topic_partition(self, model: str, stream: str, partition: int) -> None:
+        """Drop a partition's ``driftline_topic_end_offset`` (no longer owned: its next owner reports it)."""
+        with contextlib.suppress(KeyError):  # never reported
+            self.topic_end_offset.remove(self.model_label(model), stream, str(partition))
 
     def _only_model(self, result: BatchResult) -> str:
         names = {window.model for window in result.model_windows}

@@ -137,6 +137,11 @@ class BatchReader:
         Called (on the reader's thread) once every partition reached its end offset.
     set_lag
         ``(model, messages)``: where the consumer lag of each model is reported.
+    set_end_offset, forget_end_offset
+        ``(model, stream, partition, offset)`` and ``(model, stream, partition)``: where the end offset
+        of each owned partition of the prediction (``stream="predictions"``) and label topics is
+        reported, with each checkpoint round (the producers' rate, for the freshness rules), and
+        where a partition no longer owned is dropped.
     merged
         With ``stop_at_end`` and split models: whether the merge stage has checkpointed every window
         partial published so far (asked once the model topics are done).
@@ -159,6 +164,8 @@ class BatchReader:
         probe: Callable[[], None] | None = None,
         label_end_offsets: dict[PartitionId, int] | None = None,
         checkpointed_label_offset: Callable[[str, int], int | None] | None = None,
+        set_end_offset: Callable[[str, str, int, int], None] | None = None,
+        forget_end_offset: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.make_runner = make_runner
@@ -171,6 +178,8 @@ class BatchReader:
         self.label_end_offsets = label_end_offsets or {}
         self.checkpointed_label_offset = checkpointed_label_offset
         self._labels: LabelReader | None = None
+        self.set_end_offset = set_end_offset
+        self.forget_end_offset = forget_end_offset
         self._models = {topic: model for model, topic in settings.topics.items()}
         self._owned: dict[PartitionId, _Owned] = {}
         self._unrestored: set[PartitionId] = set()
@@ -546,8 +555,7 @@ class BatchReader:
             owned = self._owned.pop(key, None)
             if owned is None:
                 continue
-            if self._labels is not None:
-                self._labels.unfollow(owned.model, tp.partition)
+            self._forget(owned.model, tp.partition)
             try:
                 if owned.runner.checkpoint() is not None:
                     self._commit(consumer, key, owned.runner)
@@ -563,26 +571,37 @@ class BatchReader:
             self._unrestored.discard(key)
             owned = self._owned.pop(key, None)
             if owned is not None:
-                if self._labels is not None:
-                    self._labels.unfollow(owned.model, tp.partition)
+                self._forget(owned.model, tp.partition)
                 log.warning("%s[%d]: lost (the group went on without this worker); its next owner restores it", *key)
         consumer.incremental_unassign(partitions)
 
     # -- progress --------------------------------------------------------------------------------
 
     def _report_lag(self, consumer: Consumer) -> None:
-        if self.set_lag is None:
-            return
         lag: dict[str, int] = {}
         for key, owned in self._owned.items():
-            if owned.runner.next_offset is None:
-                continue
             with _ignore_kafka_state_errors():
                 _, high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
-                if high >= 0:
+                if high >= 0 and self.set_end_offset is not None:
+                    self.set_end_offset(owned.model, "predictions", key[1], high)
+                if high >= 0 and owned.runner.next_offset is not None:
                     lag[owned.model] = lag.get(owned.model, 0) + max(0, high - owned.runner.next_offset)
-        for model, messages in lag.items():
-            self.set_lag(model, messages)
+            if self._labels is not None and self.set_end_offset is not None:
+                label_high = self._labels.end_offset(owned.model, key[1])
+                if label_high is not None:
+                    self.set_end_offset(owned.model, "labels", key[1], label_high)
+        if self.set_lag is not None:
+            for model, messages in lag.items():
+                self.set_lag(model, messages)
+
+    def _forget(self, model: str, partition: int) -> None:
+        """A partition no longer owned: its label partition is no longer read, its end offsets no longer reported."""
+        if self._labels is not None:
+            self._labels.unfollow(model, partition)
+        if self.forget_end_offset is not None:
+            self.forget_end_offset(model, "predictions", partition)
+            if self._labels is not None:
+                self.forget_end_offset(model, "labels", partition)
 
     def _caught_up(self) -> bool:
         assert self.end_offsets is not None

@@ -149,6 +149,17 @@ class LabelReader:
             batch.timestamps_ms.append(max(0, message.timestamp()[1]))
         return batches, errors
 
+    def end_offset(self, model: str, partition: int) -> int | None:
+        """The label partition's end offset as last fetched (``None``: not followed, or not known yet)."""
+        key = (self.topics[model], partition)
+        if key not in self._followed:
+            return None
+        try:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+        except KafkaException:
+            return None
+        return high if high >= 0 else None
+
     def close(self) -> None:
         self._consumer.close()
 

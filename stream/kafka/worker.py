@@ -355,6 +355,8 @@ def run_worker(settings: WorkerSettings) -> int:
         probe=offsets.ping,
         label_end_offsets=layout.label_end_offsets if settings.stop_at_end else None,
         checkpointed_label_offset=checkpointed_labels,
+        set_end_offset=metrics.set_topic_end_offset,
+        forget_end_offset=metrics.forget_topic_partition,
     )
     service = ReaderService(app, reader)
     # Started and stopped with the app, as one of its own dependencies: a service added with

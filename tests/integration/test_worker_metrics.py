@@ -75,10 +75,14 @@ def test_scraped_counts_are_exact_and_a_label_flood_adds_no_series(
             eventually(lambda: True if (_scalar(prometheus_url, committed) or 0) >= 1 else None, 60, "a checkpoint in Prometheus")
             lag = f'driftline_consumer_lag_messages{{job="driftline", model="{MODEL}"}}'
             eventually(lambda: True if _scalar(prometheus_url, lag) is not None else None, 60, "the consumer lag in Prometheus")
+            # The producers' side, for the freshness rules: the topic's end offset, all messages written.
+            end = f'driftline_topic_end_offset{{job="driftline", model="{MODEL}", stream="predictions", partition="0"}}'
+            eventually(lambda: True if _scalar(prometheus_url, end) == 6_040 else None, 60, "the topic's end offset in Prometheus")
             before = _series(prometheus_url)
 
             produce(kafka_bootstrap, topic, encode(flood))
             eventually(lambda: True if _scalar(prometheus_url, accepted) == 12_000 else None, 120, "the flood in Prometheus")
+            eventually(lambda: True if _scalar(prometheus_url, end) == 12_040 else None, 60, "the end offset after the flood")
             time.sleep(2)  # two more scrapes
             after = _series(prometheus_url)
             assert after == before, f"new series: {sorted(after - before)[:5]}"
