@@ -222,10 +222,10 @@ class Codec:
         """
         n = len(payloads)
         if model is not None and model not in self.catalog:
-            detail = f"the batch is for model {model!r}, which has no contract (known models: {', '.join(self.catalog.models)})"
+            detail = f"the batch is for model {model!r}, which has no contract (known: {', '.join(self.catalog.names)})"
             return self._assemble(model, None, n, [], [Rejection(RejectReason.UNKNOWN_MODEL, i, None, detail) for i in range(n)], [])
         models, unattributed, order = self._decode(payloads, model)
-        chosen = model or (order[0] if order else (self.catalog.models[0] if len(self.catalog) == 1 else ""))
+        chosen = model or (order[0] if order else (self.catalog.names[0] if len(self.catalog) == 1 else ""))
         rejections = list(unattributed)
         for name, gathered in models.items():
             if name == chosen:
@@ -292,7 +292,7 @@ class Codec:
                 reason = RejectReason.TRUNCATED if failure.truncated else RejectReason.CORRUPT
                 detail = f"writer schema {plan.writer_id}: {failure.detail}"
                 gathered.rejections.append(Rejection(reason, int(rows[failure.position]), failure.field, detail))
-            block, rejected = check_block(contract, plan.sources, plan.writer_id, rows[good], columns, self.catalog.models)
+            block, rejected = check_block(contract, plan.sources, plan.writer_id, rows[good], columns, self.catalog.names)
             gathered.blocks.append(block)
             gathered.rejections.extend(rejected)
             if change is not None:

@@ -34,6 +34,7 @@ from . import avro_types
 from .errors import ContractError, WriterSchemaError
 
 __all__ = [
+    "CONTRACT_KINDS",
     "IDENTITY_ROLES",
     "MONITORED_ROLES",
     "PREDICTION_ROLES",
@@ -47,7 +48,10 @@ IDENTITY_ROLES = ("id", "event_time", "model_name", "model_version")
 PREDICTION_ROLES = ("prediction_score", "prediction_class")
 MONITORED_ROLES = ("feature", *PREDICTION_ROLES)
 _FIELD_KEYS = frozenset({"role", "range", "categories", "max_null_fraction", "allow_nan", "on_violation"})
-_RECORD_KEYS = frozenset({"model", "contract_version", "description"})
+_RECORD_KEYS = frozenset({"model", "contract_version", "description", "kind"})
+#: What a contract describes: a model's prediction events (``predictions.<model>``), or the rows of
+#: a feature pipeline (``features.<feature set>``: features only, monitored the same way).
+CONTRACT_KINDS = ("model", "feature_set")
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _NUMERIC = frozenset({"boolean", "int", "long", "float", "double"})
 
@@ -132,6 +136,7 @@ class Contract:
     fingerprint: int
     source: str = "<memory>"
     description: str = ""
+    kind: str = "model"  # one of CONTRACT_KINDS
 
     @property
     def label(self) -> str:
@@ -329,6 +334,9 @@ def parse_contract(schema: Mapping[str, Any] | str, source: str = "<memory>") ->
     model = meta.get("model")
     if not (isinstance(model, str) and _MODEL_NAME.match(model)):
         raise _fail(source, f"driftline.model must be a name like 'credit_risk', got {model!r}")
+    kind = meta.get("kind", "model")
+    if kind not in CONTRACT_KINDS:
+        raise _fail(source, f"driftline.kind must be one of {list(CONTRACT_KINDS)}, got {kind!r}")
     version = meta.get("contract_version")
     if not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
         raise _fail(source, f"driftline.contract_version must be a positive integer, got {version!r}")
@@ -342,6 +350,8 @@ def parse_contract(schema: Mapping[str, Any] | str, source: str = "<memory>") ->
             raise _fail(source, f"no field has role {role}; every contract needs id, event_time, model_name and model_version")
     if not any(f.role == "feature" for f in fields):
         raise _fail(source, "the contract declares no feature field")
+    if kind == "feature_set" and any(f.prediction for f in fields):
+        raise _fail(source, "a feature set's contract has no prediction fields (its events carry features only)")
     full_name = str(parsed["name"])
     namespace = full_name.rpartition(".")[0]
     aliases = tuple(a if "." in a or not namespace else f"{namespace}.{a}" for a in raw.get("aliases", ()))
@@ -358,6 +368,7 @@ def parse_contract(schema: Mapping[str, Any] | str, source: str = "<memory>") ->
         fingerprint=avro_types.fingerprint(canonical),
         source=source,
         description=str(meta.get("description", raw.get("doc", ""))),
+        kind=str(kind),
     )
 
 

@@ -112,8 +112,18 @@ class Catalog:
 
     @property
     def models(self) -> tuple[str, ...]:
-        """Model names with a contract, sorted."""
+        """Model names with a contract, sorted (feature sets are listed apart: :attr:`feature_sets`)."""
+        return tuple(sorted(name for name, contract in self._contracts.items() if contract.kind == "model"))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every contract's name — models and feature sets — sorted."""
         return tuple(sorted(self._contracts))
+
+    @property
+    def feature_sets(self) -> tuple[str, ...]:
+        """Feature-set names with a contract (``"kind": "feature_set"``), sorted."""
+        return tuple(sorted(name for name, contract in self._contracts.items() if contract.kind == "feature_set"))
 
     @property
     def contracts(self) -> Mapping[str, Contract]:
@@ -124,7 +134,7 @@ class Catalog:
         try:
             return self._contracts[model]
         except KeyError:
-            raise UnknownModelError(f"no contract for model {model!r}; known models: {', '.join(self.models) or 'none'}") from None
+            raise UnknownModelError(f"no contract for model {model!r}; known models and feature sets: {', '.join(self.names) or 'none'}") from None
 
     def get(self, model: str) -> Contract | None:
         return self._contracts.get(model)

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from driftline.stream.kafka.topics import DEADLETTER_TOPIC, LABEL_TOPIC_PREFIX, PREDICTION_TOPIC_PREFIX
+from driftline.stream.kafka.topics import DEADLETTER_TOPIC, FEATURE_TOPIC_PREFIX, LABEL_TOPIC_PREFIX, PREDICTION_TOPIC_PREFIX
 
 from .arguments import (
     DEFAULT_BOOTSTRAP,
@@ -35,15 +35,22 @@ def register(commands: Any) -> None:
     worker = commands.add_parser(
         "worker",
         help="monitor the models' Kafka topics (Faust worker): Postgres, Prometheus, dead-letter topic",
-        description="Consumes predictions.<model> for every --model (or every contract, --all-models), checks each event against the "
-        "model's contract (rejects go to the dead-letter topic with the reason in headers), runs the "
+        description="Consumes predictions.<model> for every --model and features.<feature set> for every --feature-set (or every "
+        "contract, --all-models), checks each event against its contract (rejects go to the dead-letter topic with the reason in "
+        "headers), runs the "
         "monitor engine, writes results and checkpoints to PostgreSQL and serves Prometheus metrics. "
         "Killed at any point and restarted, it neither loses nor double-counts an event.",
     )
-    which = worker.add_mutually_exclusive_group(required=True)
+    which = worker.add_mutually_exclusive_group()
     which.add_argument("--model", dest="models", action="append", help="model to monitor (repeatable)")
     which.add_argument("--all-models", action="store_true",
-        help="monitor every model of the contract catalog (--schemas): workers of one --group then share all the model topics")
+        help="monitor every model and feature set of the contract catalog (--schemas): workers of one --group then share "
+        "all their topics")
+    worker.add_argument("--feature-set", dest="feature_sets", action="append", default=[],
+        help="feature set to monitor (a contract of kind feature_set; repeatable): its rows, read from features.<name>, are "
+        "checked and their features monitored against the training data's profile like a model's inputs")
+    worker.add_argument("--feature-topic-prefix", default=FEATURE_TOPIC_PREFIX,
+        help=f"a feature set's rows are read from <prefix><name> (default {FEATURE_TOPIC_PREFIX})")
     worker.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
     add_database_url(worker)
     worker.add_argument("--group", default="driftline", help="Kafka consumer group and checkpoint key (default driftline)")
@@ -125,13 +132,16 @@ def run(args: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
-def _models(args: argparse.Namespace) -> tuple[str, ...]:
+def _models(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The models and the feature sets to monitor."""
     if not args.all_models:
-        return tuple(args.models)
+        if not args.models and not args.feature_sets:
+            raise UsageError("name what to monitor: --model, --feature-set or --all-models")
+        return tuple(args.models or ()), tuple(args.feature_sets)
     from driftline.schemas.contract_catalog import Catalog
 
     catalog = Catalog.load(args.schemas) if args.schemas is not None else Catalog.load()
-    return catalog.models
+    return catalog.models, tuple(dict.fromkeys((*catalog.feature_sets, *args.feature_sets)))
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -153,11 +163,14 @@ def _settings(args: argparse.Namespace) -> Any:
     if args.label_horizon is None and any(v is not None for v in (args.label_grace, args.label_capacity, args.challenger,
                                                                    args.challenger_sample)):
         raise UsageError("--label-grace, --label-capacity and --challenger need --label-horizon (labels are read only with a horizon)")
+    models, feature_sets = _models(args)
     try:
         return WorkerSettings(
             bootstrap_servers=kafka_bootstrap(args.bootstrap),
             database_url=database_url(args),
-            models=_models(args),
+            models=models,
+            feature_sets=feature_sets,
+            feature_topic_prefix=args.feature_topic_prefix,
             consumer_group=args.group,
             metrics_port=metrics_port(args),
             metrics_address=args.metrics_address,

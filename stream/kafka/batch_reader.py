@@ -583,7 +583,7 @@ class BatchReader:
             with _ignore_kafka_state_errors():
                 _, high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
                 if high >= 0 and self.set_end_offset is not None:
-                    self.set_end_offset(owned.model, "predictions", key[1], high)
+                    self.set_end_offset(owned.model, self.settings.stream_of(owned.model), key[1], high)
                 if high >= 0 and owned.runner.next_offset is not None:
                     lag[owned.model] = lag.get(owned.model, 0) + max(0, high - owned.runner.next_offset)
             if self._labels is not None and self.set_end_offset is not None:
@@ -599,7 +599,7 @@ class BatchReader:
         if self._labels is not None:
             self._labels.unfollow(model, partition)
         if self.forget_end_offset is not None:
-            self.forget_end_offset(model, "predictions", partition)
+            self.forget_end_offset(model, self.settings.stream_of(model), partition)
             if self._labels is not None:
                 self.forget_end_offset(model, "labels", partition)
 

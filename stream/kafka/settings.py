@@ -7,7 +7,15 @@ from pathlib import Path
 
 from driftline.stream.monitor.engine import EngineConfig
 
-from .topics import DEADLETTER_TOPIC, LABEL_TOPIC_PREFIX, PREDICTION_TOPIC_PREFIX, label_topic, partials_topic, prediction_topic
+from .topics import (
+    DEADLETTER_TOPIC,
+    FEATURE_TOPIC_PREFIX,
+    LABEL_TOPIC_PREFIX,
+    PREDICTION_TOPIC_PREFIX,
+    label_topic,
+    partials_topic,
+    prediction_topic,
+)
 
 __all__ = ["WorkerSettings"]
 
@@ -24,6 +32,9 @@ class WorkerSettings:
         SQLAlchemy URL of the PostgreSQL database (migrated with ``driftline db upgrade``).
     models
         The models to monitor; each one's events are read from its own topic (``topic_prefix``).
+    feature_sets, feature_topic_prefix
+        Feature sets to monitor (contracts of kind ``feature_set``): each one's rows are read from
+        ``<feature_topic_prefix><name>`` and monitored like a model's inputs.
     consumer_group
         Kafka consumer group, and the key of the checkpoints in the database.
     metrics_port, metrics_address
@@ -78,6 +89,8 @@ class WorkerSettings:
     bootstrap_servers: str
     database_url: str = field(repr=False)
     models: tuple[str, ...]
+    feature_sets: tuple[str, ...] = ()
+    feature_topic_prefix: str = FEATURE_TOPIC_PREFIX
     consumer_group: str = "driftline"
     metrics_port: int | None = 9464
     metrics_address: str = "127.0.0.1"
@@ -107,12 +120,14 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():
             raise ValueError("bootstrap_servers must name at least one broker")
-        if not self.models:
-            raise ValueError("models must name at least one model")
-        for model in self.models:
+        if not self.models and not self.feature_sets:
+            raise ValueError("models must name at least one model (or feature_sets one feature set)")
+        for model in self.monitored:
             prediction_topic(model, self.topic_prefix)  # validates the name
-        if len(set(self.models)) != len(self.models):
-            raise ValueError(f"models: a model is named twice in {list(self.models)}")
+        if len(set(self.monitored)) != len(self.monitored):
+            raise ValueError(f"models, feature_sets: a name is given twice in {list(self.monitored)}")
+        if len(set(self.topics.values())) != len(self.topics):
+            raise ValueError("topic_prefix and feature_topic_prefix give a model and a feature set the same topic")
         if self.batch_max_events < 1:
             raise ValueError(f"batch_max_events must be at least 1, got {self.batch_max_events}")
         if not self.batch_within_seconds > 0:
@@ -141,9 +156,21 @@ class WorkerSettings:
             raise ValueError(f"label_topic_prefix {self.label_topic_prefix!r} names label topics that are also other topics: {clash}")
 
     @property
+    def monitored(self) -> tuple[str, ...]:
+        """The models, then the feature sets: every name whose topic the worker reads."""
+        return (*self.models, *self.feature_sets)
+
+    @property
     def topics(self) -> dict[str, str]:
-        """Topic of each model."""
-        return {model: prediction_topic(model, self.topic_prefix) for model in self.models}
+        """Topic of each model and feature set."""
+        return {
+            **{model: prediction_topic(model, self.topic_prefix) for model in self.models},
+            **{name: prediction_topic(name, self.feature_topic_prefix) for name in self.feature_sets},
+        }
+
+    def stream_of(self, name: str) -> str:
+        """``"features"`` for a feature set, ``"predictions"`` for a model (the metrics' ``stream`` label)."""
+        return "features" if name in self.feature_sets else "predictions"
 
     @property
     def label_topics(self) -> dict[str, str]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLIENT_LOGGER",
     "DEADLETTER_TOPIC",
+    "FEATURE_TOPIC_PREFIX",
     "HEADER_DETAIL",
     "HEADER_FIELD",
     "HEADER_REASON",
@@ -51,6 +52,8 @@ PREDICTION_TOPIC_PREFIX = "predictions."
 #: with its prediction topic: keyed like the prediction, over the same number of partitions, so that
 #: partition p of both topics holds the same ids and one runner joins them.
 LABEL_TOPIC_PREFIX = "labels."
+#: A feature set's rows (a contract of kind ``feature_set``) arrive on ``features.<feature set>``.
+FEATURE_TOPIC_PREFIX = "features."
 DEADLETTER_TOPIC = "driftline.deadletter"
 
 #: Headers of a dead-lettered message (values are UTF-8). Its value is the original bytes and its

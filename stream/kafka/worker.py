@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
+from driftline.stream.monitor.engine import EngineConfig
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, describe_alert
 from driftline.stream.runner import MergedModel, MergeRunner, PartitionKey, PartitionRunner
@@ -140,6 +141,15 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicL
     return layout
 
 
+def _check_kinds(settings: WorkerSettings, contracts: dict[str, Contract]) -> None:
+    """``--model`` names model contracts and ``--feature-set`` feature-set contracts (their topics differ)."""
+    for name, contract in contracts.items():
+        wanted = "feature_set" if name in settings.feature_sets else "model"
+        if contract.kind != wanted:
+            option = "--feature-set" if contract.kind == "feature_set" else "--model"
+            raise WorkerError(f"{name} is a {contract.kind.replace('_', ' ')} ({contract.source}): monitor it with {option} {name}")
+
+
 def _check_labels(settings: WorkerSettings, contract: Contract, profiles: dict[str, ReferenceProfile]) -> None:
     """A model whose labels are read can join them (its contract has a score), and says what its reference allows."""
     from driftline.stream.monitor.engine import MonitorEngine
@@ -220,9 +230,10 @@ class WorkerRuntime:
             A contract or the database cannot be read.
         """
         catalog = Catalog.load(settings.schemas_dir) if settings.schemas_dir is not None else Catalog.load()
-        contracts = {model: catalog.contract(model) for model in settings.models}
+        contracts = {model: catalog.contract(model) for model in settings.monitored}
+        _check_kinds(settings, contracts)
         database = _check_database(settings)
-        profiles = {model: load_profiles(settings, database, model) for model in settings.models}
+        profiles = {model: load_profiles(settings, database, model) for model in settings.monitored}
         for model in settings.label_topics:
             _check_labels(settings, contracts[model], profiles[model])
         return cls(
@@ -246,6 +257,12 @@ class WorkerRuntime:
         """The models whose topic has several partitions."""
         return [model for model, topic in self.settings.topics.items() if self.layout.partitions[topic] > 1]
 
+    def engine_config(self, name: str) -> EngineConfig:
+        """The engine's settings for a model or feature set (a feature set has no predictions: no labels, no challenger)."""
+        if name in self.settings.feature_sets:
+            return dataclasses.replace(self.settings.engine, label_horizon_ms=None, challenger=None)
+        return self.settings.engine
+
     def make_runner(self, model: str, topic: str, partition: int) -> PartitionRunner:
         """The runner of one partition of ``model``'s topic, restored from its checkpoint if there is one.
 
@@ -261,6 +278,7 @@ class WorkerRuntime:
                 f"{topic} now has more than the {partitions} partition(s) it had when this worker started; restart the "
                 "workers (a model's partition count decides how its windows are made)"
             )
+        config = self.engine_config(model)
         runner = PartitionRunner(
             key=PartitionKey(self.settings.consumer_group, topic, partition),
             contract=self.contracts[model],
@@ -268,7 +286,7 @@ class WorkerRuntime:
             codec=Codec(self.catalog, max_message_bytes=self.settings.max_message_bytes),
             store=SqlCheckpointStore(self.database),
             deadletters=self.deadletters,
-            config=self.settings.engine,
+            config=config,
             metrics=self.metrics,
             on_result=_log_alerts,
             partials=self.partials if partitions > 1 else None,
@@ -284,7 +302,8 @@ class WorkerRuntime:
 
         return MergeRunner(
             key=PartitionKey(self.settings.consumer_group, self.settings.partials_topic, partition),
-            models={model: MergedModel(self.contracts[model], self.profiles[model], self.settings.engine) for model in self.split_models},
+            models={model: MergedModel(self.contracts[model], self.profiles[model], self.engine_config(model))
+                    for model in self.split_models},
             store=SqlCheckpointStore(self.database),
             deadletters=deadletters,
             metrics=self.metrics,
@@ -314,7 +333,7 @@ def run_worker(settings: WorkerSettings) -> int:
     registry = CollectorRegistry()
     metrics = DriftlineMetrics(
         registry,
-        models={model: [f.name for f in catalog.contract(model).fields] for model in settings.models},
+        models={model: [f.name for f in catalog.contract(model).fields] for model in settings.monitored},
     )
     runtime = WorkerRuntime.open(settings, metrics=metrics)
     layout = prepare_topics(settings)

@@ -90,7 +90,7 @@ def test_registering_a_writer_schema_makes_its_fingerprint_known(writer_schema: 
 
 
 def test_unknown_model_is_a_lookup_error_naming_the_known_models(catalog: Catalog) -> None:
-    with pytest.raises(UnknownModelError, match="known models: credit_risk") as info:
+    with pytest.raises(UnknownModelError, match="known models and feature sets: credit_features, credit_risk") as info:
         catalog.contract("churn")
     assert isinstance(info.value, LookupError) and isinstance(info.value, DriftlineError)
 
@@ -135,7 +135,20 @@ BROKEN_CONTRACTS = [
     ("default of the wrong type", lambda s: _field(s, "age").update(default="old"), "Default value <old>"),
     ("not a record", lambda s: s.update(type="enum", symbols=["A"]), "record"),
     ("invalid Avro", lambda s: _field(s, "age").update(type="integer"), "not a valid Avro schema"),
+    ("unknown kind", lambda s: s["driftline"].update(kind="dataset"), "driftline.kind must be one of"),
+    ("a feature set with a score", lambda s: s["driftline"].update(kind="feature_set"), "a feature set's contract has no prediction"),
 ]
+
+
+def test_a_feature_set_is_a_contract_of_its_own_kind_listed_apart_from_the_models(catalog: Catalog) -> None:
+    features = catalog.contract("credit_features")
+    assert features.kind == "feature_set" and catalog.contract("credit_risk").kind == "model"
+    assert (catalog.models, catalog.feature_sets, catalog.names) == (("credit_risk",), ("credit_features",),
+                                                                      ("credit_features", "credit_risk"))
+    assert not any(f.prediction for f in features.fields)
+    # Its features are the model's inputs of the same names, with the same value contracts.
+    model = {f.name: f for f in catalog.contract("credit_risk").fields}
+    assert all(f == model[f.name] for f in features.monitored_fields)
 
 
 @pytest.mark.parametrize(("case", "change", "message"), BROKEN_CONTRACTS, ids=[c[0] for c in BROKEN_CONTRACTS])

@@ -79,3 +79,19 @@ def test_label_options_reach_the_engine_and_need_a_horizon(capsys: pytest.Captur
     with pytest.raises(SystemExit):
         main([*base, "--label-horizon", "soon"])
     assert "is not a duration" in capsys.readouterr().err
+
+
+def test_feature_sets_are_named_by_their_own_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--database-url", "sqlite://"]) == 2
+    assert "name what to monitor: --model, --feature-set or --all-models" in capsys.readouterr().err
+    import argparse
+
+    from driftline.stream.cli import worker
+    from driftline.stream.cli.worker import _settings
+
+    parser = argparse.ArgumentParser()
+    worker.register(parser.add_subparsers())
+    settings = _settings(parser.parse_args(["worker", "--feature-set", "credit_features", "--database-url", "sqlite://"]))
+    assert (settings.models, settings.feature_sets) == ((), ("credit_features",))
+    everything = _settings(parser.parse_args(["worker", "--all-models", "--database-url", "sqlite://"]))
+    assert (everything.models, everything.feature_sets) == (("credit_risk",), ("credit_features",))

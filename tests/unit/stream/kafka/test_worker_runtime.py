@@ -63,3 +63,31 @@ def test_label_topics_must_be_co_partitioned_and_models_on_one_partition() -> No
     _check_label_topics(settings, {TOPIC: 1})
     with pytest.raises(WorkerError, match=r"only for models on one partition, and the topics of \['credit_risk'\] have several"):
         _check_label_topics(settings, {TOPIC: 4})
+
+
+def test_feature_sets_get_their_own_topics_and_no_labels() -> None:
+    from driftline.stream.monitor.engine import EngineConfig
+
+    settings = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",),
+                              feature_sets=("credit_features",), engine=EngineConfig(label_horizon_ms=60_000))
+    assert settings.topics == {"credit_risk": TOPIC, "credit_features": "features.credit_features"}
+    assert settings.label_topics == {"credit_risk": "labels.credit_risk"}  # a feature set has no labels
+    assert (settings.stream_of("credit_features"), settings.stream_of("credit_risk")) == ("features", "predictions")
+    only_features = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=(), feature_sets=("credit_features",))
+    assert only_features.monitored == ("credit_features",)
+    with pytest.raises(ValueError, match="a name is given twice"):
+        WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",), feature_sets=("credit_risk",))
+    with pytest.raises(ValueError, match="at least one model"):
+        WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=())
+
+
+def test_a_feature_set_named_as_a_model_is_refused_saying_which_option_to_use() -> None:
+    from driftline.stream.kafka.worker import _check_kinds
+
+    catalog = Catalog.load()
+    settings = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_features",))
+    with pytest.raises(WorkerError, match=r"credit_features is a feature set .*: monitor it with --feature-set credit_features"):
+        _check_kinds(settings, {"credit_features": catalog.contract("credit_features")})
+    settings = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=(), feature_sets=("credit_risk",))
+    with pytest.raises(WorkerError, match=r"credit_risk is a model .*: monitor it with --model credit_risk"):
+        _check_kinds(settings, {"credit_risk": catalog.contract("credit_risk")})

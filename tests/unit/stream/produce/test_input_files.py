@@ -216,7 +216,7 @@ def test_register_wires_run_as_the_handler(events_file: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--model", "fraud"], "no contract for model 'fraud'; known models: credit_risk"),
+        (["--model", "fraud"], "no contract for model 'fraud'; known models and feature sets: credit_features, credit_risk"),
         (["--model", "credit_risk", "--drift"], "--drift applies to --synthetic"),
         (["--model", "credit_risk", "--wire-format", "confluent"], "--wire-format confluent needs --schema-registry URL"),
     ],

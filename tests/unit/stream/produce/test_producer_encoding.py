@@ -206,7 +206,7 @@ def test_the_context_manager_raises_on_failed_delivery(record: dict[str, Any]) -
 
 
 def test_bad_producer_arguments_name_the_parameter() -> None:
-    with pytest.raises(UnknownModelError, match="known models: credit_risk"):
+    with pytest.raises(UnknownModelError, match="known models and feature sets: credit_features, credit_risk"):
         EventProducer("127.0.0.1:9092", model="fraud")
     with pytest.raises(ValueError, match="wire_format"):
         EventProducer("127.0.0.1:9092", model="credit_risk", wire_format="json")
