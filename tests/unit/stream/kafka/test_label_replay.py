@@ -115,3 +115,26 @@ def test_a_label_the_engine_fails_on_is_found_set_aside_and_the_rest_processed(m
     join = runner.engine.label_join
     assert join is not None and join.label_counts["joined"] == 999  # every other label, once
     assert consumer.seeks and all(offset == 1_000 for _, _, offset in consumer.seeks)  # predictions: from their checkpoint
+
+
+def test_a_label_partition_pauses_while_too_many_labels_wait_for_their_predictions() -> None:
+    # Flow control of the label consumer (a catch-up where labels run ahead): pause above a quarter
+    # of the join's capacity waiting, resume below an eighth. No broker is needed to decide it.
+    from types import SimpleNamespace
+
+    from driftline.stream.kafka.label_reader import LabelReader
+
+    settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", database_url="sqlite://", models=("credit_risk",),
+                              engine=EngineConfig(label_horizon_ms=60_000, label_capacity=1_000))
+    reader = LabelReader(settings)
+    try:
+        join = SimpleNamespace(waiting_labels=0, capacity=1_000)
+        runner = SimpleNamespace(engine=SimpleNamespace(label_join=join))
+        paused = []
+        for waiting in (100, 250, 251, 200, 130, 125, 124, 300):
+            join.waiting_labels = waiting
+            reader.throttle("credit_risk", 0, runner)  # type: ignore[arg-type]
+            paused.append(bool(reader._throttled))
+        assert paused == [False, False, True, True, True, True, False, True]
+    finally:
+        reader.close()
