@@ -76,8 +76,10 @@ class LabelReader:
 
         Called when the reader owns the prediction partition, and when it rebuilt the partition's
         runner from its checkpoint (a replay after an engine failure): what was fetched past that
-        position is dropped.
+        position is dropped. Nothing for a name without labels (a feature set).
         """
+        if model not in self.topics:
+            return
         key = (self.topics[model], partition)
         if key in self._followed:
             self.unfollow(model, partition)
@@ -91,6 +93,8 @@ class LabelReader:
 
     def unfollow(self, model: str, partition: int) -> None:
         """Stop reading the label partition (its prediction partition was revoked or lost)."""
+        if model not in self.topics:
+            return
         key = (self.topics[model], partition)
         if key not in self._followed:
             return
@@ -114,7 +118,7 @@ class LabelReader:
     def throttle(self, model: str, partition: int, runner: PartitionRunner) -> None:
         """Pause or resume the label partition by how many labels wait for their prediction in ``runner``'s join."""
         join = runner.engine.label_join
-        if join is None:
+        if join is None or model not in self.topics:
             return
         key = (self.topics[model], partition)
         waiting = join.waiting_labels
@@ -151,6 +155,8 @@ class LabelReader:
 
     def end_offset(self, model: str, partition: int) -> int | None:
         """The label partition's end offset as last fetched (``None``: not followed, or not known yet)."""
+        if model not in self.topics:
+            return None
         key = (self.topics[model], partition)
         if key not in self._followed:
             return None

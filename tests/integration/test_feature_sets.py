@@ -63,9 +63,11 @@ def test_skew_and_a_feature_that_stops_arriving_raise_alerts(kafka_bootstrap: st
     produce(kafka_bootstrap, topic, payloads)
     with isolated_database(database_url) as url:
         _save_training_profile(url)
+        # Beside a model whose labels it joins: a feature set has no label topic, and nothing asks for one.
         worker = Worker(bootstrap=kafka_bootstrap, database_url=url, prefix=prefix, deadletter=prefix + "dlq", group="fs",
-                        log=tmp_path / "worker.log", models=(), stop_at_end=True,
-                        extra=("--feature-set", FEATURE_SET, "--feature-topic-prefix", prefix + "features."))
+                        log=tmp_path / "worker.log", models=("credit_risk",), stop_at_end=True,
+                        extra=("--feature-set", FEATURE_SET, "--feature-topic-prefix", prefix + "features.",
+                               "--label-horizon", "1h", "--label-topic-prefix", prefix + "labels."))
         assert worker.wait(300) == 0, worker.log_tail()
         counts = checkpoint(url, "fs", topic)
         assert counts is not None and counts["consumed"] == counts["accepted"] == N  # a null employment_type is allowed (counted)
