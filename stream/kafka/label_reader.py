@@ -23,10 +23,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from driftline.stream.runner import MessageBatch, PartitionRunner
 
+from .batching import batches_by_partition
 from .settings import WorkerSettings
 from .topics import CLIENT_LOGGER
 
@@ -132,26 +133,17 @@ class LabelReader:
                 self._resume([TopicPartition(*key)])
             log.info("%s[%d]: %d labels wait: labels resumed", *key, waiting)
 
-    def read(self, max_messages: int) -> tuple[dict[tuple[str, int], MessageBatch], list[KafkaError]]:
-        """What has arrived (without waiting): ``{(model, partition): batch}``, and the consumer's error events."""
+    def read(self, max_messages: int) -> dict[tuple[str, int], MessageBatch]:
+        """What has arrived (without waiting): ``{(label topic, partition): batch}`` (error events are logged).
+
+        Raises
+        ------
+        KafkaException
+            A fatal error event.
+        """
         if not self._followed:
-            return {}, []
-        models = {topic: model for model, topic in self.topics.items()}
-        batches: dict[tuple[str, int], MessageBatch] = {}
-        errors: list[KafkaError] = []
-        for message in self._consumer.consume(num_messages=max_messages, timeout=0):
-            error = message.error()
-            if error is not None:
-                errors.append(error)
-                continue
-            key = (models[message.topic()], message.partition())  # type: ignore[index]  # only error events lack them
-            batch = batches.get(key)  # type: ignore[arg-type]
-            if batch is None:
-                batch = batches[key] = MessageBatch([], [], [])  # type: ignore[index]
-            batch.offsets.append(message.offset())  # type: ignore[arg-type]
-            batch.values.append(message.value())
-            batch.timestamps_ms.append(max(0, message.timestamp()[1]))
-        return batches, errors
+            return {}
+        return batches_by_partition(self._consumer.consume(num_messages=max_messages, timeout=0), "label consumer")
 
     def end_offset(self, model: str, partition: int) -> int | None:
         """The label partition's end offset as last fetched (``None``: not followed, or not known yet)."""

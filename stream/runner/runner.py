@@ -409,16 +409,20 @@ class PartitionRunner(CheckpointedRunner):
         self.label_counts.consumed += len(fresh)
         self.label_counts.accepted += len(decoded.rows)
         self.label_counts.dead_lettered += len(decoded.rejections)
-        self.label_next_offset = fresh.offsets[-1] + 1
+        self._advance_labels(fresh.offsets[-1] + 1, len(fresh))
+        self.last_processed = time.monotonic()
+        self._emit(result, started)
+        return result
+
+    def _advance_labels(self, next_offset: int, messages: int) -> None:
+        """The label topic's position moved to ``next_offset`` past ``messages`` more: to commit with the next checkpoint."""
+        self.label_next_offset = next_offset
         if self.next_offset is None:
             # Labels before any prediction: the checkpoint that stores their offset says "from the
             # first prediction" as offset 0 (an offset the broker no longer has resets to the earliest).
             self.next_offset = 0
-        self.uncommitted += len(fresh)
+        self.uncommitted += messages
         self._dirty = True
-        self.last_processed = time.monotonic()
-        self._emit(result, started)
-        return result
 
     def set_aside_label(self, message: EncodedMessage, detail: str) -> BatchResult:
         """:meth:`set_aside` for a message of the label topic: dead-lettered (``engine_failure``), counted, passed.
@@ -435,11 +439,7 @@ class PartitionRunner(CheckpointedRunner):
         self._send_engine_failure(message, detail, self.label_topic)
         self.label_counts.consumed += 1
         self.label_counts.dead_lettered += 1
-        self.label_next_offset = message.offset + 1
-        if self.next_offset is None:
-            self.next_offset = 0  # as in process_labels
-        self.uncommitted += 1
-        self._dirty = True
+        self._advance_labels(message.offset + 1, 1)
         result = BatchResult(label_counts={f"rejected_{RejectReason.ENGINE_FAILURE.value}": 1})
         self._emit(result, started)
         return result

@@ -94,7 +94,7 @@ def test_a_label_the_engine_fails_on_is_found_set_aside_and_the_rest_processed(m
     owned = reader._own((TOPIC, 0))
     reader._dispatch(consumer, {(TOPIC, 0): predictions}, labels=False)  # type: ignore[arg-type]
     assert owned.runner.checkpoint() is not None  # the predictions are durable; the labels are not yet
-    reader._dispatch(consumer, {("credit_risk", 0): labels}, labels=True)  # type: ignore[arg-type]
+    reader._dispatch(consumer, {("labels.credit_risk", 0): labels}, labels=True)  # type: ignore[arg-type]
     assert owned.label_replay is not None, "the failed batch did not start a search"
     # After each failure the label consumer is sent back to the checkpoint's offset and reads on from
     # there, as Kafka would; a round without a failure reads to the end.
@@ -103,7 +103,7 @@ def test_a_label_the_engine_fails_on_is_found_set_aside_and_the_rest_processed(m
         start = follower.follows[rounds] or 0
         rounds += 1
         assert rounds < 50, "the search does not end"
-        reader._dispatch(consumer, {("credit_risk", 0): labels.since(start)}, labels=True)  # type: ignore[arg-type]
+        reader._dispatch(consumer, {("labels.credit_risk", 0): labels.since(start)}, labels=True)  # type: ignore[arg-type]
     assert owned.runner.label_next_offset == len(labels)
     # (The search ends at the first label past the failed batch, when one comes: nothing is pending.)
     assert owned.label_replay is not None and list(owned.label_replay.bad) == [321]
