@@ -26,12 +26,14 @@ differs between a live run, a restart after ``kill -9`` and a replay:
   before t (``label_time < t``) — what a challenger deployed beside the champion would have known
   when it decided; scoring at the label's arrival instead would let it use labels observed after the
   champion's decision;
-* it learns labels in the order of their observation time;
+* it learns labels in the order they were observed, as the engine's
+  :class:`~driftline.stream.monitor.label_join.ObservationOrder` releases them (the concept-drift
+  test's input too), a label observed at t after the predictions made up to t;
 * both happen once every event before that time has arrived: the predictions' and the labels'
-  event-time watermarks, less ``lateness_ms`` each (the join's ``grace_ms``). A prediction or a
-  label more than that out of order is counted (``late_predictions``, ``late_labels``) — the former
-  is not scored, the latter not learned — by the watermark of its own topic when it arrived, which
-  does not depend on the interleaving either.
+  event-time watermarks, less ``lateness_ms`` each (the join's ``grace_ms``). A prediction more than
+  that out of order is counted (``late_predictions``) and not scored, by the predictions' watermark
+  when it arrived, which does not depend on the interleaving either (a label so late is left out by
+  the observation order, which counts it).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy.stats import binomtest
+
+from .label_join import JoinedLabels
 
 __all__ = [
     "Challenger",
@@ -222,9 +226,8 @@ def compare_on_window(
     )
 
 
-#: Kinds of queued work, in the order they run at the same event time: a label observed at t is not
-#: known to a prediction made at t.
-_SCORE, _LEARN = 0, 1
+#: Format of :meth:`ChallengerRun.to_state` (2: labels come from the engine's observation order).
+_RUN_STATE_FORMAT = 2
 
 
 @dataclass
@@ -235,7 +238,6 @@ class ChallengerCounts:
     learned: int = 0  # labels learned
     compared: int = 0  # labelled predictions both models decided, in the per-window comparisons
     late_predictions: int = 0  # more than lateness_ms out of order: not scored
-    late_labels: int = 0  # more than lateness_ms out of order: not learned
     evicted: int = 0  # held predictions dropped at capacity (their labels, if any, are not learned)
 
 
@@ -274,9 +276,8 @@ class ChallengerRun:
         if not 0.0 < self.sample <= 1.0:
             raise ValueError(f"sample must be in (0, 1], got {self.sample!r}")
         self._held: dict[str, list[Any]] = {}  # id -> [time, features, champion decision, challenger decision]
-        # (time, kind, id, sequence, label): work in event-time order. Ties go by the prediction's id, not
-        # by when the work was queued — that order (a label's join) depends on the interleaving.
-        self._queue: list[tuple[Any, ...]] = []
+        # (time, id, sequence): the predictions to score, in event-time order (ties by id, as the labels').
+        self._queue: list[tuple[int, str, int]] = []
         self._sequence = 0
         self._held_order: list[tuple[int, str]] = []  # (time, id): expiry and eviction order, lazily cleaned
         self._windows: dict[int, list[int]] = {}  # window start -> [compared, champion right, challenger right, b, c]
@@ -304,55 +305,50 @@ class ChallengerRun:
             if late:
                 self.counts.late_predictions += 1
             else:
-                self._push(int(time_ms), _SCORE, prediction_id)
+                self._sequence += 1
+                heapq.heappush(self._queue, (int(time_ms), prediction_id, self._sequence))
 
-    def add_joined(
-        self, ids: Sequence[str], label_times_ms: Sequence[int], labels: Sequence[float], label_watermarks_ms: Sequence[int]
-    ) -> None:
-        """Queue the learning of joined labels (each with the labels' watermark when it arrived)."""
-        for prediction_id, time_ms, label, watermark in zip(ids, label_times_ms, labels, label_watermarks_ms, strict=True):
-            if prediction_id not in self._held or label not in (0.0, 1.0):
-                continue  # not sampled (or dropped), or not a 0/1 label (counted by the realised metrics)
-            if time_ms < watermark - self.lateness_ms:
-                self.counts.late_labels += 1
-                continue
-            self._push(int(time_ms), _LEARN, prediction_id, float(label))
+    def advance(
+        self, prediction_watermark_ms: float, label_watermark_ms: float, observed: JoinedLabels
+    ) -> list[tuple[int, list[int]]]:
+        """Score the predictions and learn the ``observed`` labels before both watermarks less the lateness.
 
-    def _push(self, time_ms: int, kind: int, prediction_id: str, label: float | None = None) -> None:
-        self._sequence += 1
-        heapq.heappush(self._queue, (time_ms, kind, prediction_id, self._sequence, label))
-
-    def advance(self, prediction_watermark_ms: float, label_watermark_ms: float) -> list[tuple[int, list[int]]]:
-        """Run the queued work before both watermarks less the lateness; return the windows now complete.
-
-        The watermarks are the label join's. A complete window is ``(start, [compared, champion right,
-        challenger right, only the champion right, only the challenger right])``, in time order.
+        The watermarks are the label join's, and ``observed`` what the engine's observation order
+        released for them (every joined label observed before that time, in order). Returns the windows
+        now complete: ``(start, [compared, champion right, challenger right, only the champion right,
+        only the challenger right])``, in time order.
         """
-        until = min(prediction_watermark_ms, label_watermark_ms) - self.lateness_ms
-        return self._run_until(until)
+        return self._run_until(min(prediction_watermark_ms, label_watermark_ms) - self.lateness_ms, observed)
 
-    def finish(self) -> list[tuple[int, list[int]]]:
-        """End of input: run everything queued and complete every window."""
-        return self._run_until(math.inf)
+    def finish(self, observed: JoinedLabels) -> list[tuple[int, list[int]]]:
+        """End of input: every queued prediction and the last ``observed`` labels, and every window completed."""
+        return self._run_until(math.inf, observed)
 
-    def _run_until(self, until: float) -> list[tuple[int, list[int]]]:
-        if until <= self._done_before:
-            return []
+    def _score_until(self, time_ms: float, *, inclusive: bool) -> None:
+        """Score the queued predictions made before ``time_ms`` (or at it, ``inclusive``)."""
         queue = self._queue
-        while queue and queue[0][0] < until:
-            _, kind, prediction_id, _, label = heapq.heappop(queue)
+        while queue and (queue[0][0] <= time_ms if inclusive else queue[0][0] < time_ms):
+            _, prediction_id, _ = heapq.heappop(queue)
             entry = self._held.get(prediction_id)
-            if entry is None:
-                continue  # dropped at capacity
-            if kind == _SCORE:
+            if entry is not None:  # (else dropped at capacity)
                 entry[3] = int(self.challenger.score([self._row(entry)])[0] >= self.challenger.threshold)
                 self.counts.scored += 1
-                continue
+
+    def _run_until(self, until: float, observed: JoinedLabels) -> list[tuple[int, list[int]]]:
+        if until <= self._done_before:
+            return []
+        for prediction_id, label_time, label in zip(observed.prediction_ids, observed.label_times_ms, observed.labels,
+                                                    strict=True):
+            self._score_until(label_time, inclusive=True)  # a prediction made at t is scored before a label observed at t
+            entry = self._held.get(prediction_id)
+            if entry is None or label not in (0.0, 1.0):
+                continue  # not sampled (or dropped), or not a 0/1 label (counted by the realised metrics)
             if entry[3] is not None:
                 self._compare(entry, int(label))
             self.challenger.learn([self._row(entry)], [label])
             self.counts.learned += 1
             del self._held[prediction_id]
+        self._score_until(until, inclusive=False)
         self._done_before = until
         # A held prediction whose horizon is behind the run gets no label now.
         while self._held_order and self._held_order[0][0] + self.horizon_ms < until:
@@ -397,11 +393,11 @@ class ChallengerRun:
     def to_state(self) -> dict[str, Any]:
         """Strict-JSON state (the River model pickled, see the module docstring); restoring it continues exactly."""
         return {
-            "format": _STATE_FORMAT,
+            "format": _RUN_STATE_FORMAT,
             "challenger": self.challenger.to_state(),
             "held": [[pid, *entry] for pid, entry in self._held.items()],
             "held_order": [[t, pid] for t, pid in sorted(self._held_order) if self._held.get(pid, [None])[0] == t],
-            "queue": sorted([list(item) for item in self._queue], key=lambda item: (item[0], item[1], item[2], item[3])),
+            "queue": [list(item) for item in sorted(self._queue)],
             "sequence": self._sequence,
             "windows": [[start, *counts] for start, counts in sorted(self._windows.items())],
             "prediction_watermark": None if math.isinf(self._prediction_watermark) else int(self._prediction_watermark),
@@ -411,13 +407,13 @@ class ChallengerRun:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`to_state` (same features, windows, horizon and lateness)."""
-        if state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"challenger-run state format {state.get('format')!r} is not {_STATE_FORMAT}")
+        if state.get("format") != _RUN_STATE_FORMAT:
+            raise ValueError(f"challenger-run state format {state.get('format')!r} is not {_RUN_STATE_FORMAT}")
         self.challenger = Challenger.from_state(state["challenger"])
         self._held = {pid: [int(t), list(row), int(champion), None if mine is None else int(mine)]
                       for pid, t, row, champion, mine in state["held"]}
         self._held_order = [(int(t), pid) for t, pid in state["held_order"]]
-        self._queue = [(int(item[0]), int(item[1]), item[2], int(item[3]), item[4]) for item in state["queue"]]
+        self._queue = [(int(time_ms), prediction_id, int(sequence)) for time_ms, prediction_id, sequence in state["queue"]]
         heapq.heapify(self._held_order)
         heapq.heapify(self._queue)
         self._sequence = int(state["sequence"])

@@ -113,7 +113,6 @@ class MonitorEngine:
         self._budget = AlarmBudget.for_fields(self.fields, self.config.false_alarms_per_month)
         labelled = self.profiles[self.default_version].labels
         self._concept: ConceptDriftDetector | None = None
-        self._concept_order: ObservationOrder | None = None
         self._estimates: EstimateWindows | None = None
         if self.config.label_horizon_ms is not None and labelled is not None:
             # The concept-drift test is one more test sharing the model's budget; so is the estimate's
@@ -121,8 +120,6 @@ class MonitorEngine:
             extra = 2 if labelled.get("estimator") is not None else 1
             self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + extra)
             self._concept = ConceptDriftDetector.from_state(labelled["concept"])
-            # Its input, the joined labels, in the order they were observed (the same in every run).
-            self._concept_order = ObservationOrder(self.config.label_grace_ms)
             if labelled.get("estimator") is not None:
                 estimator = ConfidenceEstimator.from_state(labelled["estimator"])
                 self._estimates = EstimateWindows(estimator, self.config.window_length_ms)
@@ -157,6 +154,11 @@ class MonitorEngine:
             self._labels = LabelJoin(self.config.label_horizon_ms, grace_ms=self.config.label_grace_ms,
                                      capacity=self.config.label_capacity)
             self._performance = PerformanceWindows(self.config.window_length_ms, label_task(contract))
+        # The input of the concept-drift test and the challenger: the joined labels in the order they
+        # were observed, the same in every run however the topics' reads interleaved.
+        self._observed: ObservationOrder | None = None
+        if self._concept is not None or self.config.challenger is not None:
+            self._observed = ObservationOrder(self.config.label_grace_ms)
         self._challenger: ChallengerRun | None = None
         if self.config.challenger is not None:
             if label_task(contract) != "classification":
@@ -224,12 +226,12 @@ class MonitorEngine:
             self._clock.close_before(before)  # closed for good: their events that come later are late
             self._close_windows(before, result)
         self._closer.release_all(result)
-        if self._concept_order is not None:
-            observed = self._concept_order.finish()
-            if len(observed):
+        if self._observed is not None:
+            observed = self._observed.finish()
+            if self._concept is not None and len(observed):
                 self._concept_drift(observed, result)
-        if self._challenger is not None:
-            self._compare_challenger(self._challenger.finish(), result)
+            if self._challenger is not None:
+                self._compare_challenger(self._challenger.finish(observed), result)
         return result
 
     @property
@@ -281,7 +283,7 @@ class MonitorEngine:
             "performance": None if self._performance is None else self._performance.to_state(),
             "concept": None if self._concept is None else self._concept.to_state(),
             "labels_scored": self._labels_scored,
-            "concept_order": None if self._concept_order is None else self._concept_order.to_state(),
+            "observation_order": None if self._observed is None else self._observed.to_state(),
             "estimates": None if self._estimates is None else self._estimates.to_state(),
             "estimated_before": self._estimated_before,
             "challenger": None if self._challenger is None else self._challenger.to_state(),
@@ -337,8 +339,8 @@ class MonitorEngine:
         if engine._concept is not None and state.get("concept") is not None:
             engine._concept = ConceptDriftDetector.from_state(state["concept"])
         engine._labels_scored = int(state.get("labels_scored", 0))
-        if engine._concept_order is not None and state.get("concept_order") is not None:
-            engine._concept_order = ObservationOrder.from_state(state["concept_order"], engine.config.label_grace_ms)
+        if engine._observed is not None and state.get("observation_order") is not None:
+            engine._observed = ObservationOrder.from_state(state["observation_order"], engine.config.label_grace_ms)
         if engine._estimates is not None and state.get("estimates") is not None:
             engine._estimates.restore(state["estimates"])
             engine._estimated_before = state.get("estimated_before")
@@ -501,16 +503,14 @@ class MonitorEngine:
                 result.label_counts[key] = result.label_counts.get(key, 0) + count - before.get(key, 0)
         for start in self._performance.add(joined):
             result.performance_windows.append(self._performance_window(start))
-        if self._concept is not None:
-            assert self._concept_order is not None
-            self._concept_order.add(joined)
-            observed = self._concept_order.release(self._labels.prediction_watermark, self._labels.label_watermark)
-            if len(observed):
+        if self._observed is not None:
+            self._observed.add(joined)
+            watermarks = (self._labels.prediction_watermark, self._labels.label_watermark)
+            observed = self._observed.release(*watermarks)
+            if self._concept is not None and len(observed):
                 self._concept_drift(observed, result)
-        if self._challenger is not None:
-            if joined is not None and len(joined):
-                self._challenger.add_joined(joined.prediction_ids, joined.label_times_ms, joined.labels, joined.label_watermarks_ms)
-            self._compare_challenger(self._challenger.advance(self._labels.prediction_watermark, self._labels.label_watermark), result)
+            if self._challenger is not None:
+                self._compare_challenger(self._challenger.advance(*watermarks, observed), result)
         # A window whose predictions are all past the join's reach gets no more labels: let it go.
         reach = self._labels.label_watermark - 2 * self._labels.horizon_ms - self.config.window_length_ms
         self._performance.forget([s for s in self._performance.windows() if s < reach])
