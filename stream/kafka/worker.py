@@ -107,7 +107,6 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicL
         partitions = ensure_topics(settings.bootstrap_servers, [*model_topics, settings.deadletter_topic], timeout)
         label_topics = {settings.topics[model]: topic for model, topic in settings.label_topics.items()}
         if label_topics:
-            _check_label_topics(settings, partitions)
             partitions.update(ensure_topics(
                 settings.bootstrap_servers, list(label_topics.values()), timeout,
                 partitions={labels: partitions[predictions] for predictions, labels in label_topics.items()},
@@ -163,16 +162,6 @@ def _check_labels(settings: WorkerSettings, contract: Contract, profiles: dict[s
         log.warning(
             "%s: the reference profile of %s has no labels (driftline baseline --label-column): realised performance is "
             "measured, but there is no concept-drift test or estimated performance for it", contract.model, ", ".join(unlabelled),
-        )
-
-
-def _check_label_topics(settings: WorkerSettings, partitions: dict[str, int]) -> None:
-    """Labels are joined by the runner of one partition: a model split over several cannot have them yet."""
-    split = sorted(model for model in settings.label_topics if partitions[settings.topics[model]] > 1)
-    if split:
-        raise WorkerError(
-            f"labels (--label-horizon) are joined only for models on one partition, and the topics of {split} have "
-            "several; run those models' workers without --label-horizon"
         )
 
 

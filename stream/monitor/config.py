@@ -86,10 +86,6 @@ class EngineConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.label_horizon_ms is not None and self.label_horizon_ms <= 0:
             raise ValueError(f"label_horizon_ms must be positive, got {self.label_horizon_ms}")
-        if self.label_horizon_ms is not None and self.partial_windows:
-            # Each partition would report the model's performance windows and label alerts on its own,
-            # and the rows of one window would overwrite each other: refused rather than wrong.
-            raise ValueError("labels are not supported yet for a model split over several partitions (partial_windows)")
         if self.challenger is not None and self.label_horizon_ms is None:
             raise ValueError("a challenger learns from labels: it needs label_horizon_ms")
         if not 0.0 < self.challenger_sample <= 1.0:

@@ -17,38 +17,35 @@ events went to the dead-letter topic. When a window closes it is compared with t
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from driftline.schemas.contract import Contract, FieldContract
 from driftline.schemas.results import DecodedBatch
 
 from .alerts import AlertGate
-from .budget import FALLBACK_EVENTS_PER_SECOND, AlarmBudget, EventRate
-from .challenger import Challenger, ChallengerRun, load_classifier, mcnemar_p_value
+from .budget import FALLBACK_EVENTS_PER_SECOND, EventRate
+from .challenger import Challenger, ChallengerRun, load_classifier
 from .closing import HeldScoreAlert, OpenWindow, WindowCloser
-from .concept import ConceptDriftDetector
 from .config import EngineConfig
 from .estimation import ConfidenceEstimator, EstimateWindows
 from .label_join import JoinedLabels, LabelJoin, ObservationOrder
+from .label_merge import LabelProgress
+from .label_verdicts import LabelVerdicts
 from .performance import PerformanceWindows, label_task
 from .profile import ReferenceProfile
 from .results import (
-    LABELS_FEATURE,
-    AlertKind,
     BatchResult,
-    ChallengerWindow,
+    ChallengerPartial,
     DetectorSignal,
+    ObservedErrors,
     PartialSignal,
-    PerformanceWindow,
+    PerformancePartial,
     SchemaChangeRecord,
     WindowPartial,
-    iso_time,
 )
 from .tracks import DetectorHit, DetectorTracks, RetargetAt
 from .window_state import field_window_from_state, new_field_window
@@ -63,9 +60,6 @@ __all__ = ["EngineConfig", "MonitorEngine"]
 #: (``None`` without a label horizon); format 4 is read as format 5 without labels.
 STATE_FORMAT = 5
 _READABLE_FORMATS = (3, 4, STATE_FORMAT)
-
-#: Smallest fall of the estimated accuracy worth a ``performance_drop`` alert, however significant.
-MIN_ACCURACY_DROP = 0.02
 
 
 class MonitorEngine:
@@ -110,23 +104,15 @@ class MonitorEngine:
         self._clock = WindowClock(self.config.window_length_ms, self.config.allowed_lateness_ms)
         self._gate = AlertGate(self.config.alert_cooldown_ms)
         self._closer = WindowCloser(contract, self.config, self._profile, self._gate)
-        self._budget = AlarmBudget.for_fields(self.fields, self.config.false_alarms_per_month)
-        labelled = self.profiles[self.default_version].labels
-        self._concept: ConceptDriftDetector | None = None
+        # The label tests (concept drift, the estimate's drop, the challenger) share the model's budget.
+        self._verdicts = LabelVerdicts(contract, self.config, self._profile, self.default_version, self._closer)
+        self._budget = self._verdicts.budget
+        self._concept = self._verdicts.concept
+        labelled = self._verdicts.labelled
         self._estimates: EstimateWindows | None = None
-        if self.config.label_horizon_ms is not None and labelled is not None:
-            # The concept-drift test is one more test sharing the model's budget; so is the estimate's
-            # per-window test of a drop (a classifier's profile has the score calibration for it).
-            extra = 2 if labelled.get("estimator") is not None else 1
-            self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + extra)
-            self._concept = ConceptDriftDetector.from_state(labelled["concept"])
-            if labelled.get("estimator") is not None:
-                estimator = ConfidenceEstimator.from_state(labelled["estimator"])
-                self._estimates = EstimateWindows(estimator, self.config.window_length_ms)
-        if self.config.challenger is not None:
-            # Its per-window comparison is one more test sharing the model's budget.
-            self._budget = AlarmBudget(self._budget.false_alarms_per_month, self._budget.tests + 1)
-        self._labels_scored = 0  # joined labels the concept-drift test has seen
+        if self._concept is not None and labelled is not None and labelled.get("estimator") is not None:
+            estimator = ConfidenceEstimator.from_state(labelled["estimator"])
+            self._estimates = EstimateWindows(estimator, self.config.window_length_ms)
         # Windows starting before this were closed and their estimates reported: a late prediction of
         # one of them is left out of the estimate (its label still counts in the realised metrics).
         self._estimated_before: int | None = None
@@ -218,20 +204,22 @@ class MonitorEngine:
         """The challenger (``None`` without one): its model, counts and held predictions."""
         return self._challenger
 
-    def flush(self) -> BatchResult:
-        """Close every open window (end of input). The engine can keep processing afterwards."""
+    def flush(self, *, labels: bool = True) -> BatchResult:
+        """Close every open window (end of input). The engine can keep processing afterwards.
+
+        With ``labels`` (end of input), the labels waiting for their place in the observation order
+        are released too; a partition of a split model that goes idle keeps them (``labels=False``):
+        its labels go on where they stopped when it wakes.
+        """
         result = BatchResult()
         if self._open:
             before = max(start for start, _ in self._open) + self.config.window_length_ms
             self._clock.close_before(before)  # closed for good: their events that come later are late
             self._close_windows(before, result)
         self._closer.release_all(result)
-        if self._observed is not None:
+        if self._observed is not None and labels:
             observed = self._observed.finish()
-            if self._concept is not None and len(observed):
-                self._concept_drift(observed, result)
-            if self._challenger is not None:
-                self._compare_challenger(self._challenger.finish(observed), result)
+            self._observe(observed, self._challenger.finish(observed) if self._challenger is not None else [], result)
         return result
 
     @property
@@ -281,8 +269,7 @@ class MonitorEngine:
             "rows_seen": self._rows_seen,
             "labels": None if self._labels is None else self._labels.to_state(),
             "performance": None if self._performance is None else self._performance.to_state(),
-            "concept": None if self._concept is None else self._concept.to_state(),
-            "labels_scored": self._labels_scored,
+            **self._verdicts.to_state(),
             "observation_order": None if self._observed is None else self._observed.to_state(),
             "estimates": None if self._estimates is None else self._estimates.to_state(),
             "estimated_before": self._estimated_before,
@@ -336,9 +323,8 @@ class MonitorEngine:
         if engine._labels is not None and state.get("labels") is not None:
             engine._labels = LabelJoin.from_state(state["labels"])
             engine._performance = PerformanceWindows.from_state(state["performance"])
-        if engine._concept is not None and state.get("concept") is not None:
-            engine._concept = ConceptDriftDetector.from_state(state["concept"])
-        engine._labels_scored = int(state.get("labels_scored", 0))
+        engine._verdicts.restore(state)
+        engine._concept = engine._verdicts.concept
         if engine._observed is not None and state.get("observation_order") is not None:
             engine._observed = ObservationOrder.from_state(state["observation_order"], engine.config.label_grace_ms)
         if engine._estimates is not None and state.get("estimates") is not None:
@@ -502,113 +488,71 @@ class MonitorEngine:
             if count != before.get(key, 0):
                 result.label_counts[key] = result.label_counts.get(key, 0) + count - before.get(key, 0)
         for start in self._performance.add(joined):
-            result.performance_windows.append(self._performance_window(start))
+            self._report_performance(start, result)
         if self._observed is not None:
             self._observed.add(joined)
             watermarks = (self._labels.prediction_watermark, self._labels.label_watermark)
             observed = self._observed.release(*watermarks)
-            if self._concept is not None and len(observed):
-                self._concept_drift(observed, result)
-            if self._challenger is not None:
-                self._compare_challenger(self._challenger.advance(*watermarks, observed), result)
+            self._observe(observed, self._challenger.advance(*watermarks, observed) if self._challenger is not None else [], result)
         # A window whose predictions are all past the join's reach gets no more labels: let it go.
         reach = self._labels.label_watermark - 2 * self._labels.horizon_ms - self.config.window_length_ms
         self._performance.forget([s for s in self._performance.windows() if s < reach])
         if self._estimates is not None:
             self._estimates.forget([s for s in self._estimates.windows() if s < reach])
 
-    def _performance_window(self, start: int) -> PerformanceWindow:
-        """The window's record: realised metrics from its labels so far, and the estimate from its scores."""
+    def _report_performance(self, start: int, result: BatchResult) -> None:
+        """The window's performance now: a record (one partition of several: its accumulators, for the merger)."""
         assert self._performance is not None
-        m = self._performance.metrics(start)
+        if self.config.partial_windows:
+            result.performance_partials.append(PerformancePartial(
+                start, self._performance.accumulator(start), None if self._estimates is None else self._estimates.sums(start)))
+            return
         estimate = None if self._estimates is None else self._estimates.estimate(start)
-        return PerformanceWindow(
-            model=self.contract.model, task=self._performance.task, window_start_ms=start,
-            window_length_ms=self.config.window_length_ms, count=m.count, invalid_labels=m.invalid_labels,
-            accuracy=m.accuracy, precision=m.precision, recall=m.recall, f1=m.f1, log_loss=m.log_loss,
-            true_positives=m.true_positives, false_positives=m.false_positives, true_negatives=m.true_negatives,
-            false_negatives=m.false_negatives, mae=m.mae, rmse=m.rmse,
-            predictions=0 if estimate is None else estimate.count,
-            estimated_accuracy=None if estimate is None else estimate.accuracy,
-            estimated_accuracy_se=None if estimate is None else estimate.accuracy_standard_error,
-            estimated_f1=None if estimate is None else estimate.f1,
-        )
+        result.performance_windows.append(self._verdicts.performance_window(start, self._performance.metrics(start), estimate))
+
+    @property
+    def label_progress(self) -> LabelProgress | None:
+        """How far this engine's labels go, for a split model's merger (``None`` without a label horizon).
+
+        ``done_before``: labels observed before it were released in observation order and the
+        challenger ran up to it (``None`` with neither concept test nor challenger).
+        """
+        if self._labels is None:
+            return None
+        return LabelProgress(None if self._observed is None else self._observed.released_before,
+                             self._labels.label_watermark, self._rate.events_per_second)
+
+    def _observe(self, observed: JoinedLabels, complete: list[tuple[int, list[int]]], result: BatchResult) -> None:
+        """Labels released in observation order, and the challenger's complete windows: tested here, or sent to the merger."""
+        if self.config.partial_windows:
+            if self._concept is not None and len(observed):
+                errors = self._concept.errors(observed.scores, observed.labels, self._classes_of(observed))
+                result.observed_errors.append(
+                    ObservedErrors(list(observed.label_times_ms), list(observed.prediction_ids), errors.tolist()))
+            result.challenger_partials.extend(ChallengerPartial(start, (c[0], c[1], c[2], c[3], c[4])) for start, c in complete)
+            return
+        if self._concept is not None and len(observed):
+            errors = self._concept.errors(observed.scores, observed.labels, self._classes_of(observed))
+            self._verdicts.concept_drift(errors, observed.label_times_ms, self._rate.events_per_second, result)
+        self._verdicts.compare_challenger(complete, result)
+
+    def _classes_of(self, joined: JoinedLabels) -> np.ndarray | None:
+        """The predicted classes of joined labels, if every one carries its own (else the score decides)."""
+        assert self._concept is not None
+        if self._concept.task == "classification" and all(c is not None for c in joined.classes):
+            return np.asarray(joined.classes)
+        return None
 
     def _estimate_closed_windows(self, starts: list[int], result: BatchResult) -> None:
         """At a window's close: its estimate (before any label), and an alert if it fell significantly."""
         assert self._estimates is not None
-        expected = (self._profile(self.default_version).labels or {}).get("estimated_accuracy")
         for start in starts:
             estimate = self._estimates.estimate(start)
             if estimate is None:
                 continue
-            result.performance_windows.append(self._performance_window(start))
-            if expected is None or estimate.accuracy is None or not estimate.accuracy_standard_error:
-                continue
-            if estimate.count < self.config.min_window_count:
-                continue
-            drop = expected - estimate.accuracy
-            threshold = float(norm.isf(self._budget.per_window_rate(self.config.window_length_ms))) * estimate.accuracy_standard_error
-            # Significant at the window's share of the budget, and at least MIN_ACCURACY_DROP: a drop
-            # too small to matter is not a page, however many predictions make it certain.
-            if drop > max(threshold, MIN_ACCURACY_DROP):
-                self._closer.gated_alert(
-                    result, self.default_version, AlertKind.PERFORMANCE_DROP, None, "cbpe", episode="performance_drop",
-                    window_start_ms=start, event_time_ms=start + self.config.window_length_ms, score=drop,
-                    threshold=max(threshold, MIN_ACCURACY_DROP),
-                    message=(f"[{iso_time(start)}] accuracy estimated from the scores of {estimate.count} predictions fell to "
-                             f"{estimate.accuracy:.3f} ± {estimate.accuracy_standard_error:.3f} (reference {expected:.3f}), "
-                             "before their labels: the inputs moved toward cases the model gets wrong more often"),
-                )
-
-    def _compare_challenger(self, complete: list[tuple[int, list[int]]], result: BatchResult) -> None:
-        """Each window no label can still reach: McNemar on champion and challenger; a recommendation if it wins."""
-        length = self.config.window_length_ms
-        alpha = self._budget.per_window_rate(length)
-        for start, (count, champion_right, challenger_right, champion_only, challenger_only) in complete:
-            p_value = mcnemar_p_value(champion_only, challenger_only)
-            better = p_value < alpha and challenger_only > champion_only
-            window = ChallengerWindow(
-                model=self.contract.model, window_start_ms=start, window_length_ms=length, count=count,
-                champion_accuracy=champion_right / count if count else None,
-                challenger_accuracy=challenger_right / count if count else None,
-                champion_only=champion_only, challenger_only=challenger_only, p_value=p_value, alpha=alpha,
-                challenger_better=better,
-            )
-            result.challenger_windows.append(window)
-            if better:
-                self._closer.gated_alert(
-                    result, self.default_version, AlertKind.CHALLENGER_BETTER, None, "mcnemar", episode="challenger_better",
-                    window_start_ms=start, event_time_ms=start + length, score=-math.log10(max(p_value, 1e-300)),
-                    threshold=-math.log10(alpha),
-                    message=(f"[{iso_time(start)}] the online challenger was right on {window.challenger_accuracy:.3f} of {count} "
-                             f"labelled predictions, the production model on {window.champion_accuracy:.3f} (alone right: "
-                             f"{challenger_only} vs {champion_only}; McNemar p = {p_value:.2g} < {alpha:.2g}): a recommendation "
-                             "to retrain or replace the model — production is unchanged"),
-                )
-
-    def _concept_drift(self, joined: JoinedLabels, result: BatchResult) -> None:
-        """Run the concept-drift test on the errors of newly joined labels; signal and alert on a rise."""
-        assert self._concept is not None
-        self._concept.test.retarget(self._detector_rate())  # a share per labelled event, like any detector's
-        hits = self._concept.update(joined)
-        statistics, thresholds = self._concept.test.signal_statistics, self._concept.test.signal_thresholds
-        labelled = self._profile(self.default_version).labels or {}
-        for hit, statistic, threshold in zip(hits.tolist(), statistics, thresholds, strict=True):
-            time_ms = int(joined.label_times_ms[hit])
-            signal = DetectorSignal(
-                model=self.contract.model, model_version=self.default_version, feature=LABELS_FEATURE,
-                detector="concept_error", event_index=self._labels_scored + hit, event_time_ms=time_ms, statistic=statistic,
-            )
-            result.signals.append(signal)
-            self._closer.gated_alert(
-                result, self.default_version, AlertKind.CONCEPT_DRIFT, None, "concept_error", episode="concept_drift",
-                window_start_ms=None, event_time_ms=time_ms, score=statistic, threshold=threshold,
-                message=(f"the errors of labelled predictions rose (labelled event {self._labels_scored + hit}; "
-                         f"reference mean error {labelled.get('mean_error', float('nan')):.3g}): the outcome no longer "
-                         "follows the model as it did"),
-            )
-        self._labels_scored += len(joined)
+            self._report_performance(start, result)
+            if not self.config.partial_windows:  # (a split model's merger checks the model's estimate)
+                self._verdicts.check_estimate(start, estimate, result)
 
     def _profile(self, version: str) -> ReferenceProfile:
         """The reference of a model version: its own profile, else the default version's."""

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import isotonic_regression
 
-__all__ = ["ConfidenceEstimator", "EstimateWindows", "EstimatedPerformance"]
+__all__ = ["ConfidenceEstimator", "EstimateWindows", "EstimatedPerformance", "estimate_of_sums"]
 
 _STATE_FORMAT = 1
 
@@ -195,10 +195,12 @@ class EstimateWindows:
 
     def estimate(self, start_ms: int) -> EstimatedPerformance | None:
         """The window's estimate (``None`` if it had no prediction)."""
+        return estimate_of_sums(self._windows.get(start_ms))
+
+    def sums(self, start_ms: int) -> list[int] | None:
+        """The window's integer sums (a copy), for a merger to add to other partitions' (then :func:`estimate_of_sums`)."""
         acc = self._windows.get(start_ms)
-        if acc is None or acc[0] == 0:
-            return None
-        return _from_sums(acc[0], [total / _SCALE for total in acc[1:]])  # int / float: correctly rounded
+        return None if acc is None else list(acc)
 
     def forget(self, starts: list[int]) -> None:
         for start in starts:
@@ -213,6 +215,13 @@ class EstimateWindows:
             int(start): [int(acc[0]), *(int(v) if isinstance(v, int) else round(math.fsum(v) * _SCALE) for v in acc[1:])]
             for start, *acc in state
         }
+
+
+def estimate_of_sums(acc: list[int] | None) -> EstimatedPerformance | None:
+    """The estimate of a window from its sums (:meth:`EstimateWindows.sums`, or several partitions' added); ``None``: no prediction."""
+    if acc is None or acc[0] == 0:
+        return None
+    return _from_sums(acc[0], [total / _SCALE for total in acc[1:]])  # int / float: correctly rounded
 
 
 #: The resolution of the per-window sums of :class:`EstimateWindows`.

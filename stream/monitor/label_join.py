@@ -440,6 +440,11 @@ class ObservationOrder:
         self._released_before = until
         return out
 
+    @property
+    def released_before(self) -> float:
+        """Every label observed before this time that will ever be released has been (``-inf``: none yet)."""
+        return self._released_before
+
     def to_state(self) -> dict[str, Any]:
         return {"format": _STATE_FORMAT, "queue": [list(item) for item in sorted(self._queue)], "sequence": self._sequence,
                 "released_before": None if math.isinf(self._released_before) else self._released_before, "late": self.late}

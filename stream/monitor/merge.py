@@ -40,8 +40,19 @@ from driftline.schemas.contract import Contract
 from .alerts import AlertGate
 from .closing import HeldScoreAlert, OpenWindow, WindowCloser
 from .config import EngineConfig
+from .label_merge import LabelMerge, LabelProgress
+from .label_verdicts import LabelVerdicts
 from .profile import ReferenceProfile
-from .results import BatchResult, DetectorSignal, PartialSignal, SchemaChangeRecord, WindowPartial
+from .results import (
+    BatchResult,
+    ChallengerPartial,
+    DetectorSignal,
+    ObservedErrors,
+    PartialSignal,
+    PerformancePartial,
+    SchemaChangeRecord,
+    WindowPartial,
+)
 from .window_state import field_window_from_state
 
 __all__ = [
@@ -107,6 +118,10 @@ class WindowMerger:
         self._released_before_ms: int | None = None  # signals and schema changes before this were admitted
         self.late_partials = 0  # partials of windows the model had already closed (their events count as late)
         self.repeats = 0  # partials, signals and schema changes received again (ignored)
+        # Labels (with a label horizon): the partitions' performance, errors and challenger comparisons.
+        self.labels: LabelMerge | None = None
+        if config.label_horizon_ms is not None:
+            self.labels = LabelMerge(config, LabelVerdicts(contract, config, self._profile, self.default_version, self._closer))
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -153,8 +168,32 @@ class WindowMerger:
         else:
             self._schema_changes.append((partition, record))
 
-    def advance(self, partition: int, partitions: int, max_event_time_ms: int | None, *, idle: bool, result: BatchResult) -> None:
-        """A partition's progress: its largest event time so far, and whether it is idle; close what that allows.
+    def add_performance(self, partition: int, partials: list[PerformancePartial], result: BatchResult) -> None:
+        """One partition's label accumulators of windows (the latest of each replaces the one before)."""
+        merge = self._label_merge()
+        for partial in partials:
+            merge.add_performance(partition, partial, result)
+
+    def add_errors(self, partition: int, observed: ObservedErrors) -> None:
+        """One partition's labels in observation order, with their errors (for the model's concept-drift test)."""
+        self._label_merge().add_errors(partition, observed)
+
+    def add_challenger(self, partition: int, partials: list[ChallengerPartial]) -> None:
+        """One partition's comparisons of champion and challenger on windows it has completed."""
+        merge = self._label_merge()
+        for partial in partials:
+            merge.add_challenger(partition, partial)
+
+    def _label_merge(self) -> LabelMerge:
+        if self.labels is None:
+            raise ValueError(f"labels of {self.contract.model} came, and its merger has no label horizon (EngineConfig.label_horizon_ms)")
+        return self.labels
+
+    def advance(
+        self, partition: int, partitions: int, max_event_time_ms: int | None, *, idle: bool, result: BatchResult,
+        labels: LabelProgress | None = None,
+    ) -> None:
+        """A partition's progress: its largest event time so far, whether it is idle, how far its labels go; close what that allows.
 
         Raises
         ------
@@ -168,7 +207,11 @@ class WindowMerger:
         if max_event_time_ms is not None:
             progress.max_event_time_ms = max(max_event_time_ms, progress.max_event_time_ms or max_event_time_ms)
         progress.idle = idle
+        if labels is not None:
+            self._label_merge().advance(partition, labels)
         self._release(result)
+        if self.labels is not None and self.partitions is not None:
+            self.labels.release(self.partitions, {p: g.idle for p, g in self._progress.items()}, self._closed_before_ms, result)
 
     @property
     def pending_windows(self) -> int:
@@ -303,6 +346,7 @@ class WindowMerger:
             "gate": self._gate.to_state(),
             "late_partials": self.late_partials,
             "repeats": self.repeats,
+            "labels": None if self.labels is None else self.labels.to_state(),
         }
 
     @classmethod
@@ -343,6 +387,8 @@ class WindowMerger:
         merger._gate.restore(state["gate"])
         merger.late_partials = int(state["late_partials"])
         merger.repeats = int(state["repeats"])
+        if merger.labels is not None and state.get("labels") is not None:
+            merger.labels.restore(state["labels"])
         return merger
 
 

@@ -25,7 +25,7 @@ from driftline.schemas.contract import Contract
 
 from .label_join import JoinedLabels
 
-__all__ = ["PerformanceMetrics", "PerformanceWindows", "label_task"]
+__all__ = ["PerformanceMetrics", "PerformanceWindows", "label_task", "merge_accumulators", "metrics_of"]
 
 Task = Literal["classification", "regression"]
 
@@ -150,19 +150,12 @@ class PerformanceWindows:
 
     def metrics(self, window_start_ms: int) -> PerformanceMetrics:
         """The window's metrics now (a window without labels: count 0, every metric ``None``)."""
+        return metrics_of(window_start_ms, self._windows.get(window_start_ms), self.task)
+
+    def accumulator(self, window_start_ms: int) -> list[Any] | None:
+        """The window's accumulator (a copy, strict JSON), for a merger to sum with other partitions' (:func:`merge_accumulators`)."""
         acc = self._windows.get(window_start_ms)
-        if acc is None:
-            return PerformanceMetrics(window_start_ms, 0, 0)
-        count, invalid, tp, fp, tn, fn = acc[:6]
-        if self.task == "regression":
-            return PerformanceMetrics(window_start_ms, count, invalid, mae=_ratio(math.fsum(acc[6]), count),
-                                      rmse=math.sqrt(math.fsum(acc[7]) / count) if count else None)
-        return PerformanceMetrics(
-            window_start_ms, count, invalid,
-            accuracy=_ratio(tp + tn, count), precision=_ratio(tp, tp + fp), recall=_ratio(tp, tp + fn),
-            f1=_ratio(2 * tp, 2 * tp + fp + fn), log_loss=_ratio(math.fsum(acc[6]), count),
-            true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn,
-        )
+        return None if acc is None else [*acc[:6], list(acc[6]), list(acc[7])]
 
     def forget(self, window_starts: Iterable[int]) -> None:
         """Drop windows whose labels can no longer arrive (past the join's horizon): bounded memory."""
@@ -183,6 +176,36 @@ class PerformanceWindows:
         for start, *acc in state["windows"]:
             windows._windows[int(start)] = [*(int(v) for v in acc[:6]), [float(v) for v in acc[6]], [float(v) for v in acc[7]]]
         return windows
+
+
+def merge_accumulators(accumulators: Iterable[list[Any]]) -> list[Any] | None:
+    """The sum of several partitions' accumulators of one window (exact: the float sums' partials are added exactly)."""
+    total: list[Any] | None = None
+    for acc in accumulators:
+        if total is None:
+            total = [0, 0, 0, 0, 0, 0, [], []]
+        for i in range(6):
+            total[i] += int(acc[i])
+        for i in (6, 7):
+            for value in acc[i]:
+                add_exact(total[i], float(value))
+    return total
+
+
+def metrics_of(window_start_ms: int, acc: list[Any] | None, task: Task) -> PerformanceMetrics:
+    """A window's metrics from its accumulator (``None``: no label yet)."""
+    if acc is None:
+        return PerformanceMetrics(window_start_ms, 0, 0)
+    count, invalid, tp, fp, tn, fn = acc[:6]
+    if task == "regression":
+        return PerformanceMetrics(window_start_ms, count, invalid, mae=_ratio(math.fsum(acc[6]), count),
+                                  rmse=math.sqrt(math.fsum(acc[7]) / count) if count else None)
+    return PerformanceMetrics(
+        window_start_ms, count, invalid,
+        accuracy=_ratio(tp + tn, count), precision=_ratio(tp, tp + fp), recall=_ratio(tp, tp + fn),
+        f1=_ratio(2 * tp, 2 * tp + fp + fn), log_loss=_ratio(math.fsum(acc[6]), count),
+        true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn,
+    )
 
 
 def label_task(contract: Contract) -> Task:

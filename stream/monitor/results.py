@@ -20,12 +20,15 @@ __all__ = [
     "Alert",
     "AlertKind",
     "BatchResult",
+    "ChallengerPartial",
     "ChallengerWindow",
     "Checkpoint",
     "DetectorSignal",
     "FeatureWindow",
     "ModelWindow",
+    "ObservedErrors",
     "PartialSignal",
+    "PerformancePartial",
     "PerformanceWindow",
     "SchemaChangeRecord",
     "WindowPartial",
@@ -271,6 +274,45 @@ class PartialSignal:
     row: int
 
 
+@dataclass(frozen=True)
+class PerformancePartial:
+    """One partition's label accumulators of a window of a split model (the merger sums the partitions').
+
+    ``realised`` is the window's accumulator of :class:`~driftline.stream.monitor.performance.PerformanceWindows`
+    (counts, confusion matrix and exact float sums), ``estimate`` that of
+    :class:`~driftline.stream.monitor.estimation.EstimateWindows` (integer sums), both as they stand
+    now: a later partial of the same window and partition replaces this one. Both are exact sums, so
+    the model's metrics are the same bits as one engine's on all the labels.
+    """
+
+    window_start_ms: int
+    realised: list[Any] | None
+    estimate: list[int] | None
+
+
+@dataclass(frozen=True)
+class ObservedErrors:
+    """One partition's labels released in observation order (label time, prediction id), with their errors.
+
+    The merger merges the partitions' streams in the same order for the model's concept-drift test.
+    """
+
+    label_times_ms: list[int]
+    prediction_ids: list[str]
+    errors: list[float]
+
+
+@dataclass(frozen=True)
+class ChallengerPartial:
+    """One partition's comparison of champion and its challenger on a window no label can still reach.
+
+    ``counts``: compared, champion right, challenger right, only the champion right, only the challenger right.
+    """
+
+    window_start_ms: int
+    counts: tuple[int, int, int, int, int]
+
+
 @dataclass
 class BatchResult:
     """Everything one call into the engine produced."""
@@ -284,6 +326,10 @@ class BatchResult:
     partial_signals: list[PartialSignal] = field(default_factory=list)
     performance_windows: list[PerformanceWindow] = field(default_factory=list)
     challenger_windows: list[ChallengerWindow] = field(default_factory=list)
+    # One partition of a split model: its label accumulators, released errors and comparisons, for the merger.
+    performance_partials: list[PerformancePartial] = field(default_factory=list)
+    observed_errors: list[ObservedErrors] = field(default_factory=list)
+    challenger_partials: list[ChallengerPartial] = field(default_factory=list)
     accepted: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     late_events: int = 0
@@ -305,6 +351,9 @@ class BatchResult:
         self.late_events += other.late_events
         self.performance_windows.extend(other.performance_windows)
         self.challenger_windows.extend(other.challenger_windows)
+        self.performance_partials.extend(other.performance_partials)
+        self.observed_errors.extend(other.observed_errors)
+        self.challenger_partials.extend(other.challenger_partials)
         for key, count in other.label_counts.items():
             self.label_counts[key] = self.label_counts.get(key, 0) + count
 

@@ -26,7 +26,14 @@ from driftline.stream.monitor.merge import WindowMerger, partial_signal_from_dic
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult
 
-from .partials import PartialsMessage, decode_partials_message
+from .partials import (
+    PartialsMessage,
+    challenger_partials_from_body,
+    decode_partials_message,
+    label_progress_from_body,
+    observed_errors_from_body,
+    performance_partials_from_body,
+)
 from .ports import CheckpointStore, DeadLetterPort, MessageBatch, MetricsPort, PartitionKey
 from .runner import CheckpointedRunner, ResultObserver
 
@@ -157,9 +164,20 @@ def _decoded(message: PartialsMessage) -> Applier:
         if record.first_seen_event_time_ms is None:
             raise ValueError("a schema change without its first event time")
         return lambda merger, m, result: merger.add_schema_change(m.partition, record, result)
+    if message.kind == "performance":
+        performance = performance_partials_from_body(body)
+        return lambda merger, m, result: merger.add_performance(m.partition, performance, result)
+    if message.kind == "errors":
+        observed = observed_errors_from_body(body)
+        return lambda merger, m, result: merger.add_errors(m.partition, observed)
+    if message.kind == "challenger":
+        compared = challenger_partials_from_body(body)
+        return lambda merger, m, result: merger.add_challenger(m.partition, compared)
+    labels = label_progress_from_body(body)
     max_time = body["max_event_time_ms"]
     max_event_time_ms = None if max_time is None else int(max_time)
     idle = body["idle"]
     if not isinstance(idle, bool):
         raise ValueError(f"idle is {idle!r}, not a boolean")
-    return lambda merger, m, result: merger.advance(m.partition, m.partitions, max_event_time_ms, idle=idle, result=result)
+    return lambda merger, m, result: merger.advance(m.partition, m.partitions, max_event_time_ms, idle=idle, result=result,
+                                                    labels=labels)

@@ -12,7 +12,14 @@ topic, each runner's in the order it sent them. The value is a JSON object:
   histogram, moments and sketches;
 * ``"signals"`` (``"signals"``): streaming-detector signals of one batch, in order;
 * ``"schema_change"`` (``"record"``): a writer schema the partition saw first;
-* ``"progress"`` (``"max_event_time_ms"``, ``"idle"``): how far the partition's published partials
+* ``"performance"`` (``"partials"``): label accumulators of windows, ``[start, realised, estimate]``
+  each (:class:`~driftline.stream.monitor.results.PerformancePartial`);
+* ``"errors"`` (``"label_times_ms"``, ``"prediction_ids"``, ``"errors"``): labels released in
+  observation order, with their errors (for the model's concept-drift test);
+* ``"challenger"`` (``"windows"``): ``[start, compared, champion right, challenger right, only the
+  champion right, only the challenger right]`` of each window the partition has completed;
+* ``"progress"`` (``"max_event_time_ms"``, ``"idle"``, and with labels ``"labels"``: ``"done_before"``,
+  ``"label_watermark_ms"``, ``"events_per_second"``): how far the partition's published partials
   go — sent after them with every checkpoint, and when the partition goes idle.
 
 Examples
@@ -34,17 +41,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from driftline.stream.monitor.label_merge import LabelProgress, bound_from_json, bound_to_json
 from driftline.stream.monitor.merge import partial_signal_to_dict, window_partial_to_dict
-from driftline.stream.monitor.results import BatchResult
+from driftline.stream.monitor.results import BatchResult, ChallengerPartial, ObservedErrors, PerformancePartial
 
 from .ports import PartitionKey
 
-__all__ = ["FORMAT", "KINDS", "PartialsMessage", "decode_partials_message", "partial_messages", "progress_message"]
+__all__ = [
+    "FORMAT",
+    "KINDS",
+    "PartialsMessage",
+    "challenger_partials_from_body",
+    "decode_partials_message",
+    "label_progress_from_body",
+    "observed_errors_from_body",
+    "partial_messages",
+    "performance_partials_from_body",
+    "progress_message",
+]
 
 FORMAT = 1
-KINDS = ("window", "signals", "schema_change", "progress")
+KINDS = ("window", "signals", "schema_change", "performance", "errors", "challenger", "progress")
 #: Signals per message: a drifting stream re-signals often, and a message must stay well below 1 MB.
 SIGNALS_PER_MESSAGE = 1_000
+#: Released labels per message (about 50 bytes each).
+ERRORS_PER_MESSAGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -74,11 +95,71 @@ def partial_messages(key: PartitionKey, model: str, partitions: int, result: Bat
         yield _message(key, model, partitions, "signals", {"signals": [partial_signal_to_dict(s) for s in chunk]})
     for partial in result.window_partials:
         yield _message(key, model, partitions, "window", {"partial": window_partial_to_dict(partial)})
+    if result.performance_partials:
+        partials = [[p.window_start_ms, p.realised, p.estimate] for p in result.performance_partials]
+        yield _message(key, model, partitions, "performance", {"partials": partials})
+    for observed in result.observed_errors:
+        for start in range(0, len(observed.errors), ERRORS_PER_MESSAGE):
+            end = start + ERRORS_PER_MESSAGE
+            yield _message(key, model, partitions, "errors", {
+                "label_times_ms": observed.label_times_ms[start:end], "prediction_ids": observed.prediction_ids[start:end],
+                "errors": observed.errors[start:end]})
+    if result.challenger_partials:
+        windows = [[p.window_start_ms, *p.counts] for p in result.challenger_partials]
+        yield _message(key, model, partitions, "challenger", {"windows": windows})
 
 
-def progress_message(key: PartitionKey, model: str, partitions: int, max_event_time_ms: int | None, *, idle: bool) -> tuple[bytes, bytes]:
-    """The message that tells the merger how far a partition's published partials go, and whether it is idle."""
-    return _message(key, model, partitions, "progress", {"max_event_time_ms": max_event_time_ms, "idle": idle})
+def progress_message(
+    key: PartitionKey, model: str, partitions: int, max_event_time_ms: int | None, *, idle: bool, labels: LabelProgress | None = None
+) -> tuple[bytes, bytes]:
+    """The message that tells the merger how far a partition's published partials (and labels) go, and whether it is idle."""
+    body: dict[str, Any] = {"max_event_time_ms": max_event_time_ms, "idle": idle}
+    if labels is not None:
+        body["labels"] = {"done_before": bound_to_json(labels.done_before) if labels.done_before is not None else "none",
+                          "label_watermark_ms": bound_to_json(labels.label_watermark_ms),
+                          "events_per_second": labels.events_per_second}
+    return _message(key, model, partitions, "progress", body)
+
+
+def performance_partials_from_body(body: dict[str, Any]) -> list[PerformancePartial]:
+    """The performance partials of a ``"performance"`` message (raises ``KeyError``/``TypeError``/``ValueError`` if malformed)."""
+    out = []
+    for start, realised, estimate in body["partials"]:
+        if realised is not None and (len(realised) != 8 or not isinstance(realised[6], list) or not isinstance(realised[7], list)):
+            raise ValueError(f"a malformed performance accumulator: {realised!r}"[:200])
+        out.append(PerformancePartial(int(start), None if realised is None else [*(int(v) for v in realised[:6]),
+                                      [float(v) for v in realised[6]], [float(v) for v in realised[7]]],
+                                      None if estimate is None else [int(v) for v in estimate]))
+    return out
+
+
+def observed_errors_from_body(body: dict[str, Any]) -> ObservedErrors:
+    """The released labels of an ``"errors"`` message."""
+    times, ids, errors = body["label_times_ms"], body["prediction_ids"], body["errors"]
+    if not len(times) == len(ids) == len(errors):
+        raise ValueError("label_times_ms, prediction_ids and errors differ in length")
+    return ObservedErrors([int(t) for t in times], [str(i) for i in ids], [float(e) for e in errors])
+
+
+def challenger_partials_from_body(body: dict[str, Any]) -> list[ChallengerPartial]:
+    """The completed windows of a ``"challenger"`` message."""
+    out = []
+    for start, *counts in body["windows"]:
+        if len(counts) != 5:
+            raise ValueError(f"a challenger window needs five counts, got {counts!r}")
+        a, b, c, d, e = (int(v) for v in counts)
+        out.append(ChallengerPartial(int(start), (a, b, c, d, e)))
+    return out
+
+
+def label_progress_from_body(body: dict[str, Any]) -> LabelProgress | None:
+    """The label progress of a ``"progress"`` message (``None``: the partition joins no labels)."""
+    labels = body.get("labels")
+    if labels is None:
+        return None
+    done = labels["done_before"]
+    return LabelProgress(None if done == "none" else bound_from_json(done), bound_from_json(labels["label_watermark_ms"]),
+                         float(labels["events_per_second"]))
 
 
 def decode_partials_message(value: bytes | None) -> PartialsMessage:

@@ -466,7 +466,8 @@ class PartitionRunner(CheckpointedRunner):
         return [dataclasses.replace(result, schema_changes=[]) if result.schema_changes else result for result in pending]
 
     def _progress(self) -> tuple[bytes, bytes]:
-        return progress_message(self.key, self.model, self.partitions, self.engine.max_event_time_ms, idle=self.idle)
+        return progress_message(self.key, self.model, self.partitions, self.engine.max_event_time_ms, idle=self.idle,
+                                labels=self.engine.label_progress)
 
     def go_idle(self, quiet_seconds: float) -> bool:
         """After ``quiet_seconds`` without a message, close every open window and tell the merger; True if it did.
@@ -490,6 +491,6 @@ class PartitionRunner(CheckpointedRunner):
             self.partials.flush()
             return True
         started = time.perf_counter()
-        self._emit(self.engine.flush(), started)
+        self._emit(self.engine.flush(labels=False), started)  # its labels go on where they stopped when it wakes
         self._dirty = True
         return True

@@ -51,18 +51,12 @@ def test_label_topics_follow_the_label_horizon_and_must_not_clash() -> None:
         WorkerSettings(**base, engine=EngineConfig(label_horizon_ms=1), label_topic_prefix="predictions.")  # type: ignore[arg-type]
 
 
-def test_label_topics_must_be_co_partitioned_and_models_on_one_partition() -> None:
-    from driftline.stream.kafka.worker import _check_copartitioned, _check_label_topics
-    from driftline.stream.monitor.engine import EngineConfig
+def test_label_topics_must_be_co_partitioned() -> None:
+    from driftline.stream.kafka.worker import _check_copartitioned
 
     _check_copartitioned({TOPIC: "labels.credit_risk"}, {TOPIC: 3, "labels.credit_risk": 3})
     with pytest.raises(WorkerError, match=r"labels\.credit_risk has 2 partition\(s\) and predictions\.credit_risk has 1: .* co-partitioned"):
         _check_copartitioned({TOPIC: "labels.credit_risk"}, {TOPIC: 1, "labels.credit_risk": 2})
-    settings = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",),
-                              engine=EngineConfig(label_horizon_ms=60_000))
-    _check_label_topics(settings, {TOPIC: 1})
-    with pytest.raises(WorkerError, match=r"only for models on one partition, and the topics of \['credit_risk'\] have several"):
-        _check_label_topics(settings, {TOPIC: 4})
 
 
 def test_feature_sets_get_their_own_topics_and_no_labels() -> None:

@@ -113,8 +113,6 @@ def test_an_engine_without_a_label_horizon_holds_no_predictions_and_says_so(cont
     assert label_task(contract) == "classification"
     with pytest.raises(ValueError, match="label_horizon_ms must be positive"):
         dataclasses.replace(CONFIG, label_horizon_ms=0)
-    with pytest.raises(ValueError, match="split over several partitions"):
-        dataclasses.replace(CONFIG, partial_windows=True)
 
 
 def test_a_changed_outcome_relation_raises_concept_drift_while_the_inputs_raise_nothing(
