@@ -494,8 +494,8 @@ class MonitorEngine:
             watermarks = (self._labels.prediction_watermark, self._labels.label_watermark)
             observed = self._observed.release(*watermarks)
             self._observe(observed, self._challenger.advance(*watermarks, observed) if self._challenger is not None else [], result)
-        # A window whose predictions are all past the join's reach gets no more labels: let it go.
-        reach = self._labels.label_watermark - 2 * self._labels.horizon_ms - self.config.window_length_ms
+        # A window whose predictions no label can join any more gets no more labels: let it go.
+        reach = self._labels.settled_before - self.config.window_length_ms
         self._performance.forget([s for s in self._performance.windows() if s < reach])
         if self._estimates is not None:
             self._estimates.forget([s for s in self._estimates.windows() if s < reach])
@@ -520,7 +520,7 @@ class MonitorEngine:
         if self._labels is None:
             return None
         return LabelProgress(None if self._observed is None else self._observed.released_before,
-                             self._labels.label_watermark, self._rate.events_per_second)
+                             self._labels.settled_before, self._rate.events_per_second)
 
     def _observe(self, observed: JoinedLabels, complete: list[tuple[int, list[int]]], result: BatchResult) -> None:
         """Labels released in observation order, and the challenger's complete windows: tested here, or sent to the merger."""

@@ -295,6 +295,17 @@ class LabelJoin:
             if self._released.get(prediction_id) == time_ms:
                 del self._released[prediction_id]
 
+    @property
+    def settled_before(self) -> float:
+        """No label joins a prediction made before this time any more (``-inf``: not yet known).
+
+        A held prediction joins labels until the labels' watermark is two horizons past it (then it
+        expires); a prediction still to come joins only the labels waiting for it that are within its
+        horizon and not given up — none once the predictions' watermark is a horizon and the grace
+        past it. Both must hold: the labels may run far ahead of the predictions (a catch-up).
+        """
+        return min(self.label_watermark - 2 * self.horizon_ms, self.prediction_watermark - self.horizon_ms - self.grace_ms)
+
     def _expire_predictions(self) -> None:
         # A prediction is kept until the labels' event time is two horizons past it: long enough for
         # an in-horizon label that arrives out of order, and for duplicates of a joined one.

@@ -50,10 +50,10 @@ _STATE_FORMAT = 1
 
 @dataclass(frozen=True)
 class LabelProgress:
-    """How far one partition's labels go: its release bound, label watermark and the model's event rate it measures."""
+    """How far one partition's labels go: its release bound, where its joins are settled, and the model's event rate it measures."""
 
     done_before: float | None  # labels observed before this were released (None: no observation order)
-    label_watermark_ms: float  # the largest label time it has read (-inf: none)
+    settled_before_ms: float  # no label joins its predictions made before this any more (-inf: not yet known)
     events_per_second: float
 
 
@@ -93,7 +93,9 @@ class LabelMerge:
         self._last_challenger: dict[int, int] = {}
         self._compared_before = -math.inf  # windows before this were compared
         self._progress: dict[int, LabelProgress] = {}
-        self.late = 0  # errors and comparisons of a partition that woke behind the model, and performance of forgotten windows
+        # Errors, comparisons and performance of windows the model is past (a partition that woke from idle,
+        # or restarted behind what it had already sent: what it sends again was merged before).
+        self.late = 0
         self.repeats = 0
 
     # -- input ---------------------------------------------------------------------------------------
@@ -151,8 +153,7 @@ class LabelMerge:
         if any(p not in self._progress for p in range(partitions)):
             return
         active = [p for p in range(partitions) if not idle.get(p, False)] or list(range(partitions))
-        watermark = min(self._progress[p].label_watermark_ms for p in active)
-        reach = watermark - 2 * self.horizon_ms - self.length_ms  # as each partition forgets its windows
+        reach = min(self._progress[p].settled_before_ms for p in active) - self.length_ms  # as each partition forgets its windows
         if reach > self._forgot_before:
             for start in [s for s in self._performance if s < reach]:
                 del self._performance[start]
@@ -220,7 +221,7 @@ class LabelMerge:
             "last_challenger": sorted(self._last_challenger.items()),
             "compared_before": bound_to_json(self._compared_before),
             "progress": [[partition, None if p.done_before is None else bound_to_json(p.done_before), p.done_before is not None,
-                          bound_to_json(p.label_watermark_ms), p.events_per_second] for partition, p in sorted(self._progress.items())],
+                          bound_to_json(p.settled_before_ms), p.events_per_second] for partition, p in sorted(self._progress.items())],
             "verdicts": self.verdicts.to_state(),
             "late": self.late,
             "repeats": self.repeats,

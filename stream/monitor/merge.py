@@ -17,6 +17,8 @@ and whether it is idle), and:
   order (then partition, then position), so the alerts do not depend on how the partitions' messages
   interleaved on their way here — a replay raises the same ones.
 * **reports each new writer schema once** per model, the same way.
+* **judges the model's labels** (with a label horizon): the partitions' performance accumulators,
+  released errors and challenger counts are merged by :class:`~.label_merge.LabelMerge`.
 
 An *idle* partition (no message for a while; the shell decides, see ``PartitionRunner.idle``) has
 closed all its windows and published them: the merger stops waiting for it. When it wakes, its

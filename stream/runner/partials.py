@@ -19,7 +19,7 @@ topic, each runner's in the order it sent them. The value is a JSON object:
 * ``"challenger"`` (``"windows"``): ``[start, compared, champion right, challenger right, only the
   champion right, only the challenger right]`` of each window the partition has completed;
 * ``"progress"`` (``"max_event_time_ms"``, ``"idle"``, and with labels ``"labels"``: ``"done_before"``,
-  ``"label_watermark_ms"``, ``"events_per_second"``): how far the partition's published partials
+  ``"settled_before_ms"``, ``"events_per_second"``): how far the partition's published partials
   go — sent after them with every checkpoint, and when the partition goes idle.
 
 Examples
@@ -116,7 +116,7 @@ def progress_message(
     body: dict[str, Any] = {"max_event_time_ms": max_event_time_ms, "idle": idle}
     if labels is not None:
         body["labels"] = {"done_before": bound_to_json(labels.done_before) if labels.done_before is not None else "none",
-                          "label_watermark_ms": bound_to_json(labels.label_watermark_ms),
+                          "settled_before_ms": bound_to_json(labels.settled_before_ms),
                           "events_per_second": labels.events_per_second}
     return _message(key, model, partitions, "progress", body)
 
@@ -158,7 +158,7 @@ def label_progress_from_body(body: dict[str, Any]) -> LabelProgress | None:
     if labels is None:
         return None
     done = labels["done_before"]
-    return LabelProgress(None if done == "none" else bound_from_json(done), bound_from_json(labels["label_watermark_ms"]),
+    return LabelProgress(None if done == "none" else bound_from_json(done), bound_from_json(labels["settled_before_ms"]),
                          float(labels["events_per_second"]))
 
 

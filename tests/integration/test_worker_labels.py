@@ -156,15 +156,15 @@ def _check_performance(url: str, expected: list[dict[str, Any]]) -> None:
     assert float(np.mean([abs(row["estimated_accuracy"] - row["accuracy"]) for row in before])) < 0.02, before
 
 
-def _check_challenger(url: str, alerts: list[dict[str, Any]], change: int) -> None:
-    """The challenger: compared on every complete window, recommended after the change and never before."""
+def _check_challenger(url: str, alerts: list[dict[str, Any]], change: int, *, learning_ms: int = 0) -> None:
+    """The challenger: compared on every complete window, recommended after the change (and ``learning_ms``) and never before."""
     compared = sorted(_rows(url, "challenger_windows"), key=lambda row: row["window_start"])
     before = [row for row in compared if row["window_start"] + WINDOW_MS <= change]
     # It scores a prediction knowing only the labels observed before it, five minutes behind: the new
     # relation shows in its decisions from five minutes after the change. Measured: before the change
     # the champion was right on 0.77-0.82 of each window and the challenger on 0.72-0.77 (0.3 in the
     # first five minutes, with nothing learned); from five minutes after it, 0.28-0.33 and 0.81-0.88.
-    after = [row for row in compared if row["window_start"] > change + DELAY_MS and row["compared"] >= 1_000]
+    after = [row for row in compared if row["window_start"] > change + DELAY_MS + learning_ms and row["compared"] >= 1_000]
     assert len(before) >= 20 and len(after) >= 5, (len(before), len(after))
     assert not any(row["challenger_better"] for row in before)
     assert all(row["challenger_better"] and row["challenger_accuracy"] > row["champion_accuracy"] + 0.1 for row in after), [

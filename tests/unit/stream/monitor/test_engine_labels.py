@@ -181,3 +181,29 @@ def test_the_estimate_comes_at_window_close_tracks_the_realised_accuracy_and_pag
     # the performance_drop alert came at the close of the window the shift began in, before any label.
     assert np.mean(before) - np.mean(after) > 0.1
     assert errors.size >= 15 and errors.mean() < 0.03 and errors.max() < 0.08
+
+
+def test_labels_far_ahead_of_their_predictions_still_count_in_full_windows(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile
+) -> None:
+    # The label topic read far ahead of the predictions (a catch-up after an outage, or a restart whose
+    # label consumer runs ahead): the labels' watermark is hours past windows whose predictions, and so
+    # whose joins, are still to come. A window must not be let go (and later re-created with only its
+    # last labels, overwriting its record) while a waiting label can still join one of its predictions.
+    config = dataclasses.replace(CONFIG, label_horizon_ms=60_000, label_grace_ms=30_000)
+    payloads, ids, times, scores, classes = _stream(contract, 12_000)  # a little over an hour at the stream's rate
+    labels = (np.random.default_rng(4).random(len(ids)) < scores).astype(float)
+    engine = MonitorEngine(contract, profile, config)
+    codec = Codec(catalog)
+    total = BatchResult()
+    everything = np.arange(len(ids))
+    total.extend(engine.process_labels([ids[i] for i in everything], times + 20_000, labels))  # every label first
+    for start in range(0, len(payloads), 500):
+        total.extend(engine.process(codec.decode_batch(payloads[start:start + 500], model=contract.model)))
+    assert times[-1] - times[0] > 3 * 60_000 + 60_000  # the labels ran more than two horizons ahead
+    assert total.label_counts["joined"] == len(ids)
+    windows = _latest(total.performance_windows)
+    for start, window in windows.items():
+        rows = (times >= start) & (times < start + 60_000)
+        assert window.count == int(rows.sum()), start
+        assert window.accuracy == pytest.approx(sk.accuracy_score(labels[rows], classes[rows]), rel=1e-12)
