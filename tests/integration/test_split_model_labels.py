@@ -15,7 +15,6 @@ same rows as an uninterrupted one.
 from __future__ import annotations
 
 import random
-import time
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -36,7 +35,7 @@ from test_worker_labels import (
     _millis,
     _rows,
 )
-from worker_harness import MODEL, Worker, isolated_database, read_topic, snapshot, synthetic_payloads, unique
+from worker_harness import MODEL, Worker, isolated_database, kill_at_random_points, read_topic, snapshot, synthetic_payloads, unique
 
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract_catalog import Catalog
@@ -156,21 +155,10 @@ def test_a_split_models_labels_are_merged_measured_and_survive_kill_9(kafka_boot
         # Each partition's challenger learns a third of the labels: it needs a window more to catch up.
         _check_challenger(clean_url, alerts, change, learning_ms=120_000)
 
-        kills: list[str] = []
-        plan = [("start-up", rng.uniform(0.5, 3.0))] + [("progress", f) for f in sorted(rng.uniform(0.15, 0.85) for _ in range(3))]
-        for kind, value in plan:
-            worker = _worker(kafka_bootstrap, killed_url, streams, "killed", tmp_path / "killed.log", extra=("--batch-events", "2000"))
-            if kind == "start-up":
-                time.sleep(value)
-            else:
-                deadline = time.monotonic() + 300
-                while _progress(killed_url, "killed", topic) < value * N:
-                    assert worker.running and time.monotonic() < deadline, worker.log_tail()
-                    time.sleep(0.1)
-                time.sleep(rng.uniform(0.0, 0.6))
-            assert worker.running, worker.log_tail()
-            worker.kill()
-            kills.append(f"{kind} {value:.2f}: {_progress(killed_url, 'killed', topic)} predictions checkpointed")
+        kills = kill_at_random_points(
+            rng, lambda: _worker(kafka_bootstrap, killed_url, streams, "killed", tmp_path / "killed.log", extra=("--batch-events", "2000")),
+            lambda: _progress(killed_url, "killed", topic), N,
+        )
         last = _worker(kafka_bootstrap, killed_url, streams, "killed", tmp_path / "killed.log", stop_at_end=True)
         assert last.wait(600) == 0, last.log_tail()
         print("kills:", "; ".join(kills))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,12 @@ from worker_harness import (
     Worker,
     checkpoint,
     isolated_database,
+    kill_at_random_points,
     produce,
     read_topic,
     snapshot,
     synthetic_payloads,
     unique,
-    wait_for_progress,
 )
 
 from driftline.schemas.codec import encode_single_object
@@ -247,19 +246,10 @@ def test_labels_are_joined_measured_and_survive_kill_9(kafka_bootstrap: str, dat
         _check_challenger(clean_url, alerts, change)
 
         # The same topics, the worker SIGKILLed at random points and restarted.
-        kills: list[str] = []
-        plan = [("start-up", rng.uniform(0.5, 3.0))] + [("progress", f) for f in sorted(rng.uniform(0.15, 0.85) for _ in range(3))]
-        for kind, value in plan:
-            worker = _worker(kafka_bootstrap, killed_url, streams, "killed", tmp_path / "killed.log", extra=("--batch-events", "2000"))
-            if kind == "start-up":
-                time.sleep(value)
-            else:
-                wait_for_progress(killed_url, "killed", topic, value * N, worker)
-                time.sleep(rng.uniform(0.0, 0.6))
-            assert worker.running, worker.log_tail()
-            worker.kill()
-            at = checkpoint(killed_url, "killed", topic)
-            kills.append(f"{kind} {value:.2f}: checkpoint at {at['next_offset'] if at else None}")
+        kills = kill_at_random_points(
+            rng, lambda: _worker(kafka_bootstrap, killed_url, streams, "killed", tmp_path / "killed.log", extra=("--batch-events", "2000")),
+            lambda: (checkpoint(killed_url, "killed", topic) or {}).get("next_offset", 0), N,
+        )
         last = _worker(kafka_bootstrap, killed_url, streams, "killed", tmp_path / "killed.log", stop_at_end=True)
         assert last.wait(600) == 0, last.log_tail()
         print("kills:", "; ".join(kills))

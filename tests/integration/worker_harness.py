@@ -283,3 +283,29 @@ def wait_for_progress(url: str, group: str, topic: str, offset: float, worker: W
         assert worker.running, worker.log_tail()
         assert time.monotonic() < deadline, f"no progress to offset {offset:.0f}:\n{worker.log_tail()}"
         time.sleep(0.1)
+
+
+def kill_at_random_points(rng: Any, start: Callable[[], Worker], progress: Callable[[], float], total: float,
+                          timeout: float = 300) -> list[str]:
+    """SIGKILL a worker once at start-up and at three random shares of ``total`` progress, restarting it each time.
+
+    ``start`` starts the worker, ``progress`` says how far its checkpoints have come (of ``total``).
+    Returns a line per kill: where it landed, and the progress then.
+    """
+    kills: list[str] = []
+    plan = [("start-up", rng.uniform(0.5, 3.0))] + [("progress", f) for f in sorted(rng.uniform(0.15, 0.85) for _ in range(3))]
+    for kind, value in plan:
+        worker = start()
+        if kind == "start-up":
+            time.sleep(value)
+        else:
+            deadline = time.monotonic() + timeout
+            while progress() < value * total:
+                assert worker.running, worker.log_tail()
+                assert time.monotonic() < deadline, f"no progress to {value * total:.0f}:\n{worker.log_tail()}"
+                time.sleep(0.1)
+            time.sleep(rng.uniform(0.0, 0.6))
+        assert worker.running, worker.log_tail()
+        worker.kill()
+        kills.append(f"{kind} {value:.2f}: checkpointed {progress():.0f}")
+    return kills

@@ -8,8 +8,9 @@ import random
 
 import numpy as np
 import pytest
+from label_streams import concept_change_stream
 
-from driftline.schemas.codec import Codec, encode_single_object
+from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
@@ -27,25 +28,7 @@ CONFIG = EngineConfig(window_length_ms=60_000, allowed_lateness_ms=60_000, label
 @pytest.fixture(scope="module")
 def stream(contract: Contract) -> dict[str, object]:
     """Predictions, and labels that follow the score until CHANGE, then the applicant's income instead."""
-    synthetic = SyntheticStream(contract, seed=21, events_per_second=20)
-    columns = synthetic.columns(N)
-    times = synthetic.event_times(N)
-    records = synthetic.records(columns, times)
-    rng = np.random.default_rng(22)
-    scores = np.array([float(r["prediction_score"]) for r in records])
-    income = np.log(np.array([float(r["annual_income"]) for r in records]))
-    z = (income - income.mean()) / income.std()
-    probability = np.where(np.arange(N) < CHANGE, scores, 1.0 / (1.0 + np.exp(-4.0 * z)))
-    labels = (rng.random(N) < probability).astype(float)
-    # Labels arrive out of their predictions' order (shuffled within blocks of 500, about 25 s).
-    order = np.concatenate([rng.permutation(np.arange(start, min(N, start + 500))) for start in range(0, N, 500)])
-    return {
-        "label_order": order,
-        "payloads": [encode_single_object(r, contract.schema_json) for r in records],
-        "ids": [str(r["event_id"]) for r in records],
-        "times": np.asarray(times, dtype=np.int64),
-        "labels": labels,
-    }
+    return concept_change_stream(contract, N, CHANGE)
 
 
 def _run(contract: Contract, profile: ReferenceProfile, catalog: Catalog, stream: dict[str, object], plan: list[tuple[str, int, int]],

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from label_streams import concept_change_stream
 
-from driftline.schemas.codec import Codec, encode_single_object
+from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import SyntheticStream
@@ -57,27 +58,9 @@ def labelled(contract: Contract) -> ReferenceProfile:
 
 @pytest.fixture(scope="module")
 def stream(contract: Contract) -> dict[str, Any]:
-    """Predictions, and labels that follow the score until CHANGE, then the applicant's income instead."""
-    synthetic = SyntheticStream(contract, seed=21, events_per_second=20)
-    columns = synthetic.columns(N)
-    times = synthetic.event_times(N)
-    records = synthetic.records(columns, times)
-    rng = np.random.default_rng(22)
-    scores = np.array([float(r["prediction_score"]) for r in records])
-    income = np.log(np.array([float(r["annual_income"]) for r in records]))
-    z = (income - income.mean()) / income.std()
-    probability = np.where(np.arange(N) < CHANGE, scores, 1.0 / (1.0 + np.exp(-4.0 * z)))
-    labels = (rng.random(N) < probability).astype(float)
-    order = np.concatenate([rng.permutation(np.arange(start, min(N, start + 500))) for start in range(0, N, 500)])
-    ids = [str(r["event_id"]) for r in records]
-    return {
-        "payloads": [encode_single_object(r, contract.schema_json) for r in records],
-        "ids": ids,
-        "times": np.asarray(times, dtype=np.int64),
-        "labels": labels,
-        "label_order": order,
-        "partition": np.array([zlib.crc32(i.encode()) % P for i in ids]),
-    }
+    """The predictions and labels, and the partition of each (a hash of the prediction id)."""
+    events = concept_change_stream(contract, N, CHANGE)
+    return {**events, "partition": np.array([zlib.crc32(i.encode()) % P for i in events["ids"]])}
 
 
 def _steps(rng: random.Random, rows: np.ndarray, kind: str) -> list[tuple[str, np.ndarray]]:
