@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,14 @@ from .errors import DatabaseUrlError, SinkError, UnsupportedDialectError
 from .tables import metadata
 
 __all__ = [
+    "ANALYST_VIEWS",
     "MIGRATIONS_DIRECTORY",
     "SUPPORTED_DIALECTS",
     "VERSION_TABLE",
     "create_database_engine",
     "current_revision",
     "display_url",
+    "grant_readonly",
     "head_revision",
     "upgrade_database",
     "upgrade_engine",
@@ -45,6 +48,12 @@ __all__ = [
 
 #: Dialects the sinks can write to (they need ``INSERT … ON CONFLICT DO UPDATE``).
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+
+#: The analysts' views (migration 0004): the stable interface a read-only role reads.
+ANALYST_VIEWS = ("feature_drift", "model_volume", "model_performance", "alert_log")
+
+#: A role name ``grant_readonly`` accepts: a plain PostgreSQL identifier (no quoting surprises).
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 #: The Alembic migration scripts, shipped inside the package (no alembic.ini needed).
 MIGRATIONS_DIRECTORY = Path(__file__).resolve().parent / "migrations"
@@ -217,3 +226,54 @@ def upgrade_database(database_url: str, revision: str = "head") -> None:
         upgrade_engine(engine, revision)
     finally:
         engine.dispose()
+
+
+def grant_readonly(database_url: str, role: str, *, password: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """Make ``role`` read the analysts' views of driftline's schema, and nothing else; return (schema, views).
+
+    Creates the role if it does not exist (``NOLOGIN``, a group role analysts' logins join; with
+    ``password``, a login role with that password), grants it ``USAGE`` on the schema and ``SELECT``
+    on each view of :data:`ANALYST_VIEWS` — no table, no write, no ``CREATE`` — and makes its
+    transactions read-only by default. Idempotent: run it again after ``driftline db upgrade`` (a
+    later revision's new views are granted then).
+
+    Raises
+    ------
+    ValueError
+        ``role`` is not a plain lower-case identifier.
+    SinkError
+        Not PostgreSQL (SQLite has no roles: use the file's permissions), the views are missing
+        (``driftline db upgrade`` first), or the database refused (e.g. the user may not create roles).
+    """
+    if not _ROLE_NAME.match(role):
+        raise ValueError(f"role {role!r}: use a plain lower-case identifier (letters, digits, _; at most 63)")
+    engine = create_database_engine(database_url)
+    where = display_url(engine.url)
+    try:
+        if engine.dialect.name != "postgresql":
+            raise SinkError(f"{where}: roles are PostgreSQL's; a SQLite file is protected by its file permissions")
+        quote = engine.dialect.identifier_preparer.quote
+        with engine.begin() as connection:
+            schema = str(connection.execute(sa.text("SELECT current_schema()")).scalar_one())
+            present = set(sa.inspect(connection).get_view_names(schema=schema))
+            missing = [view for view in ANALYST_VIEWS if view not in present]
+            if missing:
+                raise SinkError(f"{where}: schema {schema} has no view {', '.join(missing)}: run `driftline db upgrade` first")
+            exists = connection.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first() is not None
+            if password is not None:
+                # DDL takes no bind parameters: the password goes in as a literal, escaped by the dialect (never logged).
+                secret = sa.literal(password).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+                verb = "ALTER" if exists else "CREATE"
+                connection.exec_driver_sql(f"{verb} ROLE {quote(role)} WITH LOGIN PASSWORD {secret}")
+            elif not exists:
+                connection.exec_driver_sql(f"CREATE ROLE {quote(role)} NOLOGIN")
+            connection.exec_driver_sql(f"ALTER ROLE {quote(role)} SET default_transaction_read_only = on")
+            connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA {quote(schema)} TO {quote(role)}")
+            for view in ANALYST_VIEWS:
+                connection.exec_driver_sql(f"GRANT SELECT ON {quote(schema)}.{quote(view)} TO {quote(role)}")
+    except SQLAlchemyError as exc:
+        raise SinkError(f"could not grant read-only access to {role!r} on {where}: {type(exc).__name__}: "
+                        f"{str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    return schema, ANALYST_VIEWS

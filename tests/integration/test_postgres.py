@@ -36,7 +36,7 @@ from driftline.sinks import (
     metadata,
     upgrade_database,
 )
-from driftline.sinks.database import VERSION_TABLE
+from driftline.sinks.database import ANALYST_VIEWS, VERSION_TABLE
 from driftline.stream.demo.generator import Episode, SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import build_reference_profile
@@ -150,7 +150,7 @@ def test_upgrade_creates_exactly_what_the_metadata_defines(new_schema: Callable[
     migrated_url, reference_url = new_schema(), new_schema()
     assert current_revision(migrated_url) is None
     upgrade_database(migrated_url)
-    assert current_revision(migrated_url) == head_revision() == "0003"
+    assert current_revision(migrated_url) == head_revision() == "0004"
 
     migrated = create_database_engine(migrated_url)
     reference = create_database_engine(reference_url)
@@ -158,6 +158,7 @@ def test_upgrade_creates_exactly_what_the_metadata_defines(new_schema: Callable[
         metadata.create_all(reference)
         described = describe(migrated)
         assert set(sa.inspect(migrated).get_table_names()) == set(metadata.tables) | {VERSION_TABLE}
+        assert set(sa.inspect(migrated).get_view_names()) == set(ANALYST_VIEWS)
         # What the metadata says, table by table ...
         for name, table in metadata.tables.items():
             assert [(c[0], c[1], c[2]) for c in described[name]["columns"]] == [
@@ -194,7 +195,7 @@ def test_upgrading_again_changes_nothing_and_keeps_the_rows(schema_url: str, eng
     assert describe(engine) == before
     assert SqlProfileStore(engine).load("credit_risk", "v1") == '{"features": {}}'
     with engine.connect() as connection:
-        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0003"]
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0004"]
 
 
 # Each process sleeps until the same instant after its imports, so the upgrades really overlap.
@@ -552,6 +553,18 @@ def recent_data(now: datetime) -> tuple[BatchResult, list[Checkpoint]]:
                              top_items=(("web", 300), ("partner_api", 200 + w), ("branch", 100 - w))) for w in windows),
         ],
         model_windows=[model_window(w, window_start_ms=start_ms + w * MINUTE_MS) for w in windows],
+        performance_windows=[PerformanceWindow(
+            model="credit_risk", task="classification", window_start_ms=start_ms + w * MINUTE_MS, window_length_ms=MINUTE_MS,
+            count=500 if w < 4 else 0, invalid_labels=0, accuracy=0.8 - 0.1 * w if w < 4 else None, precision=None, recall=None,
+            f1=None, log_loss=None, true_positives=0, false_positives=0, true_negatives=0, false_negatives=0, mae=None, rmse=None,
+            predictions=600,
+            estimated_accuracy=0.79 - 0.1 * w, estimated_accuracy_se=0.01,
+        ) for w in windows],
+        challenger_windows=[ChallengerWindow(
+            model="credit_risk", window_start_ms=start_ms + w * MINUTE_MS, window_length_ms=MINUTE_MS, count=500,
+            champion_accuracy=0.8 - 0.1 * w, challenger_accuracy=0.8, champion_only=10, challenger_only=10 + 40 * w,
+            p_value=0.5 if w < 2 else 1e-9, alpha=1e-6, challenger_better=w >= 2,
+        ) for w in range(4)],
         alerts=[
             alert(start_ms + 2 * MINUTE_MS),
             alert(start_ms + 3 * MINUTE_MS, kind="distribution_drift", detector="psi", window_start_ms=start_ms + 2 * MINUTE_MS),
@@ -562,7 +575,8 @@ def recent_data(now: datetime) -> tuple[BatchResult, list[Checkpoint]]:
 
 def test_the_documentation_has_the_example_queries() -> None:
     titles = [title for title, _ in documented_queries()]
-    assert 4 <= len(titles) <= 8
+    assert 4 <= len(titles) <= 10
+    assert sum("(view " in title for title in titles) >= 2  # the analyst views have examples too
     assert any("checkpoint lag" in title for title in titles)
 
 
@@ -599,5 +613,17 @@ def test_every_documented_query_runs_and_finds_the_rows(title: str, query: str, 
             (0, 3_030, round(30 / 3_030, 4)), (1, 2_000, 0.0),
         ]
         assert all(timedelta(0) <= row["since_last_checkpoint"] < timedelta(minutes=5) for row in found)
+    elif title.startswith("Null rate and drift of every feature"):
+        # The worst window of each feature: nulls 3 of 606 events; channel's PSI 0.5, annual_income's 0.42.
+        assert [(row["feature"], row["worst_psi"], row["drifted"]) for row in found] == [
+            ("channel", 0.5, True), ("annual_income", pytest.approx(0.42), True), ("loan_amount", 0.03, False),
+        ]
+        assert all(row["worst_null_rate"] == pytest.approx(3 / 606) for row in found)
+    elif title.startswith("Realised against estimated accuracy"):
+        assert [(row["labelled"], float(row["accuracy"]), float(row["estimated_accuracy"]), float(row["estimate_error"]),
+                 row["challenger_better"]) for row in found] == [
+            (500, 0.8, 0.79, -0.01, False), (500, 0.7, 0.69, -0.01, False), (500, 0.6, 0.59, -0.01, True),
+            (500, 0.5, 0.49, -0.01, True),
+        ]
     else:
         pytest.fail(f"no expectations for the documented query {title!r}: add them here")

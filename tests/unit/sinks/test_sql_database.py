@@ -50,7 +50,7 @@ def url(tmp_path: Path) -> str:
 def test_the_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIRECTORY / "env.py").is_file()
     assert (MIGRATIONS_DIRECTORY / "script.py.mako").is_file()
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 def test_upgrade_creates_what_the_metadata_defines(url: str, tmp_path: Path) -> None:
@@ -78,11 +78,11 @@ def test_upgrading_twice_changes_nothing_and_keeps_the_data(url: str) -> None:
         SqlProfileStore(engine).save("churn", "v1", "{}")
         before = describe(engine)
         upgrade_database(url)
-        upgrade_database(url, "0003")
+        upgrade_database(url, "0004")
         assert describe(engine) == before
         assert SqlProfileStore(engine).load("churn", "v1") == "{}"
         with engine.connect() as connection:
-            assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0003"]
+            assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0004"]
     finally:
         engine.dispose()
 
@@ -152,3 +152,30 @@ def test_an_unreachable_server_is_a_sink_error_naming_the_url_without_password()
             call()
         assert "hunter2" not in str(raised.value)
         assert isinstance(raised.value.__cause__, sa.exc.OperationalError)
+
+
+def test_the_analyst_views_exist_on_sqlite_too_and_roles_are_postgresql_only(url: str) -> None:
+    from driftline.schemas.errors import DriftlineError
+    from driftline.sinks import SqlResultsSink
+    from driftline.sinks.database import ANALYST_VIEWS, grant_readonly
+    from driftline.stream.monitor.results import BatchResult, ModelWindow
+
+    upgrade_database(url)
+    engine = sa.create_engine(url)
+    try:
+        assert set(sa.inspect(engine).get_view_names()) == set(ANALYST_VIEWS)
+        window = ModelWindow(model="m", model_version="v1", window_start_ms=0, window_length_ms=60_000, events=10, accepted=8,
+                             rejected=2, rejected_by_reason=(("wrong_type", 2),))
+        sink = SqlResultsSink(engine)
+        sink.add(BatchResult(model_windows=[window]))
+        with engine.begin() as connection:
+            sink.write(connection)
+        with engine.connect() as connection:
+            row = connection.execute(sa.text("SELECT events, rejected, rejection_rate FROM model_volume")).one()
+        assert tuple(row) == (10, 2, 0.2)
+    finally:
+        engine.dispose()
+    with pytest.raises(DriftlineError, match="roles are PostgreSQL's"):
+        grant_readonly(url, "analysts")
+    with pytest.raises(ValueError, match="plain lower-case identifier"):
+        grant_readonly(url, "Analysts; DROP")
