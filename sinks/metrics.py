@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from driftline.schemas.results import RejectReason
-from driftline.stream.monitor.results import LABEL_REASONS, Alert, AlertKind, BatchResult
+from driftline.stream.monitor.results import LABEL_REASONS, AlertKind, BatchResult
 
 __all__ = [
     "ALERT_KINDS",
@@ -66,7 +67,10 @@ COMMIT_LATENCY_BUCKETS: tuple[float, ...] = (
 class _ActiveAlert:
     model: str  # label value
     kind: str  # label value
-    event_time_ms: int
+    feature: str  # label value ("" for a model-level alert)
+
+#: Alert ids remembered so that an alert delivered again (a re-processed batch) is counted once.
+SEEN_ALERTS = 100_000
 
 
 class DriftlineMetrics:
@@ -85,10 +89,6 @@ class DriftlineMetrics:
         from the codec's :class:`~driftline.schemas.results.RejectReason`.
     alert_kinds
         The ``kind`` label values besides ``"other"``; defaults to :data:`ALERT_KINDS`.
-    alert_active_seconds
-        An alert counts in ``driftline_active_alerts`` until the model's event time has moved this far
-        past the alert's event time. Event time, not wall-clock time, so a replay shows what the live
-        run showed.
 
     Examples
     --------
@@ -108,10 +108,7 @@ class DriftlineMetrics:
         models: Mapping[str, Iterable[str]],
         rejection_reasons: Iterable[str] | None = None,
         alert_kinds: Iterable[str] = ALERT_KINDS,
-        alert_active_seconds: float = 3600.0,
     ) -> None:
-        if not alert_active_seconds > 0:
-            raise ValueError(f"alert_active_seconds must be > 0, got {alert_active_seconds}")
         self.registry = registry
         self.models: dict[str, frozenset[str]] = {
             str(model): frozenset(map(str, features)) for model, features in models.items()
@@ -119,11 +116,12 @@ class DriftlineMetrics:
         reasons = REJECTION_REASONS if rejection_reasons is None else rejection_reasons
         self.rejection_reasons = frozenset(map(str, reasons))
         self.alert_kinds = frozenset(map(str, alert_kinds))
-        self.alert_active_seconds = float(alert_active_seconds)
         self._model_labels = (*sorted(self.models), OTHER)
         self._last_window_end_ms: dict[str, int] = {}  # by model label
         self._latest_event_time_ms: dict[str, int] = {}  # by model label
-        self._active: dict[str, _ActiveAlert] = {}  # by alert id
+        self._active: dict[str, _ActiveAlert] = {}  # the open incidents, by the id of the alert that opened each
+        self._seen: OrderedDict[str, None] = OrderedDict()  # alert ids counted (the latest SEEN_ALERTS)
+        self._active_series: set[tuple[str, str, str]] = set()  # (model, kind, feature) of driftline_active_alerts set so far
         self._drift_latest: dict[tuple[str, str, str], tuple[int, float]] = {}  # label set -> (window start, value)
 
         self.events_accepted = Counter(
@@ -144,8 +142,8 @@ class DriftlineMetrics:
         self.alerts = Counter("driftline_alerts", "Alerts raised.", ["model", "kind"], registry=registry)
         self.active_alerts = Gauge(
             "driftline_active_alerts",
-            "Alerts raised within the last alert_active_seconds of the model's event time.",
-            ["model", "kind"],
+            "Open incidents: alerts raised and not resolved yet (README, Alerts); feature is empty for model-level ones.",
+            ["model", "kind", "feature"],
             registry=registry,
         )
         self.window_lag = Gauge(
@@ -217,7 +215,10 @@ class DriftlineMetrics:
                 self.events_rejected.labels(model=model, reason=reason)
             for kind in (*sorted(self.alert_kinds), OTHER):
                 self.alerts.labels(model=model, kind=kind)
-                self.active_alerts.labels(model=model, kind=kind).set(0)
+                # Every (kind, field) of the model from the start: an incident adds no series.
+                for feature in ("", *sorted(self.models.get(model, ())), OTHER):
+                    self.active_alerts.labels(model=model, kind=kind, feature=feature).set(0)
+                    self._active_series.add((model, kind, feature))
             for outcome in LABEL_OUTCOMES:
                 self.labels.labels(model=model, outcome=outcome)
 
@@ -274,7 +275,7 @@ class DriftlineMetrics:
 
         self._observe_drift_scores(result)
         self._observe_windows(result, now_s)
-        self._observe_alerts(result.alerts)
+        self._observe_alerts(result, counter_model)
         self._observe_labels(result, counter_model)
 
     def observe_commit(self, model: str, seconds: float) -> None:
@@ -342,26 +343,36 @@ class DriftlineMetrics:
         for model, end_ms in self._last_window_end_ms.items():
             self.window_lag.labels(model=model).set(now_s - end_ms / 1000.0)
 
-    def _observe_alerts(self, alerts: Iterable[Alert]) -> None:
-        for alert in alerts:
-            model = self.model_label(alert.model)
-            self._advance_event_time(model, alert.event_time_ms)
-            # An alert delivered again (a re-processed batch) is neither counted nor active twice.
-            if alert.alert_id in self._active:
+    def _observe_alerts(self, result: BatchResult, model: str) -> None:
+        for alert in result.alerts:
+            label = self.model_label(alert.model)
+            self._advance_event_time(label, alert.event_time_ms)
+            self._active[alert.alert_id] = _ActiveAlert(label, self.kind_label(alert.kind), self._alert_feature(label, alert.feature))
+            # An alert delivered again (a re-processed batch) is counted once.
+            if alert.alert_id in self._seen:
                 continue
-            kind = self.kind_label(alert.kind)
-            self.alerts.labels(model=model, kind=kind).inc()
-            self._active[alert.alert_id] = _ActiveAlert(model, kind, alert.event_time_ms)
+            self._seen[alert.alert_id] = None
+            if len(self._seen) > SEEN_ALERTS:
+                self._seen.popitem(last=False)
+            self.alerts.labels(model=label, kind=self.kind_label(alert.kind)).inc()
+        for resolution in result.resolved_alerts:
+            self._active.pop(resolution.alert_id, None)
+        if result.open_alerts is not None:
+            # The engine's own list of the model's open incidents: what counts (e.g. after a restart).
+            self._active = {alert_id: active for alert_id, active in self._active.items() if active.model != model}
+            for alert_id, kind, feature in result.open_alerts:
+                self._active[alert_id] = _ActiveAlert(model, self.kind_label(kind), self._alert_feature(model, feature))
+        # Every series ever set stays, at 0 once its incidents resolved (Prometheus then sees the drop).
+        counts = dict.fromkeys(self._active_series, 0)
+        for active in self._active.values():
+            key = (active.model, active.kind, active.feature)
+            counts[key] = counts.get(key, 0) + 1
+        self._active_series.update(counts)
+        for (m, kind, feature), count in counts.items():
+            self.active_alerts.labels(model=m, kind=kind, feature=feature).set(count)
 
-        horizon_ms = self.alert_active_seconds * 1000.0
-        active_counts = {(model, kind): 0 for model in self._model_labels for kind in (*self.alert_kinds, OTHER)}
-        for alert_id, active in list(self._active.items()):
-            if self._latest_event_time_ms[active.model] - active.event_time_ms >= horizon_ms:
-                del self._active[alert_id]  # also bounds the memory of seen alert ids
-            else:
-                active_counts[(active.model, active.kind)] += 1
-        for (model, kind), count in active_counts.items():
-            self.active_alerts.labels(model=model, kind=kind).set(count)
+    def _alert_feature(self, model: str, feature: str | None) -> str:
+        return "" if feature is None else feature if feature in self.models.get(model, ()) else OTHER
 
     def _observe_labels(self, result: BatchResult, model: str) -> None:
         for key, count in result.label_counts.items():

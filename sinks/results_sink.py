@@ -29,7 +29,7 @@ from driftline.stream.monitor.results import (
 
 from .database import display_url
 from .errors import SinkError
-from .sql_statements import SqlStore, stamp, upsert
+from .sql_statements import SqlStore, resolve_alerts, stamp, upsert
 from .tables import (
     QUANTILE_COLUMNS,
     AlertRow,
@@ -219,6 +219,7 @@ class SqlResultsSink(SqlStore):
         # Keyed by natural key: a record added twice before a write is written once (the later
         # one wins), which PostgreSQL requires — one INSERT may not touch the same row twice.
         self._buffers: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {table.name: {} for table in _TABLES}
+        self._resolutions: dict[str, dict[str, Any]] = {}  # alert id -> its incident's end
 
     def add(self, result: BatchResult) -> None:
         """Buffer the window aggregates, model windows, alerts and schema changes of ``result``.
@@ -244,11 +245,16 @@ class SqlResultsSink(SqlStore):
             buffer = self._buffers[table_name]
             for row in table_rows:
                 buffer[tuple(row[name] for name in key_columns)] = row
+        for resolution in result.resolved_alerts:
+            self._resolutions[resolution.alert_id] = {
+                "b_alert_id": resolution.alert_id, "b_resolved_at": _utc_from_ms(resolution.resolved_at_ms),
+                "b_last_signal_at": _utc_from_ms(resolution.last_signal_ms), "b_signals": resolution.signals,
+            }
 
     @property
     def buffered(self) -> int:
         """Number of rows waiting to be written."""
-        return sum(len(buffer) for buffer in self._buffers.values())
+        return sum(len(buffer) for buffer in self._buffers.values()) + len(self._resolutions)
 
     def write(self, connection: sa.Connection, *, now: datetime | None = None) -> None:
         """Upsert every buffered row inside the caller's transaction on ``connection``, then clear the buffers.
@@ -272,6 +278,8 @@ class SqlResultsSink(SqlStore):
                 rows = [stamp(table, buffer[key], now) for key in sorted(buffer)]
                 # One statement, many parameter sets: the driver runs it as executemany.
                 connection.execute(upsert(connection.dialect.name, table), rows)
+            if self._resolutions:  # after the alerts: an incident may open and resolve in one write
+                connection.execute(resolve_alerts(metadata.tables[AlertRow.__tablename__]), [self._resolutions[k] for k in sorted(self._resolutions)])
         finally:
             self.clear()
 
@@ -297,3 +305,4 @@ class SqlResultsSink(SqlStore):
         """Drop every buffered row."""
         for buffer in self._buffers.values():
             buffer.clear()
+        self._resolutions.clear()

@@ -60,6 +60,20 @@ def insert(dialect: str, table: sa.Table) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
+#: The columns of an alert's incident (:func:`resolve_alerts` writes them; re-upserting the alert keeps them).
+INCIDENT_COLUMNS = ("resolved_at", "last_signal_at", "signals")
+
+
+def resolve_alerts(table: sa.Table) -> Any:
+    """``UPDATE alerts SET resolved_at, last_signal_at, signals WHERE alert_id = :id`` (bind names ``b_*``)."""
+    return (
+        table.update()
+        .where(table.c.alert_id == sa.bindparam("b_alert_id"))
+        .values(resolved_at=sa.bindparam("b_resolved_at"), last_signal_at=sa.bindparam("b_last_signal_at"),
+                signals=sa.bindparam("b_signals"))
+    )
+
+
 def upsert(dialect: str, table: sa.Table) -> Any:
     """``INSERT … ON CONFLICT (primary key) DO UPDATE`` of every column but ``created_at``."""
     statement = insert(dialect, table)
@@ -67,8 +81,8 @@ def upsert(dialect: str, table: sa.Table) -> Any:
     keys = [column.name for column in table.primary_key.columns]
     updates: dict[str, Any] = {}
     for column in table.columns:
-        if column.name in keys or column.name == "created_at":
-            continue  # created_at records the first write
+        if column.name in keys or column.name in ("created_at", *INCIDENT_COLUMNS):
+            continue  # created_at records the first write; an alert's incident columns are set by its resolution
         updates[column.name] = excluded[column.name]
     if table.name == SchemaChangeRow.__tablename__:
         # Keep the earliest sighting; NULL means "unknown", so either side wins over it.

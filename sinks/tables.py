@@ -238,6 +238,10 @@ class AlertRow(Base):
     message: Mapped[str] = mapped_column(Text)
     # When driftline first wrote the alert; kept on re-processing.
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The incident the alert opened: NULL while it is open (migration 0005).
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_signal_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    signals: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class SchemaChangeRow(Base):

@@ -79,6 +79,9 @@ def register(commands: Any) -> None:
     )
     worker.add_argument("--allowed-lateness-seconds", type=at_least(0), default=None,
                         help="how far behind the latest event time an event still counts in its window (default: the engine's, 120)")
+    worker.add_argument("--alert-quiet", type=duration_ms, default=None, metavar="DURATION",
+                        help="an incident (one per model, alert kind and field) resolves once this much event time passed "
+                        "without a signal, and signals closer than this extend it (default 15m)")
     labels = worker.add_argument_group("labels", "join late ground truth to the predictions: performance per window, concept "
                                         "drift, estimated performance (README, Labels and performance)")
     labels.add_argument("--label-horizon", type=duration_ms, default=None, metavar="DURATION",
@@ -156,6 +159,8 @@ def _settings(args: argparse.Namespace) -> Any:
     engine["false_alarms_per_month"] = args.false_alarms_per_month
     if args.events_per_second is not None:
         engine["events_per_second"] = args.events_per_second
+    if args.alert_quiet is not None:
+        engine["alert_cooldown_ms"] = args.alert_quiet
     for option, name in (("label_horizon", "label_horizon_ms"), ("label_grace", "label_grace_ms"), ("label_capacity", "label_capacity"),
                          ("challenger", "challenger"), ("challenger_sample", "challenger_sample")):
         if getattr(args, option) is not None:

@@ -1,47 +1,137 @@
-"""Turns detector signals and window verdicts into alerts, one per episode.
+"""Turns detector signals and window verdicts into incidents: one alert when a problem starts, its resolution when it ends.
 
 A drifting feature keeps its detector firing (a calibrated Page–Hinkley re-signals every ~100 events
-while a shift persists); on-call wants one alert per episode, not one per signal. A signal opens an
-alert only when the same (model version, feature, kind) has been quiet for ``cooldown_ms`` of event
-time; otherwise it extends the open episode. The decision depends only on the event times of the
-signals, never on batch boundaries or wall-clock time, so replays produce the same alerts.
+while a shift persists) and its windows failing their checks; on-call wants one page per problem,
+and to hear when it is over. So signals of one (kind, field) of a model make one *incident*:
+
+* the first signal opens it — the alert is raised then (``admit`` returns True);
+* every later signal of the same (kind, field) extends it, however many windows stay drifted, and
+  whichever model version the events carry;
+* it resolves once ``quiet_ms`` of event time passed without a signal — the hysteresis that keeps a
+  score flapping around its threshold in one incident, instead of opening and closing one per
+  flap. Its resolution is dated ``quiet_ms`` after its last signal.
+
+Everything is decided on event times — the signals' and the model's watermark — never on batch
+boundaries or the wall clock, so a replay opens and resolves the same incidents.
 """
 
 from __future__ import annotations
 
-from .results import Alert, AlertKind, alert_identifier
+from dataclasses import dataclass
+from typing import Any
+
+from .results import Alert, AlertKind, AlertResolution, alert_identifier
 
 __all__ = ["AlertGate", "make_alert"]
 
+Key = tuple[str, str]  # (subject, kind): the field ("None" for a model-level alert), or the writer schema of a schema change
+
+_STATE_FORMAT = 2
+
+
+@dataclass
+class _Incident:
+    opened_ms: int
+    last_ms: int
+    signals: int
+    alert_id: str | None  # the alert that opened it, once raised ("" when restored from a state of format 1)
+
 
 class AlertGate:
-    """Decides which signals become alerts (episode de-duplication by event time).
+    """The model's open incidents (see the module docstring).
 
     Examples
     --------
-    >>> gate = AlertGate(cooldown_ms=1000)
-    >>> [gate.admit(("v1", "age", "mean_shift"), t) for t in (0, 500, 1400, 2600)]
+    >>> gate = AlertGate(quiet_ms=1000)
+    >>> [gate.admit(("age", "mean_shift"), t) for t in (0, 500, 1400, 2600)]
     [True, False, False, True]
+    >>> gate.attach(("age", "mean_shift"), "a1")
+    >>> gate.resolve_before(4000)
+    >>> [(r.resolved_at_ms, r.last_signal_ms, r.signals) for r in gate.take_resolutions()]
+    [(3600, 2600, 1)]
     """
 
-    def __init__(self, cooldown_ms: int) -> None:
-        if cooldown_ms < 0:
-            raise ValueError(f"cooldown_ms must be >= 0, got {cooldown_ms}")
-        self.cooldown_ms = int(cooldown_ms)
-        self._last_signal_ms: dict[tuple[str, ...], int] = {}
+    def __init__(self, quiet_ms: int) -> None:
+        if quiet_ms < 0:
+            raise ValueError(f"quiet_ms must be >= 0, got {quiet_ms}")
+        self.quiet_ms = int(quiet_ms)
+        self._open: dict[Key, _Incident] = {}
+        self._unattached: dict[Key, AlertResolution] = {}  # resolved before the alert that opened it was raised
+        self._resolved: list[tuple[Key, AlertResolution]] = []
 
-    def admit(self, key: tuple[str, ...], event_time_ms: int) -> bool:
-        """Record a signal; True when it opens a new episode (so an alert should be raised)."""
-        last = self._last_signal_ms.get(key)
-        # max() keeps the episode open on out-of-order signals instead of moving its end backwards.
-        self._last_signal_ms[key] = event_time_ms if last is None else max(last, event_time_ms)
-        return last is None or event_time_ms - last > self.cooldown_ms
+    def admit(self, key: Key, event_time_ms: int) -> bool:
+        """Record a signal; True when it opens a new incident (so an alert should be raised)."""
+        incident = self._open.get(key)
+        if incident is not None and event_time_ms - incident.last_ms > self.quiet_ms:
+            self._resolve(key, incident)
+            incident = None
+        if incident is None:
+            self._open[key] = _Incident(event_time_ms, event_time_ms, 1, None)
+            return True
+        # max() keeps the incident open on out-of-order signals instead of moving its end backwards.
+        incident.last_ms = max(incident.last_ms, event_time_ms)
+        incident.signals += 1
+        return False
 
-    def to_state(self) -> list[list[object]]:
-        return [[*key, value] for key, value in sorted(self._last_signal_ms.items())]
+    def attach(self, key: Key, alert_id: str) -> None:
+        """The alert that opened the incident of ``key`` was raised (a score alert waits for its window)."""
+        incident = self._open.get(key)
+        if incident is not None and incident.alert_id is None:
+            incident.alert_id = alert_id
+            return
+        resolved = self._unattached.pop(key, None)
+        if resolved is not None:
+            self._resolved.append((key, AlertResolution(alert_id, resolved.kind, resolved.resolved_at_ms, resolved.last_signal_ms,
+                                                        resolved.signals)))
 
-    def restore(self, state: list[list[object]]) -> None:
-        self._last_signal_ms = {tuple(str(p) for p in row[:-1]): int(row[-1]) for row in state}  # type: ignore[call-overload]
+    def resolve_before(self, watermark_ms: int | None) -> None:
+        """Resolve the incidents whose last signal is more than the quiet period behind ``watermark_ms``."""
+        if watermark_ms is None:
+            return
+        for key in sorted(k for k, incident in self._open.items() if watermark_ms - incident.last_ms > self.quiet_ms):
+            self._resolve(key, self._open[key])
+
+    def _resolve(self, key: Key, incident: _Incident) -> None:
+        del self._open[key]
+        resolution = AlertResolution(incident.alert_id or "", key[1], incident.last_ms + self.quiet_ms, incident.last_ms,
+                                     incident.signals)
+        if incident.alert_id is None:
+            self._unattached[key] = resolution
+        elif incident.alert_id:  # (a restored incident of format 1 has no alert to resolve)
+            self._resolved.append((key, resolution))
+
+    def take_resolutions(self) -> list[AlertResolution]:
+        """The incidents resolved since the last call, in the order they resolved."""
+        taken, self._resolved = self._resolved, []
+        return [resolution for _, resolution in taken]
+
+    def open_alerts(self) -> list[tuple[str, str, str | None]]:
+        """(alert id, kind, field or None) of every open incident whose alert was raised."""
+        return sorted((incident.alert_id, key[1], None if key[0] == "None" or key[0].startswith("schema ") else key[0])
+                      for key, incident in self._open.items() if incident.alert_id)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "format": _STATE_FORMAT,
+            "open": [[*key, i.opened_ms, i.last_ms, i.signals, i.alert_id] for key, i in sorted(self._open.items())],
+            "unattached": [[*key, r.resolved_at_ms, r.last_signal_ms, r.signals] for key, r in sorted(self._unattached.items())],
+        }
+
+    def restore(self, state: Any) -> None:
+        self._open, self._unattached, self._resolved = {}, {}, []
+        if isinstance(state, list):  # format 1: (version, field, episode) -> last signal; no alert id kept
+            for *parts, last in state:
+                key = (str(parts[-2]), str(parts[-1]))
+                previous = self._open.get(key)
+                if previous is None or int(last) > previous.last_ms:
+                    self._open[key] = _Incident(int(last), int(last), 1, "")
+            return
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"alert-gate state format {state.get('format')!r} is not {_STATE_FORMAT}")
+        for feature, kind, opened, last, signals, alert_id in state["open"]:
+            self._open[(str(feature), str(kind))] = _Incident(int(opened), int(last), int(signals), alert_id)
+        for feature, kind, resolved, last, signals in state["unattached"]:
+            self._unattached[(str(feature), str(kind))] = AlertResolution("", str(kind), int(resolved), int(last), int(signals))
 
 
 def make_alert(

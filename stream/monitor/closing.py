@@ -136,8 +136,11 @@ class WindowCloser:
                 if undated
                 else ": the producer stopped or the data is missing"
             )
-            result.alerts.append(
-                make_alert(
+            key = ("None", AlertKind.NO_DATA.value)
+            if not self.gate.admit(key, window.start_ms):  # a gap within an open no-data incident extends it
+                self._advance_closed(window)
+                return
+            alert = make_alert(
                     model=self.contract.model,
                     model_version=window.version,
                     kind=AlertKind.NO_DATA,
@@ -151,8 +154,12 @@ class WindowCloser:
                     message=f"no usable events for {missing} window(s) of {length // 1000} s before "
                     f"{iso_time(window.start_ms)}{rejected}",
                 )
-            )
-        if last is None or window.start_ms > last:
+            result.alerts.append(alert)
+            self.gate.attach(key, alert.alert_id)
+        self._advance_closed(window)
+
+    def _advance_closed(self, window: OpenWindow) -> None:
+        if self.last_closed_start_ms is None or window.start_ms > self.last_closed_start_ms:
             self.last_closed_start_ms = window.start_ms
 
     def _close(self, window: OpenWindow, result: BatchResult) -> None:
@@ -226,16 +233,17 @@ class WindowCloser:
 
     def _emit_held(self, result: BatchResult, held: HeldScoreAlert, moved: str) -> None:
         signal = held.signal
+        kind = _DETECTOR_KINDS.get(signal.detector, AlertKind.MEAN_SHIFT)
         self._warning(
-            result, signal.model_version, _DETECTOR_KINDS.get(signal.detector, AlertKind.MEAN_SHIFT), signal.feature,
+            result, signal.model_version, kind, signal.feature,
             signal.detector, window_start_ms=None, event_time_ms=signal.event_time_ms, score=signal.statistic,
-            threshold=held.threshold, message=held.message + (f"; {moved}" if moved else ""),
+            threshold=held.threshold, message=held.message + (f"; {moved}" if moved else ""), episode=kind.value,
         )
 
     def _window_alert(self, result: BatchResult, version: str, window_start_ms: int, verdict: Verdict) -> None:
         self.gated_alert(
             result, version, verdict.kind, verdict.feature, verdict.detector,
-            episode=verdict.detector,
+            episode=verdict.kind.value,
             window_start_ms=window_start_ms,
             event_time_ms=window_start_ms + self.config.window_length_ms,
             score=verdict.score,
@@ -261,7 +269,7 @@ class WindowCloser:
         if signal.feature == self.score_field:
             length = self.config.window_length_ms
             start = signal.event_time_ms // length * length
-            if not self._admits(signal.model_version, signal.feature, kind.value, signal.event_time_ms):
+            if not self._admits(signal.feature, kind.value, signal.event_time_ms):
                 return
             held = HeldScoreAlert(signal, threshold, message, start)
             if self.last_closed_start_ms is not None and start <= self.last_closed_start_ms:
@@ -295,8 +303,10 @@ class WindowCloser:
     def schema_change_alert(self, result: BatchResult, record: SchemaChangeRecord, version: str) -> None:
         """The alert of a writer schema that differs from the contract (raised once per writer schema)."""
         assert record.first_seen_event_time_ms is not None
-        result.alerts.append(
-            make_alert(
+        key = (f"schema {record.writer_id}", AlertKind.SCHEMA_CHANGE.value)
+        if not self.gate.admit(key, record.first_seen_event_time_ms):
+            return
+        alert = make_alert(
                 model=self.contract.model,
                 model_version=version,
                 kind=AlertKind.SCHEMA_CHANGE,
@@ -311,7 +321,8 @@ class WindowCloser:
                 f"{self.contract.model} v{self.contract.version}: {record.description}",
                 subject=record.writer_id,
             )
-        )
+        result.alerts.append(alert)
+        self.gate.attach(key, alert.alert_id)
 
     def gated_alert(
         self,
@@ -330,16 +341,17 @@ class WindowCloser:
     ) -> None:
         """Raise a warning unless it continues an open episode (see :class:`AlertGate`)."""
         gate_time_ms = event_time_ms if window_start_ms is None else window_start_ms
-        if not self._admits(version, feature, episode, gate_time_ms):
+        if not self._admits(feature, episode, gate_time_ms):
             return
         self._warning(
             result, version, kind, feature, detector,
             window_start_ms=window_start_ms, event_time_ms=event_time_ms, score=score, threshold=threshold, message=message,
+            episode=episode,
         )
 
-    def _admits(self, version: str, feature: str | None, episode: str, gate_time_ms: int) -> bool:
-        """Whether an alert opens a new episode of (version, feature, episode) (see :class:`AlertGate`)."""
-        return self.gate.admit((version, str(feature), episode), gate_time_ms)
+    def _admits(self, feature: str | None, episode: str, gate_time_ms: int) -> bool:
+        """Whether an alert opens a new incident of (feature, episode) — any model version (see :class:`AlertGate`)."""
+        return self.gate.admit((str(feature), episode), gate_time_ms)
 
     def _warning(
         self,
@@ -354,19 +366,20 @@ class WindowCloser:
         score: float,
         threshold: float,
         message: str,
+        episode: str,
     ) -> None:
-        result.alerts.append(
-            make_alert(
-                model=self.contract.model,
-                model_version=version,
-                kind=kind,
-                feature=feature,
-                detector=detector,
-                severity="warning",
-                window_start_ms=window_start_ms,
-                event_time_ms=event_time_ms,
-                score=score,
-                threshold=threshold,
-                message=message,
-            )
+        alert = make_alert(
+            model=self.contract.model,
+            model_version=version,
+            kind=kind,
+            feature=feature,
+            detector=detector,
+            severity="warning",
+            window_start_ms=window_start_ms,
+            event_time_ms=event_time_ms,
+            score=score,
+            threshold=threshold,
+            message=message,
         )
+        result.alerts.append(alert)
+        self.gate.attach((str(feature), episode), alert.alert_id)

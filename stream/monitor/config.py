@@ -35,7 +35,9 @@ class EngineConfig:
         Data-quality budgets per window (unseen categories; NaN/inf or out-of-range values;
         rejected events). Null budgets come from each field's ``max_null_fraction`` in the contract.
     alert_cooldown_ms
-        Signals of the same kind on the same field closer than this belong to one alert episode.
+        The quiet period of an incident: signals of the same kind on the same field closer than this
+        belong to one incident, which resolves once this much event time passed without one
+        (:mod:`~driftline.stream.monitor.alerts`).
     max_live_versions
         The most model versions whose streaming detectors are kept; the least recently seen goes
         first (see :class:`~driftline.stream.monitor.tracks.DetectorTracks`).

@@ -174,6 +174,7 @@ class MonitorEngine:
             if self._labels is not None:
                 self._hold_predictions(batch, result)
         self._close_windows(self._clock.closable_before(), result)
+        self._incidents(result)
         return result
 
     def process_labels(
@@ -192,6 +193,7 @@ class MonitorEngine:
         before = self._label_snapshot()
         joined = self._labels.add_labels(prediction_ids, label_times_ms, labels)
         self._account_joined(joined, result, before)
+        self._incidents(result)
         return result
 
     @property
@@ -220,7 +222,16 @@ class MonitorEngine:
         if self._observed is not None and labels:
             observed = self._observed.finish()
             self._observe(observed, self._challenger.finish(observed) if self._challenger is not None else [], result)
+        self._incidents(result)
         return result
+
+    def _incidents(self, result: BatchResult) -> None:
+        """Resolve the incidents the watermark has left quiet long enough; say which stay open."""
+        if self.config.partial_windows:
+            return  # one partition of several: the merger keeps the model's incidents
+        self._gate.resolve_before(self._clock.watermark_ms)
+        result.resolved_alerts.extend(self._gate.take_resolutions())
+        result.open_alerts = self._gate.open_alerts()
 
     @property
     def events_per_second(self) -> float:

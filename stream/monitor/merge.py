@@ -214,6 +214,11 @@ class WindowMerger:
         self._release(result)
         if self.labels is not None and self.partitions is not None:
             self.labels.release(self.partitions, {p: g.idle for p, g in self._progress.items()}, self._closed_before_ms, result)
+        model_time = self._model_time()
+        if model_time is not None:
+            self._gate.resolve_before(model_time - self.config.allowed_lateness_ms)
+        result.resolved_alerts.extend(self._gate.take_resolutions())
+        result.open_alerts = self._gate.open_alerts()
 
     @property
     def pending_windows(self) -> int:

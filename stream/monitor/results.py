@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "Alert",
     "AlertKind",
+    "AlertResolution",
     "BatchResult",
     "ChallengerPartial",
     "ChallengerWindow",
@@ -275,6 +276,21 @@ class PartialSignal:
 
 
 @dataclass(frozen=True)
+class AlertResolution:
+    """The end of an incident: the alert that opened it is resolved (see :mod:`~driftline.stream.monitor.alerts`).
+
+    ``resolved_at_ms`` is event time: the quiet period after ``last_signal_ms``, the incident's last
+    signal; ``signals`` counts the signals (and failed window checks) it gathered.
+    """
+
+    alert_id: str
+    kind: str
+    resolved_at_ms: int
+    last_signal_ms: int
+    signals: int
+
+
+@dataclass(frozen=True)
 class PerformancePartial:
     """One partition's label accumulators of a window of a split model (the merger sums the partitions').
 
@@ -321,6 +337,10 @@ class BatchResult:
     model_windows: list[ModelWindow] = field(default_factory=list)
     signals: list[DetectorSignal] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    resolved_alerts: list[AlertResolution] = field(default_factory=list)
+    # The model's open incidents after this call, (alert id, kind, field or None) each (None: this call
+    # cannot tell, e.g. one partition of a split model, whose merger keeps the incidents).
+    open_alerts: list[tuple[str, str, str | None]] | None = None
     schema_changes: list[SchemaChangeRecord] = field(default_factory=list)
     window_partials: list[WindowPartial] = field(default_factory=list)
     partial_signals: list[PartialSignal] = field(default_factory=list)
@@ -342,6 +362,9 @@ class BatchResult:
         self.model_windows.extend(other.model_windows)
         self.signals.extend(other.signals)
         self.alerts.extend(other.alerts)
+        self.resolved_alerts.extend(other.resolved_alerts)
+        if other.open_alerts is not None:
+            self.open_alerts = other.open_alerts
         self.schema_changes.extend(other.schema_changes)
         self.window_partials.extend(other.window_partials)
         self.partial_signals.extend(other.partial_signals)

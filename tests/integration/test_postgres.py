@@ -150,7 +150,7 @@ def test_upgrade_creates_exactly_what_the_metadata_defines(new_schema: Callable[
     migrated_url, reference_url = new_schema(), new_schema()
     assert current_revision(migrated_url) is None
     upgrade_database(migrated_url)
-    assert current_revision(migrated_url) == head_revision() == "0004"
+    assert current_revision(migrated_url) == head_revision() == "0005"
 
     migrated = create_database_engine(migrated_url)
     reference = create_database_engine(reference_url)
@@ -195,7 +195,7 @@ def test_upgrading_again_changes_nothing_and_keeps_the_rows(schema_url: str, eng
     assert describe(engine) == before
     assert SqlProfileStore(engine).load("credit_risk", "v1") == '{"features": {}}'
     with engine.connect() as connection:
-        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0004"]
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0005"]
 
 
 # Each process sleeps until the same instant after its imports, so the upgrades really overlap.

@@ -46,7 +46,9 @@ def test_promtool_unit_tests_of_the_rules_pass(repository: Path, tool: Callable[
 def test_promtool_rule_tests_catch_a_broken_rule(repository: Path, tool: Callable[[str], str], tmp_path: Path) -> None:
     """The rule tests can fail: with a threshold that never fires, they do."""
     rules = (repository / "deploy/prometheus/rules/driftline.rules.yml").read_text(encoding="utf-8")
-    broken = rules.replace("sum by (model, kind) (driftline_active_alerts) > 0", "sum by (model, kind) (driftline_active_alerts) > 1")
+    broken = rules.replace(
+        "sum by (model, kind, feature) (driftline_active_alerts) > 0", "sum by (model, kind, feature) (driftline_active_alerts) > 1"
+    )
     assert broken != rules
     (tmp_path / "driftline.rules.yml").write_text(broken, encoding="utf-8")
     shutil.copytree(repository / "deploy/prometheus/rules/tests", tmp_path / "tests")

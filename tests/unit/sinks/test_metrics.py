@@ -15,6 +15,7 @@ from driftline.sinks.metrics import ALERT_KINDS, PROCESSING_LATENCY_BUCKETS, REJ
 from driftline.stream.monitor.results import (
     Alert,
     AlertKind,
+    AlertResolution,
     BatchResult,
     FeatureWindow,
     ModelWindow,
@@ -175,20 +176,28 @@ def test_window_lag_is_processing_time_minus_the_end_of_the_last_closed_window()
     assert value(registry, "driftline_window_lag_seconds", model="fraud") == pytest.approx(130.0)
 
 
-def test_alerts_total_and_active_alerts_by_event_time() -> None:
+def test_alerts_total_and_active_alerts_follow_the_incidents() -> None:
     registry = CollectorRegistry()
-    metrics = make_metrics(registry, alert_active_seconds=600)
+    metrics = make_metrics(registry)
     first, second = alert(START_MS), alert(START_MS + 60_000, kind="score_change", feature="score")
     metrics.observe(BatchResult(alerts=[first, second]), now_s=0.0)
     metrics.observe(BatchResult(alerts=[first]), now_s=0.0)  # delivered again
     assert value(registry, "driftline_alerts_total", model="churn", kind="mean_shift") == 1
-    assert value(registry, "driftline_active_alerts", model="churn", kind="mean_shift") == 1
-    assert value(registry, "driftline_active_alerts", model="churn", kind="score_change") == 1
-    # Event time moves 10 minutes past the first alert: it is no longer active, the second still is.
-    metrics.observe(BatchResult(model_windows=[model_window(9)]), now_s=0.0)
-    assert value(registry, "driftline_active_alerts", model="churn", kind="mean_shift") == 0
-    assert value(registry, "driftline_active_alerts", model="churn", kind="score_change") == 1
+    assert value(registry, "driftline_active_alerts", model="churn", kind="mean_shift", feature="age") == 1
+    assert value(registry, "driftline_active_alerts", model="churn", kind="score_change", feature="score") == 1
+    # The first incident resolves: it is no longer active, the second still is (however much time passed).
+    resolved = AlertResolution(first.alert_id, "mean_shift", START_MS + 600_000, START_MS, 3)
+    metrics.observe(BatchResult(model_windows=[model_window(90)], resolved_alerts=[resolved]), now_s=0.0)
+    assert value(registry, "driftline_active_alerts", model="churn", kind="mean_shift", feature="age") == 0
+    assert value(registry, "driftline_active_alerts", model="churn", kind="score_change", feature="score") == 1
     assert value(registry, "driftline_alerts_total", model="churn", kind="mean_shift") == 1
+    # The engine's list of open incidents is what counts: after a restart, the gauge is right again.
+    fresh = CollectorRegistry()
+    restarted = make_metrics(fresh)
+    restarted.observe(BatchResult(open_alerts=[(second.alert_id, "score_change", "score")]), now_s=0.0, model="churn")
+    assert value(fresh, "driftline_active_alerts", model="churn", kind="score_change", feature="score") == 1
+    restarted.observe(BatchResult(open_alerts=[]), now_s=0.0, model="churn")
+    assert value(fresh, "driftline_active_alerts", model="churn", kind="score_change", feature="score") == 0
 
 
 def test_consumer_lag_gauge() -> None:
@@ -252,11 +261,6 @@ def test_metrics_are_registered_on_the_given_registry_only() -> None:
     assert not any(metric.name.startswith("driftline") for metric in prometheus_client.REGISTRY.collect())
     # A second set on a second registry does not clash (no global state).
     make_metrics(CollectorRegistry())
-
-
-def test_bad_constructor_argument_names_the_parameter() -> None:
-    with pytest.raises(ValueError, match="alert_active_seconds"):
-        make_metrics(CollectorRegistry(), alert_active_seconds=0)
 
 
 def test_serve_exposes_the_registry_on_loopback() -> None:

@@ -50,7 +50,7 @@ def url(tmp_path: Path) -> str:
 def test_the_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIRECTORY / "env.py").is_file()
     assert (MIGRATIONS_DIRECTORY / "script.py.mako").is_file()
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
 
 
 def test_upgrade_creates_what_the_metadata_defines(url: str, tmp_path: Path) -> None:
@@ -78,11 +78,11 @@ def test_upgrading_twice_changes_nothing_and_keeps_the_data(url: str) -> None:
         SqlProfileStore(engine).save("churn", "v1", "{}")
         before = describe(engine)
         upgrade_database(url)
-        upgrade_database(url, "0004")
+        upgrade_database(url, "0005")
         assert describe(engine) == before
         assert SqlProfileStore(engine).load("churn", "v1") == "{}"
         with engine.connect() as connection:
-            assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0004"]
+            assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0005"]
     finally:
         engine.dispose()
 

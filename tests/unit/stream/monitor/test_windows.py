@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftline.stream.monitor.alerts import AlertGate
 from driftline.stream.monitor.windows import WindowClock
 
 
@@ -48,16 +47,3 @@ def test_clock_state_round_trip() -> None:
     restored.restore(clock.to_state())
     assert restored.watermark_ms == 5000
     assert restored.assign(np.array([3000], dtype=np.int64)).late.tolist() == [True]
-
-
-def test_alert_gate_opens_one_episode_per_quiet_period() -> None:
-    gate = AlertGate(cooldown_ms=1000)
-    key = ("v1", "age", "mean_shift")
-    opened = [gate.admit(key, t) for t in (0, 900, 1800, 2700, 5000)]
-    assert opened == [True, False, False, False, True]
-    assert gate.admit(("v1", "income", "mean_shift"), 900) is True
-    restored = AlertGate(cooldown_ms=1000)
-    restored.restore(gate.to_state())
-    assert restored.admit(key, 5500) is False
-    with pytest.raises(ValueError, match="cooldown_ms"):
-        AlertGate(-1)
