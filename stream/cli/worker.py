@@ -7,7 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from driftline.stream.kafka.topics import DEADLETTER_TOPIC, FEATURE_TOPIC_PREFIX, LABEL_TOPIC_PREFIX, PREDICTION_TOPIC_PREFIX
+from driftline.stream.kafka.topics import (
+    ALERTS_TOPIC,
+    DEADLETTER_TOPIC,
+    FEATURE_TOPIC_PREFIX,
+    LABEL_TOPIC_PREFIX,
+    PREDICTION_TOPIC_PREFIX,
+)
 
 from .arguments import (
     DEFAULT_BOOTSTRAP,
@@ -57,6 +63,9 @@ def register(commands: Any) -> None:
     worker.add_argument("--topic-prefix", default=PREDICTION_TOPIC_PREFIX,
         help=f"a model's topic is <prefix><model> (default {PREDICTION_TOPIC_PREFIX})")
     worker.add_argument("--deadletter-topic", default=DEADLETTER_TOPIC, help=f"topic of rejected messages (default {DEADLETTER_TOPIC})")
+    worker.add_argument("--alerts-topic", default=ALERTS_TOPIC,
+                        help=f"topic of the incidents' state changes, firing and resolved (Avro, schemas/alert.avsc; default "
+                        f"{ALERTS_TOPIC}; '' for none)")
     add_metrics(worker)
     worker.add_argument("--metrics-address", default="127.0.0.1", help="address the metrics server binds (default 127.0.0.1)")
     worker.add_argument("--health-port", type=port_number, default=None,
@@ -189,6 +198,7 @@ def _settings(args: argparse.Namespace) -> Any:
             topic_prefix=args.topic_prefix,
             label_topic_prefix=args.label_topic_prefix,
             deadletter_topic=args.deadletter_topic,
+            alerts_topic=args.alerts_topic,
             partials_topic=args.partials_topic,
             partials_partitions=args.partials_partitions,
             idle_partition_seconds=args.idle_partition_seconds,

@@ -26,7 +26,8 @@ MAX_PARTIAL_BYTES = 16_000_000
 class PartialsProducer:
     """Sends window partials, signals and progress to the partials topic (:class:`~driftline.stream.runner.PartialsPort`)."""
 
-    def __init__(self, bootstrap_servers: str, *, topic: str, producer_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, bootstrap_servers: str, *, topic: str, producer_config: dict[str, Any] | None = None,
+                 what: str = "window-partials") -> None:
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
             "enable.idempotence": True,
@@ -38,6 +39,7 @@ class PartialsProducer:
         }
         config.update(producer_config or {})
         self.topic = topic
+        self.what = what  # what its messages are, for error messages
         self._producer = Producer(config)
         self._errors: list[str] = []
         self.sent = 0
@@ -56,7 +58,7 @@ class PartialsProducer:
             except BufferError:
                 self._producer.poll(0.1)
             except KafkaException as exc:
-                raise PartialsError(f"could not queue a window-partials message of {key!r} ({len(value)} bytes): {exc}") from exc
+                raise PartialsError(f"could not queue a {self.what} message of {key!r} ({len(value)} bytes): {exc}") from exc
         self.sent += 1
         self._producer.poll(0)
 
@@ -71,6 +73,6 @@ class PartialsProducer:
         remaining = self._producer.flush(timeout)
         errors, self._errors = self._errors, []
         if remaining:
-            raise PartialsError(f"{remaining} window-partials message(s) not acknowledged within {timeout} s")
+            raise PartialsError(f"{remaining} {self.what} message(s) not acknowledged within {timeout} s")
         if errors:
-            raise PartialsError(f"{len(errors)} window-partials message(s) failed; first: {errors[0]}")
+            raise PartialsError(f"{len(errors)} {self.what} message(s) failed; first: {errors[0]}")

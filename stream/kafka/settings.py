@@ -8,6 +8,7 @@ from pathlib import Path
 from driftline.stream.monitor.engine import EngineConfig
 
 from .topics import (
+    ALERTS_TOPIC,
     DEADLETTER_TOPIC,
     FEATURE_TOPIC_PREFIX,
     LABEL_TOPIC_PREFIX,
@@ -57,6 +58,9 @@ class WorkerSettings:
         ``<label_topic_prefix><model>``, which must have as many partitions as its prediction topic.
     deadletter_topic
         Where rejected messages go.
+    alerts_topic
+        Where the incidents' state changes are published (Avro, ``schemas/alert.avsc``, keyed by alert
+        id; the worker creates it); ``""``: not published.
     partials_topic, partials_partitions
         Where the partitions of a model split over several send their window partials to the merge
         stage (default ``<consumer_group>.window-partials``), and how many partitions the worker gives
@@ -105,6 +109,7 @@ class WorkerSettings:
     topic_prefix: str = PREDICTION_TOPIC_PREFIX
     label_topic_prefix: str = LABEL_TOPIC_PREFIX
     deadletter_topic: str = DEADLETTER_TOPIC
+    alerts_topic: str = ALERTS_TOPIC
     partials_topic: str = ""  # "": the group's own, <consumer_group>.window-partials
     partials_partitions: int = 4
     idle_partition_seconds: float = 30.0
@@ -150,7 +155,9 @@ class WorkerSettings:
             raise ValueError(f"partials_topic {self.partials_topic!r} is also a model or the dead-letter topic")
         if self.max_message_bytes < 1:
             raise ValueError(f"max_message_bytes must be at least 1, got {self.max_message_bytes}")
-        others = {*self.topics.values(), self.deadletter_topic, self.partials_topic}
+        if self.alerts_topic and self.alerts_topic in {*self.topics.values(), self.deadletter_topic, self.partials_topic}:
+            raise ValueError(f"alerts_topic {self.alerts_topic!r} is also a model, the dead-letter or the partials topic")
+        others = {*self.topics.values(), self.deadletter_topic, self.partials_topic, *([self.alerts_topic] if self.alerts_topic else [])}
         clash = sorted(others & set(self.label_topics.values()))
         if clash:
             raise ValueError(f"label_topic_prefix {self.label_topic_prefix!r} names label topics that are also other topics: {clash}")

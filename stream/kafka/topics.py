@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from confluent_kafka import Consumer, TopicPartition
 
 __all__ = [
+    "ALERTS_TOPIC",
     "CLIENT_LOGGER",
     "DEADLETTER_TOPIC",
     "FEATURE_TOPIC_PREFIX",
@@ -55,6 +56,9 @@ LABEL_TOPIC_PREFIX = "labels."
 #: A feature set's rows (a contract of kind ``feature_set``) arrive on ``features.<feature set>``.
 FEATURE_TOPIC_PREFIX = "features."
 DEADLETTER_TOPIC = "driftline.deadletter"
+
+#: Where the incidents' state changes go (``schemas/alert.avsc``; :mod:`driftline.stream.runner.alert_messages`).
+ALERTS_TOPIC = "driftline.alerts"
 
 #: Headers of a dead-lettered message (values are UTF-8). Its value is the original bytes and its
 #: key is ``HEADER_SOURCE``'s value, ``<topic>:<partition>:<offset>``: a worker that restarts after a

@@ -104,7 +104,8 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicL
 
     model_topics = list(settings.topics.values())
     try:
-        partitions = ensure_topics(settings.bootstrap_servers, [*model_topics, settings.deadletter_topic], timeout)
+        partitions = ensure_topics(settings.bootstrap_servers, [*model_topics, settings.deadletter_topic,
+                                                                *([settings.alerts_topic] if settings.alerts_topic else [])], timeout)
         label_topics = {settings.topics[model]: topic for model, topic in settings.label_topics.items()}
         if label_topics:
             partitions.update(ensure_topics(
@@ -202,6 +203,7 @@ class WorkerRuntime:
     deadletters: DeadLetterProducer
     layout: TopicLayout = dataclasses.field(default_factory=lambda: TopicLayout({}, {}))
     partials: PartialsProducer | None = None
+    alerts: PartialsProducer | None = None  # the alerts topic's producer (None: not published)
     metrics: DriftlineMetrics | None = None
 
     @classmethod
@@ -232,6 +234,8 @@ class WorkerRuntime:
             profiles=profiles,
             database=database,
             deadletters=DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic),
+            alerts=PartialsProducer(settings.bootstrap_servers, topic=settings.alerts_topic, what="alerts")
+            if settings.alerts_topic else None,
             metrics=metrics,
         )
 
@@ -281,6 +285,7 @@ class WorkerRuntime:
             partials=self.partials if partitions > 1 else None,
             partitions=partitions,
             label_topic=self.settings.label_topics.get(model),
+            alerts=self.alerts,
         )
         runner.record_latencies = self.settings.latency_record is not None
         return runner
@@ -297,6 +302,7 @@ class WorkerRuntime:
             deadletters=deadletters,
             metrics=self.metrics,
             on_result=_log_alerts,
+            alerts=self.alerts,
         )
 
 

@@ -17,6 +17,8 @@ boundaries or the wall clock, so a replay opens and resolves the same incidents.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,8 @@ class _Incident:
     opened_ms: int
     last_ms: int
     signals: int
-    alert_id: str | None  # the alert that opened it, once raised ("" when restored from a state of format 1)
+    alert: Alert | None  # the alert that opened it, once raised
+    legacy: bool = False  # restored from a state of format 1, which kept no alert: nothing to resolve
 
 
 class AlertGate:
@@ -45,10 +48,12 @@ class AlertGate:
     >>> gate = AlertGate(quiet_ms=1000)
     >>> [gate.admit(("age", "mean_shift"), t) for t in (0, 500, 1400, 2600)]
     [True, False, False, True]
-    >>> gate.attach(("age", "mean_shift"), "a1")
+    >>> opened = make_alert(model="m", model_version="v1", kind=AlertKind.MEAN_SHIFT, feature="age", detector="page_hinkley",
+    ...                     severity="warning", window_start_ms=None, event_time_ms=2600, score=9.0, threshold=5.0, message="…")
+    >>> gate.attach(("age", "mean_shift"), opened)
     >>> gate.resolve_before(4000)
-    >>> [(r.resolved_at_ms, r.last_signal_ms, r.signals) for r in gate.take_resolutions()]
-    [(3600, 2600, 1)]
+    >>> [(r.alert_id == opened.alert_id, r.resolved_at_ms, r.last_signal_ms, r.signals) for r in gate.take_resolutions()]
+    [(True, 3600, 2600, 1)]
     """
 
     def __init__(self, quiet_ms: int) -> None:
@@ -56,7 +61,7 @@ class AlertGate:
             raise ValueError(f"quiet_ms must be >= 0, got {quiet_ms}")
         self.quiet_ms = int(quiet_ms)
         self._open: dict[Key, _Incident] = {}
-        self._unattached: dict[Key, AlertResolution] = {}  # resolved before the alert that opened it was raised
+        self._unattached: dict[Key, tuple[int, int, int]] = {}  # resolved (at, last signal, signals) before its alert was raised
         self._resolved: list[tuple[Key, AlertResolution]] = []
 
     def admit(self, key: Key, event_time_ms: int) -> bool:
@@ -73,16 +78,15 @@ class AlertGate:
         incident.signals += 1
         return False
 
-    def attach(self, key: Key, alert_id: str) -> None:
+    def attach(self, key: Key, alert: Alert) -> None:
         """The alert that opened the incident of ``key`` was raised (a score alert waits for its window)."""
         incident = self._open.get(key)
-        if incident is not None and incident.alert_id is None:
-            incident.alert_id = alert_id
+        if incident is not None and incident.alert is None and not incident.legacy:
+            incident.alert = alert
             return
         resolved = self._unattached.pop(key, None)
         if resolved is not None:
-            self._resolved.append((key, AlertResolution(alert_id, resolved.kind, resolved.resolved_at_ms, resolved.last_signal_ms,
-                                                        resolved.signals)))
+            self._resolved.append((key, AlertResolution(alert, *resolved)))
 
     def resolve_before(self, watermark_ms: int | None) -> None:
         """Resolve the incidents whose last signal is more than the quiet period behind ``watermark_ms``."""
@@ -93,12 +97,13 @@ class AlertGate:
 
     def _resolve(self, key: Key, incident: _Incident) -> None:
         del self._open[key]
-        resolution = AlertResolution(incident.alert_id or "", key[1], incident.last_ms + self.quiet_ms, incident.last_ms,
-                                     incident.signals)
-        if incident.alert_id is None:
-            self._unattached[key] = resolution
-        elif incident.alert_id:  # (a restored incident of format 1 has no alert to resolve)
-            self._resolved.append((key, resolution))
+        ended = (incident.last_ms + self.quiet_ms, incident.last_ms, incident.signals)
+        if incident.legacy:
+            return  # (a restored incident of format 1 has no alert to resolve)
+        if incident.alert is None:
+            self._unattached[key] = ended
+        else:
+            self._resolved.append((key, AlertResolution(incident.alert, *ended)))
 
     def take_resolutions(self) -> list[AlertResolution]:
         """The incidents resolved since the last call, in the order they resolved."""
@@ -107,14 +112,15 @@ class AlertGate:
 
     def open_alerts(self) -> list[tuple[str, str, str | None]]:
         """(alert id, kind, field or None) of every open incident whose alert was raised."""
-        return sorted((incident.alert_id, key[1], None if key[0] == "None" or key[0].startswith("schema ") else key[0])
-                      for key, incident in self._open.items() if incident.alert_id)
+        return sorted((incident.alert.alert_id, key[1], None if key[0] == "None" or key[0].startswith("schema ") else key[0])
+                      for key, incident in self._open.items() if incident.alert is not None)
 
     def to_state(self) -> dict[str, Any]:
         return {
             "format": _STATE_FORMAT,
-            "open": [[*key, i.opened_ms, i.last_ms, i.signals, i.alert_id] for key, i in sorted(self._open.items())],
-            "unattached": [[*key, r.resolved_at_ms, r.last_signal_ms, r.signals] for key, r in sorted(self._unattached.items())],
+            "open": [[*key, i.opened_ms, i.last_ms, i.signals, None if i.alert is None else _alert_to_dict(i.alert), i.legacy]
+                     for key, i in sorted(self._open.items())],
+            "unattached": [[*key, *ended] for key, ended in sorted(self._unattached.items())],
         }
 
     def restore(self, state: Any) -> None:
@@ -124,14 +130,28 @@ class AlertGate:
                 key = (str(parts[-2]), str(parts[-1]))
                 previous = self._open.get(key)
                 if previous is None or int(last) > previous.last_ms:
-                    self._open[key] = _Incident(int(last), int(last), 1, "")
+                    self._open[key] = _Incident(int(last), int(last), 1, None, legacy=True)
             return
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"alert-gate state format {state.get('format')!r} is not {_STATE_FORMAT}")
-        for feature, kind, opened, last, signals, alert_id in state["open"]:
-            self._open[(str(feature), str(kind))] = _Incident(int(opened), int(last), int(signals), alert_id)
+        for feature, kind, opened, last, signals, alert, legacy in state["open"]:
+            self._open[(str(feature), str(kind))] = _Incident(int(opened), int(last), int(signals),
+                                                              None if alert is None else _alert_from_dict(alert), bool(legacy))
         for feature, kind, resolved, last, signals in state["unattached"]:
-            self._unattached[(str(feature), str(kind))] = AlertResolution("", str(kind), int(resolved), int(last), int(signals))
+            self._unattached[(str(feature), str(kind))] = (int(resolved), int(last), int(signals))
+
+
+def _alert_to_dict(alert: Alert) -> dict[str, Any]:
+    """Strict JSON (a non-finite score or threshold as its repr)."""
+    data = dataclasses.asdict(alert)
+    for name in ("score", "threshold"):
+        if not math.isfinite(data[name]):
+            data[name] = repr(data[name])
+    return data
+
+
+def _alert_from_dict(data: dict[str, Any]) -> Alert:
+    return Alert(**{**data, "score": float(data["score"]), "threshold": float(data["threshold"])})
 
 
 def make_alert(

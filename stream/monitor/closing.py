@@ -155,7 +155,7 @@ class WindowCloser:
                     f"{iso_time(window.start_ms)}{rejected}",
                 )
             result.alerts.append(alert)
-            self.gate.attach(key, alert.alert_id)
+            self.gate.attach(key, alert)
         self._advance_closed(window)
 
     def _advance_closed(self, window: OpenWindow) -> None:
@@ -322,7 +322,7 @@ class WindowCloser:
                 subject=record.writer_id,
             )
         result.alerts.append(alert)
-        self.gate.attach(key, alert.alert_id)
+        self.gate.attach(key, alert)
 
     def gated_alert(
         self,
@@ -382,4 +382,4 @@ class WindowCloser:
             message=message,
         )
         result.alerts.append(alert)
-        self.gate.attach((str(feature), episode), alert.alert_id)
+        self.gate.attach((str(feature), episode), alert)

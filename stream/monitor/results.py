@@ -283,11 +283,18 @@ class AlertResolution:
     signal; ``signals`` counts the signals (and failed window checks) it gathered.
     """
 
-    alert_id: str
-    kind: str
+    alert: Alert  # the alert that opened the incident
     resolved_at_ms: int
     last_signal_ms: int
     signals: int
+
+    @property
+    def alert_id(self) -> str:
+        return self.alert.alert_id
+
+    @property
+    def kind(self) -> str:
+        return self.alert.kind
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from .partials import (
     observed_errors_from_body,
     performance_partials_from_body,
 )
-from .ports import CheckpointStore, DeadLetterPort, MessageBatch, MetricsPort, PartitionKey
+from .ports import CheckpointStore, DeadLetterPort, MessageBatch, MetricsPort, PartialsPort, PartitionKey
 from .runner import CheckpointedRunner, ResultObserver
 
 __all__ = ["MergeRunner", "MergedModel"]
@@ -58,7 +58,7 @@ class MergeRunner(CheckpointedRunner):
 
     Parameters
     ----------
-    key, store, deadletters, metrics, on_result
+    key, store, deadletters, metrics, on_result, alerts
         As for :class:`CheckpointedRunner` (``key`` names the partials topic's partition).
     models
         The split models this worker monitors, by name.
@@ -73,12 +73,13 @@ class MergeRunner(CheckpointedRunner):
         deadletters: DeadLetterPort,
         metrics: MetricsPort | None = None,
         on_result: ResultObserver | None = None,
+        alerts: PartialsPort | None = None,
     ) -> None:
         self.models = models
         self.mergers: dict[str, WindowMerger] = {}
         self._orphans: dict[str, Any] = {}  # merger states of models this worker does not monitor: kept
         self._parts: list[tuple[str | None, BatchResult]] = []
-        super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result)
+        super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result, alerts=alerts)
 
     @property
     def model(self) -> str | None:

@@ -41,6 +41,7 @@ from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, Checkpoint
 
+from .alert_messages import alert_messages
 from .partials import partial_messages, progress_message
 from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MessageBatch, MetricsPort, PartialsPort, PartitionKey
 
@@ -76,6 +77,9 @@ class CheckpointedRunner(ABC):
         Optional monitoring of every result and checkpoint.
     on_result
         Optional callback receiving every :class:`BatchResult` as it is produced (before it is durable).
+    alerts
+        Optional alerts topic: each checkpoint's alerts and resolutions are published there
+        (:mod:`~driftline.stream.runner.alert_messages`) and acknowledged before it commits.
     """
 
     def __init__(
@@ -86,8 +90,10 @@ class CheckpointedRunner(ABC):
         deadletters: DeadLetterPort,
         metrics: MetricsPort | None = None,
         on_result: ResultObserver | None = None,
+        alerts: PartialsPort | None = None,
     ) -> None:
         self.key = key
+        self.alerts = alerts
         self.store = store
         self.deadletters = deadletters
         self.metrics = metrics
@@ -241,6 +247,18 @@ class CheckpointedRunner(ABC):
         with self._checkpoint_lock:
             return self._checkpoint()
 
+    def _publish_alerts(self, results: Sequence[BatchResult]) -> None:
+        """Publish the incidents' state changes of this checkpoint, and wait for them (before it commits)."""
+        if self.alerts is None:
+            return
+        sent = False
+        for result in results:
+            for message in alert_messages(result):
+                self.alerts.send(*message)
+                sent = True
+        if sent:
+            self.alerts.flush()
+
     def _advance(self, next_offset: int, messages: int, timestamps_ms: Sequence[int]) -> None:
         self.next_offset = next_offset
         self.uncommitted += messages
@@ -268,6 +286,7 @@ class CheckpointedRunner(ABC):
         if not self._dirty or self.next_offset is None:
             return None
         stored = self._before_commit(self._pending)
+        self._publish_alerts(stored)
         self.deadletters.flush()
         checkpoint = Checkpoint(
             consumer_group=self.key.consumer_group,
@@ -331,6 +350,7 @@ class PartitionRunner(CheckpointedRunner):
         partials: PartialsPort | None = None,
         partitions: int = 1,
         label_topic: str | None = None,
+        alerts: PartialsPort | None = None,
     ) -> None:
         if partitions < 1 or not 0 <= key.partition < partitions:
             raise ValueError(f"partitions: partition {key.partition} is not one of {partitions}")
@@ -350,7 +370,7 @@ class PartitionRunner(CheckpointedRunner):
         self.label_next_offset: int | None = None
         self.label_counts = RunnerCounts()
         self._label_codec: LabelCodec | None = None
-        super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result)
+        super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result, alerts=alerts)
 
     @property
     def model(self) -> str:

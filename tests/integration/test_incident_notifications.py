@@ -8,8 +8,8 @@ incidents to the local Alertmanager, which notifies the webhook of deploy/alertm
 training data for five minutes, then the serving pipeline computes income 60 % too high for five
 minutes (several detectors open incidents on ``annual_income``); only once the firing page has
 arrived does the stream go on, back to normal for twenty minutes of event time — more than the
-``--alert-quiet 5m`` — and the incidents resolve: one resolved notification, and their rows in
-Postgres say when.
+``--alert-quiet 5m`` — and the incidents resolve: one resolved notification, their rows in Postgres
+say when, and the alerts topic has each incident's firing and resolved message.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from typing import Any, ClassVar
 
 import pytest
 from test_feature_sets import FEATURE_SET, _save_training_profile
-from worker_harness import Worker, eventually, isolated_database, produce, unique
+from worker_harness import Worker, eventually, isolated_database, produce, read_topic, unique
 
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract_catalog import Catalog
 from driftline.sinks.database import create_database_engine
 from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.runner.alert_messages import decode_alert_message
 
 WEBHOOK = ("127.0.0.1", 5001)  # deploy/alertmanager/alertmanager.yml
 NORMAL, SHIFTED, AFTER = 6_000, 6_000, 24_000  # 20 rows/s: 5, 5 and 20 minutes
@@ -86,7 +87,7 @@ def test_a_drift_episode_pages_once_and_resolves_once(kafka_bootstrap: str, data
             worker = Worker(bootstrap=kafka_bootstrap, database_url=url, prefix=prefix, deadletter=prefix + "dlq", group="incident",
                             log=tmp_path / "worker.log", models=(),
                             extra=("--feature-set", FEATURE_SET, "--feature-topic-prefix", prefix + "features.",
-                                   "--metrics-port", port, "--alert-quiet", "5m"))
+                                   "--metrics-port", port, "--alert-quiet", "5m", "--alerts-topic", prefix + "alerts"))
             try:
                 firing = eventually(lambda: next((n for n in _ours(_Receiver.received) if n["status"] == "firing"), None), 180,
                                     "the firing notification at the webhook")
@@ -114,6 +115,13 @@ def test_a_drift_episode_pages_once_and_resolves_once(kafka_bootstrap: str, data
             finally:
                 engine.dispose()
             assert rows and all(row["state"] == "resolved" for row in rows), rows
+            # The alerts topic has each incident's two state changes (at least once: a repeat would be the same).
+            published = {(m["alert_id"], m["state"]): m for m in (decode_alert_message(letter.value)
+                                                                    for letter in read_topic(kafka_bootstrap, prefix + "alerts"))}
+            assert {(m["kind"], m["feature"], m["state"]) for m in published.values()} == {
+                (kind, feature, state) for kind, feature in paged for state in ("firing", "resolved")}
+            for (_, state), message in published.items():
+                assert message["model_name"] == FEATURE_SET and (state == "firing") == (message["resolved_at"] is None), message
             assert {(row["kind"], row["feature"]) for row in rows} == paged
             for row in rows:
                 assert row["last_signal_at"] < row["resolved_at"] and row["signals"] >= 1

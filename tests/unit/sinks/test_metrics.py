@@ -186,7 +186,7 @@ def test_alerts_total_and_active_alerts_follow_the_incidents() -> None:
     assert value(registry, "driftline_active_alerts", model="churn", kind="mean_shift", feature="age") == 1
     assert value(registry, "driftline_active_alerts", model="churn", kind="score_change", feature="score") == 1
     # The first incident resolves: it is no longer active, the second still is (however much time passed).
-    resolved = AlertResolution(first.alert_id, "mean_shift", START_MS + 600_000, START_MS, 3)
+    resolved = AlertResolution(first, START_MS + 600_000, START_MS, 3)
     metrics.observe(BatchResult(model_windows=[model_window(90)], resolved_alerts=[resolved]), now_s=0.0)
     assert value(registry, "driftline_active_alerts", model="churn", kind="mean_shift", feature="age") == 0
     assert value(registry, "driftline_active_alerts", model="churn", kind="score_change", feature="score") == 1

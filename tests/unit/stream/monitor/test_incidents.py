@@ -10,12 +10,19 @@ from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.generator import Episode, SyntheticStream
-from driftline.stream.monitor.alerts import AlertGate
+from driftline.stream.monitor.alerts import AlertGate, make_alert
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import ReferenceProfile
-from driftline.stream.monitor.results import BatchResult, to_canonical_json
+from driftline.stream.monitor.results import Alert, AlertKind, BatchResult, to_canonical_json
 
 MINUTE = 60_000
+
+
+def _alert(name: str) -> Alert:
+    """An alert whose message names it (its id comes from its natural key, the same for these)."""
+    alert = make_alert(model="m", model_version="v1", kind=AlertKind.DISTRIBUTION_DRIFT, feature="annual_income", detector="psi",
+                       severity="warning", window_start_ms=None, event_time_ms=0, score=float("inf"), threshold=0.1, message=name)
+    return Alert(**{**alert.__dict__, "alert_id": name})
 
 
 def test_a_flapping_signal_stays_one_incident_that_resolves_after_the_quiet_period() -> None:
@@ -24,7 +31,7 @@ def test_a_flapping_signal_stays_one_incident_that_resolves_after_the_quiet_peri
     # Drifted windows every few minutes for half an hour (a score flapping around its threshold): one incident.
     opened = [gate.admit(key, t * MINUTE) for t in (0, 3, 7, 12, 20, 29)]
     assert opened == [True, False, False, False, False, False]
-    gate.attach(key, "a1")
+    gate.attach(key, _alert("a1"))
     gate.resolve_before(38 * MINUTE)  # 9 minutes after the last signal: still open
     assert gate.take_resolutions() == [] and gate.open_alerts() == [("a1", "distribution_drift", "annual_income")]
     # A restart in the middle of the incident continues it.
@@ -37,7 +44,7 @@ def test_a_flapping_signal_stays_one_incident_that_resolves_after_the_quiet_peri
     assert restored.open_alerts() == []
     # The next signal opens a new incident; one that comes after the quiet period resolves the old one by itself.
     assert restored.admit(key, 45 * MINUTE) is True
-    restored.attach(key, "a2")
+    restored.attach(key, _alert("a2"))
     assert restored.admit(key, 70 * MINUTE) is True
     assert [(r.alert_id, r.resolved_at_ms) for r in restored.take_resolutions()] == [("a2", 55 * MINUTE)]
     # Other fields and kinds are incidents of their own.
@@ -54,7 +61,7 @@ def test_an_alert_raised_after_its_incident_resolved_is_resolved_when_raised() -
     assert gate.admit(key, 0) is True
     gate.resolve_before(5 * MINUTE)
     assert gate.take_resolutions() == []  # nothing to resolve yet: no alert
-    gate.attach(key, "late")
+    gate.attach(key, _alert("late"))
     assert [(r.alert_id, r.resolved_at_ms) for r in gate.take_resolutions()] == [("late", MINUTE)]
 
 

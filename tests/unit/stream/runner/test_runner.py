@@ -184,3 +184,43 @@ def test_a_failed_commit_keeps_the_results_for_the_next_try(messages: list[Encod
     store.fail = False
     assert runner.checkpoint() is not None
     assert store.results == produced  # nothing was lost with the failed try
+
+
+def test_the_incidents_state_changes_are_published_before_their_checkpoint_commits() -> None:
+    from driftline.stream.monitor.engine import EngineConfig
+    from driftline.stream.runner import InMemoryPartials
+    from driftline.stream.runner.alert_messages import decode_alert_message
+
+    catalog = Catalog.load()
+    contract = catalog.contract("credit_risk")
+    stream = SyntheticStream(contract, seed=2, events_per_second=20)
+    records = stream.records(stream.columns(4_000), stream.event_times(4_000))
+    for record in records[2_000:]:  # the producer was silent for five minutes
+        record["event_time"] += 300_000  # (epoch milliseconds)
+    encoded = [EncodedMessage(o, encode_single_object(r, contract.schema_json), 0) for o, r in enumerate(records)]
+    profile = reference_profile(contract, SyntheticStream(contract, seed=3), rows=5_000)
+
+    published_at_commit: list[int] = []
+
+    class CountingStore(InMemoryCheckpointStore):
+        def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
+            published_at_commit.append(len(alerts.messages))
+            super().commit(checkpoint, results)
+
+    alerts = InMemoryPartials()
+    store = CountingStore()
+    runner = PartitionRunner(
+        key=KEY, contract=contract, profiles={profile.model_version: profile}, codec=Codec(catalog), store=store,
+        deadletters=InMemoryDeadLetters(), config=EngineConfig(allowed_lateness_ms=0, alert_cooldown_ms=30_000), alerts=alerts,
+    )
+    for start in range(0, len(encoded), 500):
+        runner.process(encoded[start:start + 500])
+        runner.checkpoint()
+    states = [(key.decode(), decode_alert_message(value)["state"]) for key, value in alerts.messages]
+    gaps = [a for result in store.results for a in result.alerts if a.kind == "no_data"]
+    assert len(gaps) == 1 and (gaps[0].alert_id, "firing") in states and (gaps[0].alert_id, "resolved") in states
+    resolved = [decode_alert_message(v) for _, v in alerts.messages if decode_alert_message(v)["state"] == "resolved"]
+    assert all(m["signals"] >= 1 and m["resolved_at"] is not None for m in resolved)
+    # Every message was published (and flushed) before the checkpoint that covers it committed.
+    assert published_at_commit[-1] == len(alerts.messages) == sum(
+        len(r.alerts) + len(r.resolved_alerts) for r in store.results)
