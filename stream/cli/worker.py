@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,12 @@ def register(commands: Any) -> None:
     worker.add_argument("--alerts-topic", default=ALERTS_TOPIC,
                         help=f"topic of the incidents' state changes, firing and resolved (Avro, schemas/alert.avsc; default "
                         f"{ALERTS_TOPIC}; '' for none)")
+    worker.add_argument("--webhook-url", default=os.environ.get("DRIFTLINE_WEBHOOK_URL") or None, metavar="URL",
+                        help="also POST each incident state change as JSON to this URL, with retries (default: "
+                        "$DRIFTLINE_WEBHOOK_URL, which keeps a token in it off the command line; none if unset)")
+    worker.add_argument("--webhook-dead-letter", type=Path, default=Path("driftline-webhook-dead-letters.jsonl"), metavar="FILE",
+                        help="where deliveries that failed every attempt are appended, one JSON line each "
+                        "(default driftline-webhook-dead-letters.jsonl)")
     add_metrics(worker)
     worker.add_argument("--metrics-address", default="127.0.0.1", help="address the metrics server binds (default 127.0.0.1)")
     worker.add_argument("--health-port", type=port_number, default=None,
@@ -199,6 +206,8 @@ def _settings(args: argparse.Namespace) -> Any:
             label_topic_prefix=args.label_topic_prefix,
             deadletter_topic=args.deadletter_topic,
             alerts_topic=args.alerts_topic,
+            webhook_url=args.webhook_url,
+            webhook_dead_letter=args.webhook_dead_letter,
             partials_topic=args.partials_topic,
             partials_partitions=args.partials_partitions,
             idle_partition_seconds=args.idle_partition_seconds,

@@ -61,6 +61,9 @@ class WorkerSettings:
     alerts_topic
         Where the incidents' state changes are published (Avro, ``schemas/alert.avsc``, keyed by alert
         id; the worker creates it); ``""``: not published.
+    webhook_url, webhook_dead_letter
+        Where the state changes are also POSTed as JSON (``None``: nowhere), with retries; where the
+        deliveries that failed every attempt are appended (:mod:`~driftline.stream.kafka.webhook`).
     partials_topic, partials_partitions
         Where the partitions of a model split over several send their window partials to the merge
         stage (default ``<consumer_group>.window-partials``), and how many partitions the worker gives
@@ -110,6 +113,8 @@ class WorkerSettings:
     label_topic_prefix: str = LABEL_TOPIC_PREFIX
     deadletter_topic: str = DEADLETTER_TOPIC
     alerts_topic: str = ALERTS_TOPIC
+    webhook_url: str | None = None
+    webhook_dead_letter: Path = Path("driftline-webhook-dead-letters.jsonl")
     partials_topic: str = ""  # "": the group's own, <consumer_group>.window-partials
     partials_partitions: int = 4
     idle_partition_seconds: float = 30.0

@@ -33,6 +33,7 @@ from .errors import TopicSetupError, WorkerError
 from .partials import PartialsProducer
 from .settings import WorkerSettings
 from .topics import CLIENT_LOGGER, end_offsets, ensure_topics
+from .webhook import TeePort, WebhookNotifier, redacted
 
 if TYPE_CHECKING:
     from driftline.sinks import DriftlineMetrics
@@ -203,7 +204,7 @@ class WorkerRuntime:
     deadletters: DeadLetterProducer
     layout: TopicLayout = dataclasses.field(default_factory=lambda: TopicLayout({}, {}))
     partials: PartialsProducer | None = None
-    alerts: PartialsProducer | None = None  # the alerts topic's producer (None: not published)
+    alerts: PartialsProducer | WebhookNotifier | TeePort | None = None  # the alerts topic and the webhook (None: neither)
     metrics: DriftlineMetrics | None = None
 
     @classmethod
@@ -234,8 +235,7 @@ class WorkerRuntime:
             profiles=profiles,
             database=database,
             deadletters=DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic),
-            alerts=PartialsProducer(settings.bootstrap_servers, topic=settings.alerts_topic, what="alerts")
-            if settings.alerts_topic else None,
+            alerts=_alert_ports(settings),
             metrics=metrics,
         )
 
@@ -304,6 +304,25 @@ class WorkerRuntime:
             on_result=_log_alerts,
             alerts=self.alerts,
         )
+
+
+def _alert_ports(settings: WorkerSettings) -> PartialsProducer | WebhookNotifier | TeePort | None:
+    """Where the incidents' state changes go: the alerts topic, the webhook, both or neither."""
+    ports: list[Any] = []
+    if settings.alerts_topic:
+        ports.append(PartialsProducer(settings.bootstrap_servers, topic=settings.alerts_topic, what="alerts"))
+    if settings.webhook_url:
+        ports.append(WebhookNotifier(settings.webhook_url, settings.webhook_dead_letter))
+        log.info("incidents also go to the webhook %s (undelivered ones to %s)", redacted(settings.webhook_url),
+                 settings.webhook_dead_letter)
+    return None if not ports else ports[0] if len(ports) == 1 else TeePort(*ports)
+
+
+def _close_webhook(runtime: WorkerRuntime) -> None:
+    ports = runtime.alerts.ports if isinstance(runtime.alerts, TeePort) else (runtime.alerts,)
+    for port in ports:
+        if isinstance(port, WebhookNotifier):
+            port.close()
 
 
 def _log_alerts(result: BatchResult) -> None:
@@ -391,6 +410,7 @@ def run_worker(settings: WorkerSettings) -> int:
     except Exception as exc:  # noqa: BLE001 - Faust re-raises the reason it crashed for
         print(f"driftline: worker stopped: {exc}", file=sys.stderr)
         exit_code = 1
+    _close_webhook(runtime)  # what is queued is delivered (or dead-lettered) before the worker exits
     if settings.latency_record is not None:
         _write_latencies(settings.latency_record, [*reader.latencies_ms, *(a for r in reader.runners for a in r.latencies_ms)])
     return exit_code

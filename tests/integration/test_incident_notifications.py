@@ -9,7 +9,8 @@ training data for five minutes, then the serving pipeline computes income 60 % t
 minutes (several detectors open incidents on ``annual_income``); only once the firing page has
 arrived does the stream go on, back to normal for twenty minutes of event time — more than the
 ``--alert-quiet 5m`` — and the incidents resolve: one resolved notification, their rows in Postgres
-say when, and the alerts topic has each incident's firing and resolved message.
+say when, the alerts topic has each incident's firing and resolved message, and driftline's own
+webhook (``DRIFTLINE_WEBHOOK_URL``, a token in its query) posted both as JSON.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from driftline.stream.runner.alert_messages import decode_alert_message
 
 WEBHOOK = ("127.0.0.1", 5001)  # deploy/alertmanager/alertmanager.yml
 NORMAL, SHIFTED, AFTER = 6_000, 6_000, 24_000  # 20 rows/s: 5, 5 and 20 minutes
+TOKEN = "tok-" + unique("")  # in driftline's webhook URL: must appear in no log line
 
 
 def _rows(start: int, n: int, *, shifted: bool) -> list[bytes]:
@@ -56,7 +58,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        type(self).received.append(json.loads(body))
+        type(self).received.append({**json.loads(body), "_path": self.path})
         self.send_response(200)
         self.end_headers()
 
@@ -65,7 +67,13 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 def _ours(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [n for n in received if n.get("groupLabels", {}).get("model") == FEATURE_SET]
+    """Alertmanager's notifications of this test's group."""
+    return [n for n in received if n["_path"] == "/driftline-alerts" and n.get("groupLabels", {}).get("model") == FEATURE_SET]
+
+
+def _webhook(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What driftline's own webhook posted (the same receiver, another path)."""
+    return [n for n in received if n["_path"].startswith("/driftline-webhook")]
 
 
 def test_a_drift_episode_pages_once_and_resolves_once(kafka_bootstrap: str, database_url: str, prometheus_url: str,
@@ -84,10 +92,13 @@ def test_a_drift_episode_pages_once_and_resolves_once(kafka_bootstrap: str, data
         with isolated_database(database_url) as url:
             _save_training_profile(url)
             produce(kafka_bootstrap, topic, _rows(0, NORMAL, shifted=False) + _rows(NORMAL, SHIFTED, shifted=True))
+            os.environ["DRIFTLINE_WEBHOOK_URL"] = f"http://{WEBHOOK[0]}:{WEBHOOK[1]}/driftline-webhook?token={TOKEN}"
             worker = Worker(bootstrap=kafka_bootstrap, database_url=url, prefix=prefix, deadletter=prefix + "dlq", group="incident",
                             log=tmp_path / "worker.log", models=(),
                             extra=("--feature-set", FEATURE_SET, "--feature-topic-prefix", prefix + "features.",
-                                   "--metrics-port", port, "--alert-quiet", "5m", "--alerts-topic", prefix + "alerts"))
+                                   "--metrics-port", port, "--alert-quiet", "5m", "--alerts-topic", prefix + "alerts",
+                                   "--webhook-dead-letter", str(tmp_path / "webhook-dead.jsonl")))
+            del os.environ["DRIFTLINE_WEBHOOK_URL"]  # (the worker has it; nothing else should)
             try:
                 firing = eventually(lambda: next((n for n in _ours(_Receiver.received) if n["status"] == "firing"), None), 180,
                                     "the firing notification at the webhook")
@@ -115,6 +126,10 @@ def test_a_drift_episode_pages_once_and_resolves_once(kafka_bootstrap: str, data
             finally:
                 engine.dispose()
             assert rows and all(row["state"] == "resolved" for row in rows), rows
+            # driftline's own webhook got each state change too, as JSON; its token is in no log line.
+            posted = {(m["kind"], m["feature"], m["state"]) for m in _webhook(_Receiver.received)}
+            assert posted == {(kind, feature, state) for kind, feature in paged for state in ("firing", "resolved")}
+            assert TOKEN not in (tmp_path / "worker.log").read_text() and not (tmp_path / "webhook-dead.jsonl").exists()
             # The alerts topic has each incident's two state changes (at least once: a repeat would be the same).
             published = {(m["alert_id"], m["state"]): m for m in (decode_alert_message(letter.value)
                                                                     for letter in read_topic(kafka_bootstrap, prefix + "alerts"))}
