@@ -120,6 +120,7 @@ class WindowMerger:
         self._released_before_ms: int | None = None  # signals and schema changes before this were admitted
         self.late_partials = 0  # partials of windows the model had already closed (their events count as late)
         self.repeats = 0  # partials, signals and schema changes received again (ignored)
+        self.ignored_labels = 0  # label messages of partitions that join labels, while this merger does not
         # Labels (with a label horizon): the partitions' performance, errors and challenger comparisons.
         self.labels: LabelMerge | None = None
         if config.label_horizon_ms is not None:
@@ -172,24 +173,31 @@ class WindowMerger:
 
     def add_performance(self, partition: int, partials: list[PerformancePartial], result: BatchResult) -> None:
         """One partition's label accumulators of windows (the latest of each replaces the one before)."""
-        merge = self._label_merge()
-        for partial in partials:
-            merge.add_performance(partition, partial, result)
+        if self._joins_labels():
+            assert self.labels is not None
+            for partial in partials:
+                self.labels.add_performance(partition, partial, result)
 
     def add_errors(self, partition: int, observed: ObservedErrors) -> None:
         """One partition's labels in observation order, with their errors (for the model's concept-drift test)."""
-        self._label_merge().add_errors(partition, observed)
+        if self._joins_labels():
+            assert self.labels is not None
+            self.labels.add_errors(partition, observed)
 
     def add_challenger(self, partition: int, partials: list[ChallengerPartial]) -> None:
         """One partition's comparisons of champion and challenger on windows it has completed."""
-        merge = self._label_merge()
-        for partial in partials:
-            merge.add_challenger(partition, partial)
+        if self._joins_labels():
+            assert self.labels is not None
+            for partial in partials:
+                self.labels.add_challenger(partition, partial)
 
-    def _label_merge(self) -> LabelMerge:
+    def _joins_labels(self) -> bool:
+        """Whether this merger takes labels; if not (partitions configured otherwise, e.g. during a rolling
+        restart), their label messages are counted in :attr:`ignored_labels` and left alone."""
         if self.labels is None:
-            raise ValueError(f"labels of {self.contract.model} came, and its merger has no label horizon (EngineConfig.label_horizon_ms)")
-        return self.labels
+            self.ignored_labels += 1
+            return False
+        return True
 
     def advance(
         self, partition: int, partitions: int, max_event_time_ms: int | None, *, idle: bool, result: BatchResult,
@@ -209,8 +217,9 @@ class WindowMerger:
         if max_event_time_ms is not None:
             progress.max_event_time_ms = max(max_event_time_ms, progress.max_event_time_ms or max_event_time_ms)
         progress.idle = idle
-        if labels is not None:
-            self._label_merge().advance(partition, labels)
+        if labels is not None and self._joins_labels():
+            assert self.labels is not None
+            self.labels.advance(partition, labels)
         self._release(result)
         if self.labels is not None and self.partitions is not None:
             self.labels.release(self.partitions, {p: g.idle for p, g in self._progress.items()}, self._closed_before_ms, result)
@@ -353,6 +362,7 @@ class WindowMerger:
             "gate": self._gate.to_state(),
             "late_partials": self.late_partials,
             "repeats": self.repeats,
+            "ignored_labels": self.ignored_labels,
             "labels": None if self.labels is None else self.labels.to_state(),
         }
 
@@ -394,6 +404,7 @@ class WindowMerger:
         merger._gate.restore(state["gate"])
         merger.late_partials = int(state["late_partials"])
         merger.repeats = int(state["repeats"])
+        merger.ignored_labels = int(state.get("ignored_labels", 0))
         if merger.labels is not None and state.get("labels") is not None:
             merger.labels.restore(state["labels"])
         return merger

@@ -125,8 +125,14 @@ class MergeRunner(CheckpointedRunner):
                 rejections.append(Rejection(RejectReason.CORRUPT, index, None, f"not a window-partials message: {exc}"[:500]))
                 continue
             late_before = self._merger(message.model).late_partials
+            ignored_before = self._merger(message.model).ignored_labels
             result = by_model.setdefault(message.model, BatchResult())
             apply(self._merger(message.model), message, result)
+            if self._merger(message.model).ignored_labels > ignored_before and not ignored_before:
+                log.warning(
+                    "%s: partition %d of %s sends labels, and this worker joins none for the model (no --label-horizon): "
+                    "its label messages are ignored (counted in the merger's state)", message.model, message.partition, message.topic,
+                )
             if self._merger(message.model).late_partials > late_before:
                 log.warning(
                     "%s: partition %d of %s sent a window the model had already closed (it was idle); "

@@ -18,6 +18,7 @@ interleaved at random. Checked:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import zlib
@@ -241,3 +242,20 @@ def test_what_a_split_model_reports_does_not_depend_on_interleaving_or_restarts(
     assert saved.get("replayed"), "the restart was not exercised"
     assert restarted.merger.labels is not None and restarted.merger.labels.repeats > 0
     assert outcome(restarted) == expected
+
+
+def test_a_merger_without_labels_ignores_the_label_messages_and_counts_them(
+    contract: Contract, labelled: ReferenceProfile, catalog: Catalog, stream: dict[str, Any]
+) -> None:
+    # Partitions that join labels beside a merger configured without (a rolling restart with a new config).
+    split = _split_run(contract, labelled, catalog, stream, seed=4)
+    unlabelled = WindowMerger(contract, {labelled.model_version: labelled}, dataclasses.replace(CONFIG, label_horizon_ms=None,
+                                                                                                 challenger=None))
+    late = Split(contract, labelled, catalog, stream)
+    late.merger = unlabelled
+    late.feed(0, "p", np.flatnonzero(stream["partition"] == 0)[:500])
+    late.feed(0, "l", stream["label_order"][stream["partition"][stream["label_order"]] == 0][:300])
+    late.deliver()
+    assert unlabelled.ignored_labels > 0 and unlabelled.labels is None
+    assert not late.out.performance_windows and not late.out.challenger_windows
+    assert split.out.performance_windows  # (the same messages judge the model where labels are joined)
