@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from driftline.stream.monitor.results import Alert, FeatureWindow, ModelWindow, PerformanceWindow
+from driftline.stream.monitor.results import Alert, AlertResolution, FeatureWindow, ModelWindow, PerformanceWindow
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -60,6 +60,7 @@ def write_report(
     summary: Mapping[str, object],
     prediction_features: Collection[str] = ("score", "prediction"),
     performance_windows: Sequence[PerformanceWindow] = (),
+    resolutions: Sequence[AlertResolution] = (),
 ) -> Path:
     """Write the HTML report of a run to ``path`` and return it.
 
@@ -79,6 +80,9 @@ def write_report(
     performance_windows
         Realised performance per window from joined labels (a window's latest record counts); the
         section is left out without any.
+    resolutions
+        The ends of the incidents the alerts opened: the timeline draws each incident from its alert
+        to its resolution (an alert without one is still open).
     summary
         Figures of the run shown as a two-column table, in the mapping's order; values that are
         not strings are shown as JSON.
@@ -107,7 +111,7 @@ def write_report(
     # parse_math off: a "$" in a feature name must not be read as TeX (and fail to render).
     with matplotlib.rc_context({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7, "text.parse_math": False}):
         drift = _drift_section(feature_windows, alerts, panels)
-        timeline = _timeline_section(alerts)
+        timeline = _timeline_section(alerts, {r.alert_id: r.resolved_at_ms for r in resolutions})
         events = _events_section(model_windows)
         performance = _performance_section(performance_windows, alerts) if performance_windows else ""
 
@@ -289,7 +293,7 @@ def _drift_section(
     return f'<p class="note">{note}</p>\n' + _image(figure, "PSI per window and feature")
 
 
-def _timeline_section(alerts: Sequence[Alert]) -> str:
+def _timeline_section(alerts: Sequence[Alert], resolved_at: Mapping[str, int] | None = None) -> str:
     if not alerts:
         return '<p class="empty">No alerts.</p>'
     rows_of = Counter(_timeline_row(alert) for alert in alerts)
@@ -303,6 +307,12 @@ def _timeline_section(alerts: Sequence[Alert]) -> str:
     # Room for the longest row label at about 0.065 inch per character of the 8 pt font.
     _margins(figure, left=0.2 + 0.065 * max(len(label) for label in labels), top=0.35)
     axes = figure.subplots()
+    for alert in alerts:  # an incident: from its alert to its resolution
+        end = (resolved_at or {}).get(alert.alert_id)
+        if end is not None:
+            row = position.get(_timeline_row(alert), len(labels) - 1)
+            axes.plot(_date_numbers([alert.event_time_ms, end]), [row, row], color=_severity_colour(alert.severity), linewidth=2.0,
+                      alpha=0.45, solid_capstyle="butt")
     for severity in sorted({alert.severity for alert in alerts}):
         chosen = [alert for alert in alerts if alert.severity == severity]
         y = [position.get(_timeline_row(alert), len(labels) - 1) for alert in chosen]

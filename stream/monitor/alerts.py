@@ -11,8 +11,12 @@ and to hear when it is over. So signals of one (kind, field) of a model make one
   score flapping around its threshold in one incident, instead of opening and closing one per
   flap. Its resolution is dated ``quiet_ms`` after its last signal.
 
-Everything is decided on event times — the signals' and the model's watermark — never on batch
-boundaries or the wall clock, so a replay opens and resolves the same incidents.
+Everything is decided on event times, never on batch boundaries or the wall clock, so a replay
+opens and resolves the same incidents. "Quiet long enough" is judged on the clock the incident's
+signals come in order of (:data:`CLOCKS`): an incident resolves only once no later signal of its
+kind can be dated less than ``quiet_ms`` after its last one. The events' watermark would not do for
+all: a label-based signal is dated by its label or window, well behind the predictions' watermark,
+and judging it on that watermark would resolve or extend it depending on how the reads interleaved.
 """
 
 from __future__ import annotations
@@ -27,6 +31,19 @@ from .results import Alert, AlertKind, AlertResolution, alert_identifier
 __all__ = ["AlertGate", "make_alert"]
 
 Key = tuple[str, str]  # (subject, kind): the field ("None" for a model-level alert), or the writer schema of a schema change
+
+#: The clock of each alert kind: what its signals' times are in order of. ``events``: the events'
+#: watermark (streaming detectors); ``windows``: the start of the next window to close (window
+#: checks, dated by their window's start); ``labels``: how far labels were released in observation
+#: order (concept drift, dated by label time); ``compared``: the next window the challenger will be
+#: compared on. The engine and the merger say how far each has come (:meth:`AlertGate.resolve_before`).
+CLOCKS: dict[str, str] = {
+    AlertKind.MEAN_SHIFT.value: "events", AlertKind.SCORE_CHANGE.value: "events", AlertKind.SPREAD_CHANGE.value: "events",
+    AlertKind.JOINT_DRIFT.value: "events", AlertKind.SCHEMA_CHANGE.value: "events",
+    AlertKind.DISTRIBUTION_DRIFT.value: "windows", AlertKind.DATA_QUALITY.value: "windows", AlertKind.NO_DATA.value: "windows",
+    AlertKind.PERFORMANCE_DROP.value: "windows",
+    AlertKind.CONCEPT_DRIFT.value: "labels", AlertKind.CHALLENGER_BETTER.value: "compared",
+}
 
 _STATE_FORMAT = 2
 
@@ -51,7 +68,7 @@ class AlertGate:
     >>> opened = make_alert(model="m", model_version="v1", kind=AlertKind.MEAN_SHIFT, feature="age", detector="page_hinkley",
     ...                     severity="warning", window_start_ms=None, event_time_ms=2600, score=9.0, threshold=5.0, message="…")
     >>> gate.attach(("age", "mean_shift"), opened)
-    >>> gate.resolve_before(4000)
+    >>> gate.resolve_before({"events": 4000})
     >>> [(r.alert_id == opened.alert_id, r.resolved_at_ms, r.last_signal_ms, r.signals) for r in gate.take_resolutions()]
     [(True, 3600, 2600, 1)]
     """
@@ -88,11 +105,18 @@ class AlertGate:
         if resolved is not None:
             self._resolved.append((key, AlertResolution(alert, *resolved)))
 
-    def resolve_before(self, watermark_ms: int | None) -> None:
-        """Resolve the incidents whose last signal is more than the quiet period behind ``watermark_ms``."""
-        if watermark_ms is None:
-            return
-        for key in sorted(k for k, incident in self._open.items() if watermark_ms - incident.last_ms > self.quiet_ms):
+    def resolve_before(self, clocks: dict[str, float | None]) -> None:
+        """Resolve the incidents whose last signal is more than the quiet period behind their kind's clock.
+
+        ``clocks``: how far each clock of :data:`CLOCKS` has come (a clock missing or ``None``: not yet
+        known — its incidents stay open). No signal of the kind can come dated before its clock.
+        """
+        due = []
+        for key, incident in self._open.items():
+            clock = clocks.get(CLOCKS.get(key[1], "events"))
+            if clock is not None and clock - incident.last_ms > self.quiet_ms:
+                due.append(key)
+        for key in sorted(due):
             self._resolve(key, self._open[key])
 
     def _resolve(self, key: Key, incident: _Incident) -> None:

@@ -386,6 +386,11 @@ class ChallengerRun:
                 self.counts.evicted += 1
 
     @property
+    def compared_before(self) -> float:
+        """Windows starting before this were compared (``-inf``: none yet); the next one starts at or after it."""
+        return self._done_before - self.horizon_ms - self.window_length_ms
+
+    @property
     def held(self) -> int:
         """Predictions held (features waiting for their label)."""
         return len(self._held)

@@ -17,6 +17,7 @@ events went to the dead-letter topic. When a window closes it is compared with t
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -225,11 +226,23 @@ class MonitorEngine:
         self._incidents(result)
         return result
 
+    def _incident_clocks(self) -> dict[str, float | None]:
+        """How far each clock of the alert kinds has come (see ``alerts.CLOCKS``)."""
+        def known(value: float | None) -> float | None:
+            return None if value is None or (math.isinf(value) and value < 0) else value
+
+        return {
+            "events": self._clock.watermark_ms,
+            "windows": self._clock.closable_before(),
+            "labels": known(self._observed.released_before) if self._observed is not None else None,
+            "compared": known(self._challenger.compared_before) if self._challenger is not None else None,
+        }
+
     def _incidents(self, result: BatchResult) -> None:
         """Resolve the incidents the watermark has left quiet long enough; say which stay open."""
         if self.config.partial_windows:
             return  # one partition of several: the merger keeps the model's incidents
-        self._gate.resolve_before(self._clock.watermark_ms)
+        self._gate.resolve_before(self._incident_clocks())
         result.resolved_alerts.extend(self._gate.take_resolutions())
         result.open_alerts = self._gate.open_alerts()
 

@@ -200,6 +200,16 @@ class LabelMerge:
                                                 self._estimate(start))
 
     @property
+    def released_before(self) -> float:
+        """The model's errors before this went to the concept test (``-inf``: none yet)."""
+        return self._released_before
+
+    @property
+    def compared_before(self) -> float:
+        """Windows before this were compared (``-inf``: none yet)."""
+        return self._compared_before
+
+    @property
     def pending(self) -> int:
         """Errors and partition comparisons waiting for the other partitions."""
         return sum(len(q) for q in self._errors.values()) + sum(len(c) for c in self._challenger.values())

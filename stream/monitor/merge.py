@@ -33,6 +33,7 @@ repeat from something new.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -223,9 +224,12 @@ class WindowMerger:
         self._release(result)
         if self.labels is not None and self.partitions is not None:
             self.labels.release(self.partitions, {p: g.idle for p, g in self._progress.items()}, self._closed_before_ms, result)
-        model_time = self._model_time()
-        if model_time is not None:
-            self._gate.resolve_before(model_time - self.config.allowed_lateness_ms)
+        merge = self.labels
+        self._gate.resolve_before({
+            "events": self._released_before_ms, "windows": self._closed_before_ms,
+            "labels": None if merge is None or math.isinf(merge.released_before) else merge.released_before,
+            "compared": None if merge is None or math.isinf(merge.compared_before) else merge.compared_before,
+        })
         result.resolved_alerts.extend(self._gate.take_resolutions())
         result.open_alerts = self._gate.open_alerts()
 

@@ -107,10 +107,13 @@ def test_what_the_challenger_and_the_concept_test_do_depends_only_on_the_events(
 
     def outcome(total: BatchResult) -> str:
         label_signals = [s for s in total.signals if s.detector == "concept_error"]
-        return to_canonical_json([total.challenger_windows, total.alerts, label_signals])
+        # The incidents' ends too (in any order: each is reported in the call its clock passed it in).
+        resolutions = sorted(total.resolved_alerts, key=lambda r: r.alert_id)
+        return to_canonical_json([total.challenger_windows, total.alerts, label_signals, resolutions])
 
     reference, _ = _run(contract, profile, catalog, stream, _plan(random.Random(2), False, stream["label_order"]))  # type: ignore[arg-type]
     assert {a.kind for a in reference.alerts} >= {"challenger_better", "concept_drift"}
+    assert {r.kind for r in reference.resolved_alerts} >= {"challenger_better"}
     expected = outcome(reference)
     for seed, labels_ahead, restart in ((3, True, None), (4, False, 5), (5, True, 3), (6, False, 11)):
         plan = _plan(random.Random(seed), labels_ahead, stream["label_order"])  # type: ignore[arg-type]

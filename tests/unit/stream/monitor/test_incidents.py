@@ -32,12 +32,12 @@ def test_a_flapping_signal_stays_one_incident_that_resolves_after_the_quiet_peri
     opened = [gate.admit(key, t * MINUTE) for t in (0, 3, 7, 12, 20, 29)]
     assert opened == [True, False, False, False, False, False]
     gate.attach(key, _alert("a1"))
-    gate.resolve_before(38 * MINUTE)  # 9 minutes after the last signal: still open
+    gate.resolve_before({"windows": 38 * MINUTE})  # 9 minutes after the last signal: still open
     assert gate.take_resolutions() == [] and gate.open_alerts() == [("a1", "distribution_drift", "annual_income")]
     # A restart in the middle of the incident continues it.
     restored = AlertGate(quiet_ms=10 * MINUTE)
     restored.restore(json.loads(json.dumps(gate.to_state())))
-    restored.resolve_before(40 * MINUTE)
+    restored.resolve_before({"windows": 40 * MINUTE})
     [resolution] = restored.take_resolutions()
     assert (resolution.alert_id, resolution.resolved_at_ms, resolution.last_signal_ms, resolution.signals) == (
         "a1", 39 * MINUTE, 29 * MINUTE, 6)
@@ -59,7 +59,7 @@ def test_an_alert_raised_after_its_incident_resolved_is_resolved_when_raised() -
     gate = AlertGate(quiet_ms=MINUTE)
     key = ("prediction_score", "score_change")
     assert gate.admit(key, 0) is True
-    gate.resolve_before(5 * MINUTE)
+    gate.resolve_before({"events": 5 * MINUTE})
     assert gate.take_resolutions() == []  # nothing to resolve yet: no alert
     gate.attach(key, _alert("late"))
     assert [(r.alert_id, r.resolved_at_ms) for r in gate.take_resolutions()] == [("late", MINUTE)]
@@ -69,7 +69,7 @@ def test_a_state_of_the_old_format_continues_its_episodes_without_resolving_them
     gate = AlertGate(quiet_ms=MINUTE)
     gate.restore([["v1", "age", "mean_shift", 1_000]])  # format 1: (version, field, episode) -> last signal
     assert gate.admit(("age", "mean_shift"), 30_000) is False  # the same episode
-    gate.resolve_before(10 * MINUTE)
+    gate.resolve_before({"events": 10 * MINUTE})
     assert gate.take_resolutions() == []  # its alert's id was not kept: nothing to resolve in the table
 
 

@@ -200,7 +200,8 @@ def test_what_a_split_model_reports_does_not_depend_on_interleaving_or_restarts(
     def outcome(split: Split) -> str:
         result = split.out
         return to_canonical_json([sorted(_last_per_window(result.performance_windows).items()), result.challenger_windows,
-                                  [s for s in result.signals if s.detector == "concept_error"], result.alerts])
+                                  [s for s in result.signals if s.detector == "concept_error"], result.alerts,
+                                  sorted(result.resolved_alerts, key=lambda r: r.alert_id)])
 
     expected = outcome(_split_run(contract, labelled, catalog, stream, seed=2))
     assert outcome(_split_run(contract, labelled, catalog, stream, seed=3)) == expected

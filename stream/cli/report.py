@@ -1,0 +1,73 @@
+"""``driftline report``: the HTML report of a model over a time range, from the database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .arguments import UsageError, add_database_url, database_url
+
+__all__ = ["register", "run"]
+
+
+def _time(text: str) -> datetime:
+    """An ISO 8601 date or time (UTC unless it says otherwise)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time (2026-11-29, 2026-11-29T12:00)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="the HTML report of a model over a time range, from the database",
+        description="Reads a model's window aggregates, window counts (accepted and rejected), performance and "
+        "alerts (with their incidents' ends) from the database and renders them as one HTML file.",
+    )
+    parser.add_argument("--model", required=True, help="the model (or feature set) to report on")
+    parser.add_argument("--since", type=_time, required=True, help="start of the range (ISO 8601, UTC unless it says otherwise)")
+    parser.add_argument("--until", type=_time, default=None, help="end of the range (default: now)")
+    parser.add_argument("--output", type=Path, required=True, help="the HTML file to write")
+    add_database_url(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from driftline.sinks.database import create_database_engine
+    from driftline.sinks.report_reader import read_report_data
+    from driftline.stream.demo.report import write_report
+
+    until = args.until or datetime.now(UTC)
+    if until <= args.since:
+        raise UsageError(f"--until ({until.isoformat()}) must be after --since ({args.since.isoformat()})")
+    engine = create_database_engine(database_url(args))
+
+    def progress(done: int, days: int, rows: int) -> None:
+        print(f"\rread {done} of {days} day(s): {rows:,} rows", end="" if done < days else "\n", file=sys.stderr, flush=True)
+
+    try:
+        data = read_report_data(engine, args.model, args.since, until, progress=progress)
+    finally:
+        engine.dispose()
+    if not data.rows:
+        print(f"driftline report: no rows of model {args.model!r} between {args.since.isoformat()} and {until.isoformat()}",
+              file=sys.stderr)
+    path = write_report(
+        args.output,
+        title=f"driftline — {args.model}, {args.since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
+        feature_windows=data.feature_windows, alerts=data.alerts, model_windows=data.model_windows,
+        performance_windows=data.performance_windows, resolutions=data.resolutions,
+        summary={
+            "model": args.model, "since": args.since.isoformat(), "until": until.isoformat(),
+            "windows": len(data.model_windows), "events": sum(w.events for w in data.model_windows),
+            "rejected events": sum(w.rejected for w in data.model_windows), "alerts": len(data.alerts),
+            "incidents resolved": len(data.resolutions),
+        },
+    )
+    print(f"report written to {path}")
+    return 0

@@ -1,0 +1,91 @@
+"""``driftline report`` from the real PostgreSQL, looked at in headless Chromium.
+
+A partition runner writes the demo's stream (a gradual income shift, a producer's rename whose events
+are rejected, a flood of a new category) into an isolated schema through the SQL store, as a worker
+would; ``driftline report`` renders the model's range from the database; Chromium (Debian's package,
+installed by deploy/local/lib.sh) screenshots the page, which must not be blank, and logs no console
+message (the page has no script: any would be an error).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from unavailable import unavailable
+from worker_harness import MODEL, isolated_database
+
+from driftline.schemas.codec import Codec, in_memory_registry
+from driftline.schemas.contract_catalog import Catalog
+from driftline.sinks import SqlCheckpointStore
+from driftline.sinks.database import create_database_engine
+from driftline.stream.demo.demo import demo_episodes, demo_messages, reference_profile
+from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.monitor.engine import EngineConfig
+from driftline.stream.runner import InMemoryDeadLetters, PartitionKey, PartitionRunner
+
+EVENTS = 36_000
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    unavailable("no chromium (deploy/local/lib.sh installs Debian's chromium package)")
+
+
+def test_the_report_of_a_range_renders_from_the_database(database_url: str, tmp_path: Path) -> None:
+    chromium = _chromium()
+    catalog = Catalog.load()
+    contract = catalog.contract(MODEL)
+    registry = in_memory_registry()
+    stream = SyntheticStream(contract, seed=11, events_per_second=40)
+    with isolated_database(database_url) as url:
+        engine = create_database_engine(url)
+        try:
+            profile = reference_profile(contract, SyntheticStream(contract, seed=3))
+            runner = PartitionRunner(
+                key=PartitionKey("report", "predictions." + MODEL, 0), contract=contract, profiles={profile.model_version: profile},
+                codec=Codec(catalog, registry_client=registry), store=SqlCheckpointStore(engine), deadletters=InMemoryDeadLetters(),
+                config=EngineConfig(window_length_ms=60_000, alert_cooldown_ms=5 * 60_000),
+            )
+            for chunk in demo_messages(contract, stream, EVENTS, demo_episodes(EVENTS), registry):
+                runner.process(chunk)
+                runner.checkpoint()
+            runner.finish()
+        finally:
+            engine.dispose()
+        first = datetime.fromtimestamp(int(np.asarray(stream.event_times(1))[0]) / 1000, UTC)
+        output = tmp_path / "report.html"
+        done = subprocess.run(
+            [sys.executable, "-m", "driftline.stream.cli", "report", "--model", MODEL, "--since", (first - timedelta(days=1)).isoformat(),
+             "--until", (first + timedelta(days=1)).isoformat(), "--output", str(output), "--database-url", url],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "read 2 of 2 day(s)" in done.stderr  # the progress line
+    page = output.read_text(encoding="utf-8")
+    for heading in ("Drift scores", "Alert timeline", "Events per window", "Alerts ("):
+        assert heading in page, heading
+    assert page.count("data:image/png;base64,") >= 3
+    assert "incidents resolved" in page and "rejected events" in page  # the summary
+
+    screenshot = tmp_path / "report.png"
+    shown = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,3000",
+         "--enable-logging=stderr", "--v=0", f"--screenshot={screenshot}", output.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert shown.returncode == 0 and screenshot.exists(), shown.stderr[-2000:]
+    console = [line for line in shown.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    import matplotlib.image
+
+    pixels = np.asarray(matplotlib.image.imread(screenshot))[..., :3]
+    not_white = float(np.mean(pixels.min(axis=-1) < 0.9))
+    assert not_white > 0.05 and float(pixels.std()) > 0.05, (not_white, float(pixels.std()))  # text and figures, not blank
