@@ -201,7 +201,7 @@ missing_packages() {
     [[ -n "$(postgres_bindir)" ]] || missing+=(postgresql)
     [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]] || missing+=(prometheus)
     [[ -x /usr/bin/prometheus-alertmanager && -x /usr/bin/amtool ]] || missing+=(prometheus-alertmanager)
-    # Not a service: the browser the report test screenshots its page with (tests/integration/test_report.py).
+    # Not a service: the browser the report test screenshots its page with (tests/integration/test_report_from_database.py).
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     echo "${missing[@]}"
 }
