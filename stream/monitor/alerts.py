@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .results import Alert, AlertKind, AlertResolution, alert_identifier
+from .results import Alert, AlertKind, AlertResolution, BatchResult, alert_identifier
 
 __all__ = ["AlertGate", "make_alert"]
 
@@ -108,8 +108,8 @@ class AlertGate:
     def resolve_before(self, clocks: dict[str, float | None]) -> None:
         """Resolve the incidents whose last signal is more than the quiet period behind their kind's clock.
 
-        ``clocks``: how far each clock of :data:`CLOCKS` has come (a clock missing or ``None``: not yet
-        known — its incidents stay open). No signal of the kind can come dated before its clock.
+        ``clocks``: how far each clock of :data:`CLOCKS` has come (a clock missing, ``None`` or ``-inf``:
+        not yet known — its incidents stay open). No signal of the kind can come dated before its clock.
         """
         due = []
         for key, incident in self._open.items():
@@ -128,6 +128,12 @@ class AlertGate:
             self._unattached[key] = ended
         else:
             self._resolved.append((key, AlertResolution(incident.alert, *ended)))
+
+    def report(self, clocks: dict[str, float | None], result: BatchResult) -> None:
+        """Resolve what ``clocks`` allow (:meth:`resolve_before`); put the resolutions and the open incidents in ``result``."""
+        self.resolve_before(clocks)
+        result.resolved_alerts.extend(self.take_resolutions())
+        result.open_alerts = self.open_alerts()
 
     def take_resolutions(self) -> list[AlertResolution]:
         """The incidents resolved since the last call, in the order they resolved."""

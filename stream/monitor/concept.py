@@ -105,14 +105,18 @@ class ConceptDriftDetector:
         """Feed errors in order; positions (in ``errors``) where a rise of the error was signalled."""
         return self.test.update_many(errors)
 
+    def joined_errors(self, joined: JoinedLabels) -> np.ndarray:
+        """The errors of joined labels (decided by the predictions' own classes when every one carries one)."""
+        classes = None
+        if self.task == "classification" and len(joined) and all(c is not None for c in joined.classes):
+            classes = np.asarray(joined.classes)
+        return self.errors(joined.scores, joined.labels, classes)
+
     def update(self, joined: JoinedLabels) -> np.ndarray:
         """Feed joined labels in the order given; positions where a rise of the error was signalled."""
         if len(joined) == 0:
             return np.empty(0, dtype=np.int64)
-        classes = None
-        if self.task == "classification" and all(c is not None for c in joined.classes):
-            classes = np.asarray(joined.classes)
-        return self.update_errors(self.errors(joined.scores, joined.labels, classes))
+        return self.update_errors(self.joined_errors(joined))
 
     def to_state(self) -> dict[str, Any]:
         """Strict-JSON state."""

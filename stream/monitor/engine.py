@@ -17,7 +17,6 @@ events went to the dead-letter topic. When a window closes it is compared with t
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -227,24 +226,19 @@ class MonitorEngine:
         return result
 
     def _incident_clocks(self) -> dict[str, float | None]:
-        """How far each clock of the alert kinds has come (see ``alerts.CLOCKS``)."""
-        def known(value: float | None) -> float | None:
-            return None if value is None or (math.isinf(value) and value < 0) else value
-
+        """How far each clock of the alert kinds has come (see ``alerts.CLOCKS``; ``-inf``: nothing yet)."""
         return {
             "events": self._clock.watermark_ms,
             "windows": self._clock.closable_before(),
-            "labels": known(self._observed.released_before) if self._observed is not None else None,
-            "compared": known(self._challenger.compared_before) if self._challenger is not None else None,
+            "labels": None if self._observed is None else self._observed.released_before,
+            "compared": None if self._challenger is None else self._challenger.compared_before,
         }
 
     def _incidents(self, result: BatchResult) -> None:
         """Resolve the incidents the watermark has left quiet long enough; say which stay open."""
         if self.config.partial_windows:
             return  # one partition of several: the merger keeps the model's incidents
-        self._gate.resolve_before(self._incident_clocks())
-        result.resolved_alerts.extend(self._gate.take_resolutions())
-        result.open_alerts = self._gate.open_alerts()
+        self._gate.report(self._incident_clocks(), result)
 
     @property
     def events_per_second(self) -> float:
@@ -548,24 +542,16 @@ class MonitorEngine:
 
     def _observe(self, observed: JoinedLabels, complete: list[tuple[int, list[int]]], result: BatchResult) -> None:
         """Labels released in observation order, and the challenger's complete windows: tested here, or sent to the merger."""
+        errors = self._concept.joined_errors(observed) if self._concept is not None and len(observed) else None
         if self.config.partial_windows:
-            if self._concept is not None and len(observed):
-                errors = self._concept.errors(observed.scores, observed.labels, self._classes_of(observed))
+            if errors is not None:
                 result.observed_errors.append(
                     ObservedErrors(list(observed.label_times_ms), list(observed.prediction_ids), errors.tolist()))
             result.challenger_partials.extend(ChallengerPartial(start, (c[0], c[1], c[2], c[3], c[4])) for start, c in complete)
             return
-        if self._concept is not None and len(observed):
-            errors = self._concept.errors(observed.scores, observed.labels, self._classes_of(observed))
+        if errors is not None:
             self._verdicts.concept_drift(errors, observed.label_times_ms, self._rate.events_per_second, result)
         self._verdicts.compare_challenger(complete, result)
-
-    def _classes_of(self, joined: JoinedLabels) -> np.ndarray | None:
-        """The predicted classes of joined labels, if every one carries its own (else the score decides)."""
-        assert self._concept is not None
-        if self._concept.task == "classification" and all(c is not None for c in joined.classes):
-            return np.asarray(joined.classes)
-        return None
 
     def _estimate_closed_windows(self, starts: list[int], result: BatchResult) -> None:
         """At a window's close: its estimate (before any label), and an alert if it fell significantly."""

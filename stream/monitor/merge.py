@@ -174,31 +174,27 @@ class WindowMerger:
 
     def add_performance(self, partition: int, partials: list[PerformancePartial], result: BatchResult) -> None:
         """One partition's label accumulators of windows (the latest of each replaces the one before)."""
-        if self._joins_labels():
-            assert self.labels is not None
+        if (merge := self._label_merge()) is not None:
             for partial in partials:
-                self.labels.add_performance(partition, partial, result)
+                merge.add_performance(partition, partial, result)
 
     def add_errors(self, partition: int, observed: ObservedErrors) -> None:
         """One partition's labels in observation order, with their errors (for the model's concept-drift test)."""
-        if self._joins_labels():
-            assert self.labels is not None
-            self.labels.add_errors(partition, observed)
+        if (merge := self._label_merge()) is not None:
+            merge.add_errors(partition, observed)
 
     def add_challenger(self, partition: int, partials: list[ChallengerPartial]) -> None:
         """One partition's comparisons of champion and challenger on windows it has completed."""
-        if self._joins_labels():
-            assert self.labels is not None
+        if (merge := self._label_merge()) is not None:
             for partial in partials:
-                self.labels.add_challenger(partition, partial)
+                merge.add_challenger(partition, partial)
 
-    def _joins_labels(self) -> bool:
-        """Whether this merger takes labels; if not (partitions configured otherwise, e.g. during a rolling
-        restart), their label messages are counted in :attr:`ignored_labels` and left alone."""
+    def _label_merge(self) -> LabelMerge | None:
+        """The label merge, for a label message; ``None`` if this merger takes no labels (partitions configured
+        otherwise, e.g. during a rolling restart): their label messages are counted in :attr:`ignored_labels`."""
         if self.labels is None:
             self.ignored_labels += 1
-            return False
-        return True
+        return self.labels
 
     def advance(
         self, partition: int, partitions: int, max_event_time_ms: int | None, *, idle: bool, result: BatchResult,
@@ -218,20 +214,17 @@ class WindowMerger:
         if max_event_time_ms is not None:
             progress.max_event_time_ms = max(max_event_time_ms, progress.max_event_time_ms or max_event_time_ms)
         progress.idle = idle
-        if labels is not None and self._joins_labels():
-            assert self.labels is not None
-            self.labels.advance(partition, labels)
+        if labels is not None and (merge := self._label_merge()) is not None:
+            merge.advance(partition, labels)
         self._release(result)
         if self.labels is not None and self.partitions is not None:
             self.labels.release(self.partitions, {p: g.idle for p, g in self._progress.items()}, self._closed_before_ms, result)
-        merge = self.labels
-        self._gate.resolve_before({
+        labels_merge = self.labels
+        self._gate.report({
             "events": self._released_before_ms, "windows": self._closed_before_ms,
-            "labels": None if merge is None or math.isinf(merge.released_before) else merge.released_before,
-            "compared": None if merge is None or math.isinf(merge.compared_before) else merge.compared_before,
-        })
-        result.resolved_alerts.extend(self._gate.take_resolutions())
-        result.open_alerts = self._gate.open_alerts()
+            "labels": None if labels_merge is None or math.isinf(labels_merge.released_before) else labels_merge.released_before,
+            "compared": None if labels_merge is None or math.isinf(labels_merge.compared_before) else labels_merge.compared_before,
+        }, result)
 
     @property
     def pending_windows(self) -> int:
