@@ -118,7 +118,6 @@ class DriftlineMetrics:
         self.alert_kinds = frozenset(map(str, alert_kinds))
         self._model_labels = (*sorted(self.models), OTHER)
         self._last_window_end_ms: dict[str, int] = {}  # by model label
-        self._latest_event_time_ms: dict[str, int] = {}  # by model label
         self._active: dict[str, _ActiveAlert] = {}  # the open incidents, by the id of the alert that opened each
         self._seen: OrderedDict[str, None] = OrderedDict()  # alert ids counted (the latest SEEN_ALERTS)
         self._active_series: set[tuple[str, str, str]] = set()  # (model, kind, feature) of driftline_active_alerts set so far
@@ -338,7 +337,6 @@ class DriftlineMetrics:
             model = self.model_label(name)
             end_ms = start_ms + length_ms
             self._last_window_end_ms[model] = max(end_ms, self._last_window_end_ms.get(model, end_ms))
-            self._advance_event_time(model, end_ms)
         # Every model, not only those with a new window: a stalled model's lag keeps growing.
         for model, end_ms in self._last_window_end_ms.items():
             self.window_lag.labels(model=model).set(now_s - end_ms / 1000.0)
@@ -346,7 +344,6 @@ class DriftlineMetrics:
     def _observe_alerts(self, result: BatchResult, model: str) -> None:
         for alert in result.alerts:
             label = self.model_label(alert.model)
-            self._advance_event_time(label, alert.event_time_ms)
             self._active[alert.alert_id] = _ActiveAlert(label, self.kind_label(alert.kind), self._alert_feature(label, alert.feature))
             # An alert delivered again (a re-processed batch) is counted once.
             if alert.alert_id in self._seen:
@@ -393,9 +390,6 @@ class DriftlineMetrics:
             for contender, value in (("champion", compared.champion_accuracy), ("challenger", compared.challenger_accuracy)):
                 if value is not None:
                     self.challenger.labels(model=name, contender=contender).set(value)
-
-    def _advance_event_time(self, model: str, event_time_ms: int) -> None:
-        self._latest_event_time_ms[model] = max(event_time_ms, self._latest_event_time_ms.get(model, event_time_ms))
 
 
 def serve(registry: CollectorRegistry, port: int, addr: str = "127.0.0.1") -> int:

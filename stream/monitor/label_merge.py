@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from .config import EngineConfig
-from .estimation import estimate_of_sums
+from .estimation import EstimatedPerformance, estimate_of_sums
 from .label_verdicts import LabelVerdicts
 from .performance import merge_accumulators, metrics_of
-from .results import BatchResult, ChallengerPartial, ObservedErrors, PerformancePartial
+from .results import BatchResult, ChallengerPartial, ObservedErrors, PerformancePartial, PerformanceWindow
 
 __all__ = ["LabelMerge", "LabelProgress", "bound_from_json", "bound_to_json"]
 
@@ -190,11 +190,11 @@ class LabelMerge:
 
     # -- records -------------------------------------------------------------------------------------
 
-    def _estimate(self, start: int) -> Any:
+    def _estimate(self, start: int) -> EstimatedPerformance | None:
         sums = [p.estimate for p in self._performance.get(start, {}).values() if p.estimate is not None]
         return estimate_of_sums([sum(column) for column in zip(*sums, strict=True)]) if sums else None
 
-    def _record(self, start: int) -> Any:
+    def _record(self, start: int) -> PerformanceWindow:
         accumulators = [p.realised for _, p in sorted(self._performance[start].items()) if p.realised is not None]
         return self.verdicts.performance_window(start, metrics_of(start, merge_accumulators(accumulators), self.verdicts.task),
                                                 self._estimate(start))

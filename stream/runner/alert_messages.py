@@ -29,8 +29,9 @@ from typing import Any
 
 import fastavro
 
+from driftline.schemas import avro_types
 from driftline.schemas.contract_catalog import Catalog
-from driftline.schemas.wire import encode_single_object
+from driftline.schemas.wire import SINGLE_OBJECT_MARKER, encode_single_object
 from driftline.stream.monitor.results import Alert, AlertResolution, BatchResult
 
 __all__ = ["ALERT_SCHEMA", "alert_messages", "decode_alert_message"]
@@ -80,8 +81,5 @@ def decode_alert_message(value: bytes) -> dict[str, Any]:
 
 @functools.cache
 def _header() -> bytes:
-    """The single-object header of the alert schema (marker and fingerprint)."""
-    return encode_single_object(_record(_EXAMPLE, None), _schema())[:10]
-
-
-_EXAMPLE = Alert("", "", "", "", None, "", "", None, 0, 0.0, 0.0, "")
+    """The single-object header of the alert schema: the marker and the schema's fingerprint."""
+    return SINGLE_OBJECT_MARKER + avro_types.fingerprint_bytes(avro_types.fingerprint(avro_types.canonical_form(_schema())))
