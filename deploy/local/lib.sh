@@ -14,13 +14,20 @@ STATE_DIR="${DRIFTLINE_SERVICES_DIR:-$REPO_DIR/.services}"
 CACHE_DIR="${DRIFTLINE_CACHE_DIR:-${HOME:-/root}/.cache/driftline}"
 
 # Fixed loopback ports (documented in deploy/local/README.md), below the ephemeral port range so that
-# no client's source port can take one of them.
-KAFKA_PORT=19092
-KAFKA_CONTROLLER_PORT=19093
-POSTGRES_PORT=15432
-PROMETHEUS_PORT=19090
-ALERTMANAGER_PORT=19094
-METRICS_PORT=19464
+# no client's source port can take one of them. DRIFTLINE_PORT_OFFSET (a multiple of 100, default 0)
+# shifts them all, so that a second stack (another checkout, a CI run beside a developer's services)
+# can run on the same machine: each checkout keeps its own state directory.
+PORT_OFFSET="${DRIFTLINE_PORT_OFFSET:-0}"
+if ! [[ "$PORT_OFFSET" =~ ^[0-9]+$ ]] || ((PORT_OFFSET % 100 || PORT_OFFSET > 9000)); then
+    printf '[services] ERROR: DRIFTLINE_PORT_OFFSET=%s: a multiple of 100 from 0 to 9000\n' "$PORT_OFFSET" >&2
+    exit 2
+fi
+KAFKA_PORT=$((19092 + PORT_OFFSET))
+KAFKA_CONTROLLER_PORT=$((19093 + PORT_OFFSET))
+POSTGRES_PORT=$((15432 + PORT_OFFSET))
+PROMETHEUS_PORT=$((19090 + PORT_OFFSET))
+ALERTMANAGER_PORT=$((19094 + PORT_OFFSET))
+METRICS_PORT=$((19464 + PORT_OFFSET))
 
 # What the local services are reached at (the values services.sh exports).
 LOCAL_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import shlex
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -240,12 +242,29 @@ def test_prometheus_configs_load_the_project_rules(
     assert "driftline" in {job["job_name"] for job in config["scrape_configs"]}
 
 
+def _local_ports(repository: Path, offset: str = "0") -> dict[str, str]:
+    """The ports deploy/local/lib.sh defines, as bash computes them (with ``DRIFTLINE_PORT_OFFSET=offset``)."""
+    names = ["KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "POSTGRES_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "METRICS_PORT"]
+    script = f'source "{repository}/deploy/local/lib.sh"; ' + "; ".join(f'echo "{name}=${{{name}}}"' for name in names)
+    output = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True,
+                            env={**os.environ, "DRIFTLINE_PORT_OFFSET": offset}).stdout
+    return dict(line.split("=", 1) for line in output.split())
+
+
+def test_port_offset_shifts_every_local_port(repository: Path) -> None:
+    base, shifted = _local_ports(repository), _local_ports(repository, "300")
+    assert base["KAFKA_PORT"] == "19092" and base["POSTGRES_PORT"] == "15432"
+    assert {name: int(port) + 300 for name, port in base.items()} == {name: int(port) for name, port in shifted.items()}
+    refused = subprocess.run(["bash", "-c", f'source "{repository}/deploy/local/lib.sh"'], capture_output=True, text=True,
+                             timeout=30, env={**os.environ, "DRIFTLINE_PORT_OFFSET": "150"})
+    assert refused.returncode == 2 and "DRIFTLINE_PORT_OFFSET=150" in refused.stderr
+
+
 def test_local_prometheus_config_targets_the_local_services(
     repository: Path, load_yaml: Callable[[Path], Any], local_prometheus_config: Path
 ) -> None:
     """The addresses of deploy/local/lib.sh, seen from the local Prometheus configuration rendered from them."""
-    library = (repository / "deploy/local/lib.sh").read_text(encoding="utf-8")
-    ports = dict(re.findall(r"^(\w+_PORT)=(\d+)$", library, flags=re.MULTILINE))
+    ports = _local_ports(repository)
     template = (repository / "deploy/prometheus/prometheus.local.yml.in").read_text(encoding="utf-8")
     assert not re.search(r"\b1\d{4}\b", template), "the template must not repeat a port of lib.sh"
     config = load_yaml(local_prometheus_config)
