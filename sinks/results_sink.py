@@ -2,8 +2,9 @@
 
 ``add()`` buffers the records of engine results; ``write(connection)`` upserts them inside a caller's
 transaction (the checkpoint store writes them with its checkpoint), ``flush()`` in one of its own.
-Writes are ``INSERT … ON CONFLICT DO UPDATE`` on the natural keys, so writing the same results again
-(at-least-once delivery, a replay) leaves the tables as they were — apart from ``updated_at``.
+Writes are ``INSERT … ON CONFLICT DO UPDATE`` on the natural keys (and the run label), and a row whose
+values are already the stored ones is not updated at all, so writing the same results again
+(at-least-once delivery, a replay) leaves the tables exactly as they were, ``updated_at`` included.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from driftline.stream.monitor.results import (
 
 from .database import display_url
 from .errors import SinkError
-from .sql_statements import SqlStore, resolve_alerts, stamp, upsert
+from .sql_statements import SqlStore, check_run_label, resolve_alerts, stamp, upsert
 from .tables import (
+    LIVE_RUN,
     QUANTILE_COLUMNS,
+    RESULT_TABLES,
     AlertRow,
     ChallengerWindowRow,
     ModelWindowRow,
@@ -197,11 +200,8 @@ def _schema_change_row(change: SchemaChangeRecord) -> dict[str, Any]:
 
 
 
-# The mapped classes' tables, in write order (metadata holds them as sa.Table).
-_TABLES: tuple[sa.Table, ...] = tuple(
-    metadata.tables[row.__tablename__]
-    for row in (WindowAggregateRow, ModelWindowRow, AlertRow, SchemaChangeRow, PerformanceWindowRow, ChallengerWindowRow)
-)
+# The result tables, in write order (metadata holds them as sa.Table).
+_TABLES: tuple[sa.Table, ...] = tuple(metadata.tables[name] for name in RESULT_TABLES)
 
 
 class SqlResultsSink(SqlStore):
@@ -210,12 +210,19 @@ class SqlResultsSink(SqlStore):
     Buffers are cleared in ``finally``: after a failed write the caller must not commit its input
     offsets, and re-processes from them.
 
-    Constructed with an engine and an optional clock (see :class:`~driftline.sinks.sql_statements.SqlStore`).
+    Constructed with an engine and an optional clock (see :class:`~driftline.sinks.sql_statements.SqlStore`),
+    and the ``run`` label every row is written under (``live``, what the worker writes, by default;
+    a replay's own label keeps its rows beside the live ones).
 
+    Raises
+    ------
+    ValueError
+        ``run`` is empty or not a plain label (letters, digits, ``.``, ``_``, ``-``, ``:``, up to 64).
     """
 
-    def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, engine: sa.Engine, *, clock: Callable[[], datetime] | None = None, run: str = LIVE_RUN) -> None:
         super().__init__(engine, clock=clock)
+        self.run = check_run_label(run)
         # Keyed by natural key: a record added twice before a write is written once (the later
         # one wins), which PostgreSQL requires — one INSERT may not touch the same row twice.
         self._buffers: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {table.name: {} for table in _TABLES}
@@ -244,10 +251,11 @@ class SqlResultsSink(SqlStore):
             key_columns = [c.name for c in metadata.tables[table_name].primary_key.columns]
             buffer = self._buffers[table_name]
             for row in table_rows:
+                row["run"] = self.run
                 buffer[tuple(row[name] for name in key_columns)] = row
         for resolution in result.resolved_alerts:
             self._resolutions[resolution.alert_id] = {
-                "b_alert_id": resolution.alert_id, "b_resolved_at": _utc_from_ms(resolution.resolved_at_ms),
+                "b_alert_id": resolution.alert_id, "b_run": self.run, "b_resolved_at": _utc_from_ms(resolution.resolved_at_ms),
                 "b_last_signal_at": _utc_from_ms(resolution.last_signal_ms), "b_signals": resolution.signals,
             }
 

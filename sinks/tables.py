@@ -26,12 +26,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "LIVE_RUN",
     "NAMING_CONVENTION",
     "QUANTILE_COLUMNS",
+    "RESULT_TABLES",
     "AlertRow",
     "Base",
     "ChallengerWindowRow",
     "CheckpointRow",
+    "CheckpointSnapshotRow",
     "ModelWindowRow",
     "PerformanceWindowRow",
     "ReferenceProfileRow",
@@ -59,6 +62,9 @@ QUANTILE_COLUMNS: dict[str, float] = {
     "p95": 0.95,
     "p99": 0.99,
 }
+
+#: The run label of what the worker (and the demo) writes; a replay writes under a label of its own.
+LIVE_RUN = "live"
 
 # JSONB on PostgreSQL so analysts can index and query into it; plain JSON (text) on SQLite.
 _JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -140,6 +146,8 @@ class WindowAggregateRow(Base):
     # [{"item": "...", "count": n}, ...] most frequent first (categorical features only).
     top_items: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Which run wrote the row: ``live`` for the worker (and the demo), a replay's own label otherwise (migration 0006).
+    run: Mapped[str] = mapped_column(Text, primary_key=True, server_default=sa.text("'live'"))
 
 
 class ModelWindowRow(Base):
@@ -161,6 +169,8 @@ class ModelWindowRow(Base):
     # {"reason": count, ...}
     rejected_by_reason: Mapped[dict[str, int]] = mapped_column(_JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Which run wrote the row: ``live`` for the worker (and the demo), a replay's own label otherwise (migration 0006).
+    run: Mapped[str] = mapped_column(Text, primary_key=True, server_default=sa.text("'live'"))
 
 
 class PerformanceWindowRow(Base):
@@ -190,6 +200,8 @@ class PerformanceWindowRow(Base):
     estimated_accuracy_se: Mapped[float | None] = mapped_column(Double, nullable=True)
     estimated_f1: Mapped[float | None] = mapped_column(Double, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Which run wrote the row: ``live`` for the worker (and the demo), a replay's own label otherwise (migration 0006).
+    run: Mapped[str] = mapped_column(Text, primary_key=True, server_default=sa.text("'live'"))
 
 
 class ChallengerWindowRow(Base):
@@ -209,6 +221,8 @@ class ChallengerWindowRow(Base):
     alpha: Mapped[float] = mapped_column(Double)
     challenger_better: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Which run wrote the row: ``live`` for the worker (and the demo), a replay's own label otherwise (migration 0006).
+    run: Mapped[str] = mapped_column(Text, primary_key=True, server_default=sa.text("'live'"))
 
 
 class AlertRow(Base):
@@ -242,6 +256,8 @@ class AlertRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_signal_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     signals: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Which run wrote the row: ``live`` for the worker (and the demo), a replay's own label otherwise (migration 0006).
+    run: Mapped[str] = mapped_column(Text, primary_key=True, server_default=sa.text("'live'"))
 
 
 class SchemaChangeRow(Base):
@@ -258,6 +274,8 @@ class SchemaChangeRow(Base):
     description: Mapped[str] = mapped_column(Text)
     # The earliest event time seen for this writer, over every run that reported it.
     first_seen_event_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Which run wrote the row: ``live`` for the worker (and the demo), a replay's own label otherwise (migration 0006).
+    run: Mapped[str] = mapped_column(Text, primary_key=True, server_default=sa.text("'live'"))
 
 
 class ReferenceProfileRow(Base):
@@ -299,3 +317,36 @@ class CheckpointRow(Base):
     accepted: Mapped[int] = mapped_column(BigInteger)
     dead_lettered: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CheckpointSnapshotRow(Base):
+    """A copy of a checkpoint kept for replays (migration 0006): where a partition's runner was, and its state then.
+
+    The worker keeps one about every hour (``--snapshot-interval``) for a week (``--snapshot-retention``);
+    ``driftline replay`` into the live run starts from the latest one at or before its ``--from``, so it
+    computes exactly what the live run computed from there.
+    """
+
+    __tablename__ = "checkpoint_snapshots"
+
+    consumer_group: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text, primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # As in ``checkpoints``: zlib of the UTF-8 JSON of the runner's state.
+    engine_state: Mapped[bytes] = mapped_column(LargeBinary)
+    consumed: Mapped[int] = mapped_column(BigInteger)
+    accepted: Mapped[int] = mapped_column(BigInteger)
+    dead_lettered: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+#: The tables a run writes its results to, each keyed by its natural key and the ``run`` label.
+RESULT_TABLES: tuple[str, ...] = (
+    WindowAggregateRow.__tablename__,
+    ModelWindowRow.__tablename__,
+    AlertRow.__tablename__,
+    SchemaChangeRow.__tablename__,
+    PerformanceWindowRow.__tablename__,
+    ChallengerWindowRow.__tablename__,
+)

@@ -26,6 +26,7 @@ __all__ = [
     "duration_ms",
     "kafka_bootstrap",
     "metrics_port",
+    "optional_duration_ms",
     "port_number",
     "positive_float",
     "positive_int",
@@ -97,6 +98,15 @@ def duration_ms(text: str) -> int:
     if not value >= 1 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be at least 1 ms, got {text!r}")
     return round(value)
+
+
+def optional_duration_ms(text: str) -> int | None:
+    """An argparse type: a duration as :func:`duration_ms`, or ``none`` (``None``: never).
+
+    >>> optional_duration_ms("1h"), optional_duration_ms("none")
+    (3600000, None)
+    """
+    return None if text.strip().lower() in ("none", "off", "never") else duration_ms(text)
 
 
 def add_budget(parser: argparse.ArgumentParser) -> None:

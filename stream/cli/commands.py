@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 from driftline.schemas.errors import DriftlineError
 
-from . import baseline, db, demo, generate, produce, report, worker
+from . import baseline, db, demo, generate, produce, replay, report, worker
 
 __all__ = ["build_parser", "main"]
 
 #: In the order ``driftline --help`` lists them.
-COMMANDS = (demo, generate, baseline, db, worker, produce, report)
+COMMANDS = (demo, generate, baseline, db, worker, produce, replay, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

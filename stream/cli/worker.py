@@ -8,31 +8,25 @@ import os
 from pathlib import Path
 from typing import Any
 
-from driftline.stream.kafka.topics import (
-    ALERTS_TOPIC,
-    DEADLETTER_TOPIC,
-    FEATURE_TOPIC_PREFIX,
-    LABEL_TOPIC_PREFIX,
-    PREDICTION_TOPIC_PREFIX,
-)
+from driftline.stream.kafka.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, FEATURE_TOPIC_PREFIX
 
 from .arguments import (
     DEFAULT_BOOTSTRAP,
     UsageError,
-    add_budget,
     add_data_dir,
     add_database_url,
     add_metrics,
-    at_least,
     data_dir,
     database_url,
     duration_ms,
     kafka_bootstrap,
     metrics_port,
+    optional_duration_ms,
     port_number,
     positive_float,
     positive_int,
 )
+from .engine_options import add_engine_options, engine_config
 
 __all__ = ["register", "run"]
 
@@ -61,8 +55,6 @@ def register(commands: Any) -> None:
     worker.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
     add_database_url(worker)
     worker.add_argument("--group", default="driftline", help="Kafka consumer group and checkpoint key (default driftline)")
-    worker.add_argument("--topic-prefix", default=PREDICTION_TOPIC_PREFIX,
-        help=f"a model's topic is <prefix><model> (default {PREDICTION_TOPIC_PREFIX})")
     worker.add_argument("--deadletter-topic", default=DEADLETTER_TOPIC, help=f"topic of rejected messages (default {DEADLETTER_TOPIC})")
     worker.add_argument("--alerts-topic", default=ALERTS_TOPIC,
                         help=f"topic of the incidents' state changes, firing and resolved (Avro, schemas/alert.avsc; default "
@@ -85,38 +77,12 @@ def register(commands: Any) -> None:
         help="most events read (and given to the engine) at once (default 50000)")
     worker.add_argument("--batch-seconds", type=positive_float, default=0.25, help="longest wait to fill a batch (default 0.25)")
     worker.add_argument("--checkpoint-seconds", type=positive_float, default=1.0, help="time between checkpoints (default 1.0)")
-    worker.add_argument("--max-message-bytes", type=positive_int, default=1_000_000, help="larger messages are rejected as oversized")
-    worker.add_argument("--window-seconds", type=positive_int, default=None, help="event-time window length (default: the engine's, 60)")
-    add_budget(worker)
-    worker.add_argument(
-        "--events-per-second", type=positive_float, default=None,
-        help="each model's event rate the budget is spread over (default: its reference's, from the training "
-        "data's timestamps); a floor: a busier live stream tightens the thresholds",
-    )
-    worker.add_argument("--allowed-lateness-seconds", type=at_least(0), default=None,
-                        help="how far behind the latest event time an event still counts in its window (default: the engine's, 120)")
-    worker.add_argument("--alert-quiet", type=duration_ms, default=None, metavar="DURATION",
-                        help="an incident (one per model, alert kind and field) resolves once this much event time passed "
-                        "without a signal, and signals closer than this extend it (default 15m)")
-    labels = worker.add_argument_group("labels", "join late ground truth to the predictions: performance per window, concept "
-                                        "drift, estimated performance (README, Labels and performance)")
-    labels.add_argument("--label-horizon", type=duration_ms, default=None, metavar="DURATION",
-        help="read <label-topic-prefix><model> and join each label to its prediction if it comes at most this long after "
-        "it in event time (90s, 15m, 2h, 7d; a bare number is seconds); default: labels are not read")
-    labels.add_argument("--label-grace", type=duration_ms, default=None, metavar="DURATION",
-        help="how far out of event-time order predictions may arrive before a label that waits for its prediction is "
-        "given up as unknown_prediction (default 1h)")
-    labels.add_argument("--label-capacity", type=positive_int, default=None,
-        help="most predictions and waiting labels each partition's join holds; size it as events/s x 2 x horizon "
-        "(default 200000; beyond it the oldest are evicted and counted)")
-    labels.add_argument("--challenger", nargs="?", const="default", default=None, metavar="MODULE:FACTORY",
-        help="run an online River challenger beside a binary classifier and recommend it (a challenger_better alert, the "
-        "challenger_windows table) when it is significantly better on the same labelled predictions; without a value the "
-        "default (online logistic regression), else a factory returning a River classifier; needs --label-horizon")
-    labels.add_argument("--challenger-sample", type=positive_float, default=None, metavar="SHARE",
-        help="share of predictions the challenger scores and learns from, chosen by a hash of the event id (default 1)")
-    labels.add_argument("--label-topic-prefix", default=LABEL_TOPIC_PREFIX,
-        help=f"a model's labels are read from <prefix><model>, co-partitioned with its predictions (default {LABEL_TOPIC_PREFIX})")
+    worker.add_argument("--snapshot-interval", type=optional_duration_ms, default=3_600_000, metavar="DURATION",
+        help="keep a copy of each partition's checkpoint about this often (default 1h; 'none': never), for `driftline "
+        "replay --run live` to start from")
+    worker.add_argument("--snapshot-retention", type=duration_ms, default=7 * 86_400_000, metavar="DURATION",
+        help="how long the checkpoint copies are kept (default 7d, Kafka's default retention)")
+    add_engine_options(worker)
     worker.add_argument("--partials-topic", default="",
                         help="topic of the window partials of models split over partitions (default <group>.window-partials)")
     worker.add_argument("--partials-partitions", type=positive_int, default=4,
@@ -127,8 +93,6 @@ def register(commands: Any) -> None:
         help="seconds before a silent worker's partitions go to another (default 10)")
     worker.add_argument("--stop-at-end", action="store_true", help="exit once caught up with the topics' end offsets at start")
     worker.add_argument("--latency-record", type=Path, help="write every message's produce-to-commit latency (ms) to this .npy file at exit")
-    worker.add_argument("--schemas", type=Path, help="contract directory (default: the bundled contracts)")
-    worker.add_argument("--profiles", type=Path, help="reference profiles directory (default: the database's reference_profiles)")
     add_data_dir(worker)
     worker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="log level of driftline's own messages (default INFO)")
@@ -165,25 +129,8 @@ def _models(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 def _settings(args: argparse.Namespace) -> Any:
     from driftline.stream.kafka.settings import WorkerSettings
-    from driftline.stream.monitor.engine import EngineConfig
 
-    engine: dict[str, Any] = {}
-    if args.window_seconds is not None:
-        engine["window_length_ms"] = args.window_seconds * 1000
-    if args.allowed_lateness_seconds is not None:
-        engine["allowed_lateness_ms"] = args.allowed_lateness_seconds * 1000
-    engine["false_alarms_per_month"] = args.false_alarms_per_month
-    if args.events_per_second is not None:
-        engine["events_per_second"] = args.events_per_second
-    if args.alert_quiet is not None:
-        engine["alert_cooldown_ms"] = args.alert_quiet
-    for option, name in (("label_horizon", "label_horizon_ms"), ("label_grace", "label_grace_ms"), ("label_capacity", "label_capacity"),
-                         ("challenger", "challenger"), ("challenger_sample", "challenger_sample")):
-        if getattr(args, option) is not None:
-            engine[name] = getattr(args, option)
-    if args.label_horizon is None and any(v is not None for v in (args.label_grace, args.label_capacity, args.challenger,
-                                                                   args.challenger_sample)):
-        raise UsageError("--label-grace, --label-capacity and --challenger need --label-horizon (labels are read only with a horizon)")
+    engine = engine_config(args)
     models, feature_sets = _models(args)
     try:
         return WorkerSettings(
@@ -201,6 +148,8 @@ def _settings(args: argparse.Namespace) -> Any:
             batch_max_events=args.batch_events,
             batch_within_seconds=args.batch_seconds,
             checkpoint_interval_seconds=args.checkpoint_seconds,
+            snapshot_interval_seconds=None if args.snapshot_interval is None else args.snapshot_interval / 1000,
+            snapshot_retention_seconds=args.snapshot_retention / 1000,
             max_message_bytes=args.max_message_bytes,
             topic_prefix=args.topic_prefix,
             label_topic_prefix=args.label_topic_prefix,
@@ -217,7 +166,7 @@ def _settings(args: argparse.Namespace) -> Any:
             schemas_dir=args.schemas,
             profiles_dir=args.profiles,
             data_dir=data_dir(args),
-            engine=EngineConfig(**engine),
+            engine=engine,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

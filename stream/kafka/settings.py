@@ -51,6 +51,10 @@ class WorkerSettings:
     checkpoint_interval_seconds
         How often processed events are made durable (results, engine state and offsets in one
         transaction); only then are their offsets committed to Kafka.
+    snapshot_interval_seconds, snapshot_retention_seconds
+        A copy of each partition's checkpoint is kept at its first checkpoint and then about this
+        often (``None``: never), each for ``snapshot_retention_seconds``: ``driftline replay --run
+        live`` starts from one.
     topic_prefix
         A model's events are read from ``<topic_prefix><model>``.
     label_topic_prefix
@@ -109,6 +113,8 @@ class WorkerSettings:
     batch_max_events: int = 50_000
     batch_within_seconds: float = 0.25
     checkpoint_interval_seconds: float = 1.0
+    snapshot_interval_seconds: float | None = 3_600.0
+    snapshot_retention_seconds: float = 7 * 86_400.0
     topic_prefix: str = PREDICTION_TOPIC_PREFIX
     label_topic_prefix: str = LABEL_TOPIC_PREFIX
     deadletter_topic: str = DEADLETTER_TOPIC
@@ -144,6 +150,10 @@ class WorkerSettings:
             raise ValueError(f"batch_within_seconds must be > 0, got {self.batch_within_seconds}")
         if not self.checkpoint_interval_seconds > 0:
             raise ValueError(f"checkpoint_interval_seconds must be > 0, got {self.checkpoint_interval_seconds}")
+        if self.snapshot_interval_seconds is not None and not self.snapshot_interval_seconds > 0:
+            raise ValueError(f"snapshot_interval_seconds must be > 0 (or None: no snapshots), got {self.snapshot_interval_seconds}")
+        if not self.snapshot_retention_seconds > 0:
+            raise ValueError(f"snapshot_retention_seconds must be > 0, got {self.snapshot_retention_seconds}")
         if not 6.0 <= self.session_timeout_seconds <= 300.0:  # the broker's default group.min/max.session.timeout.ms
             raise ValueError(f"session_timeout_seconds must be within [6, 300], got {self.session_timeout_seconds}")
         if not self.database_outage_seconds > 0:

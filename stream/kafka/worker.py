@@ -14,8 +14,9 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import sqlalchemy as sa
@@ -38,12 +39,26 @@ from .webhook import TeePort, WebhookNotifier, redacted
 if TYPE_CHECKING:
     from driftline.sinks import DriftlineMetrics
 
-__all__ = ["TopicLayout", "WorkerError", "WorkerRuntime", "load_profiles", "prepare_topics", "run_worker"]
+__all__ = ["DatabaseSettings", "TopicLayout", "WorkerError", "WorkerRuntime", "check_database", "load_profiles", "prepare_topics",
+           "run_worker"]
 
 log = logging.getLogger("driftline.worker")
 
 
-def load_profiles(settings: WorkerSettings, engine: sa.Engine, model: str) -> dict[str, ReferenceProfile]:
+class DatabaseSettings(Protocol):
+    """What reading the database needs of a command's settings (the worker's, replay's)."""
+
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def redacted_database_url(self) -> str: ...
+
+    @property
+    def profiles_dir(self) -> Path | None: ...
+
+
+def load_profiles(settings: DatabaseSettings, engine: sa.Engine, model: str) -> dict[str, ReferenceProfile]:
     """Every reference profile of ``model``, by version: from ``settings.profiles_dir`` or the database.
 
     Raises
@@ -178,7 +193,14 @@ def _check_copartitioned(label_topics: dict[str, str], partitions: dict[str, int
             )
 
 
-def _check_database(settings: WorkerSettings) -> sa.Engine:
+def check_database(settings: DatabaseSettings) -> sa.Engine:
+    """An engine on the settings' database, which must be at the newest migration.
+
+    Raises
+    ------
+    WorkerError
+        The database is at another revision (``driftline db upgrade`` first).
+    """
     from driftline.sinks.database import create_database_engine, current_revision, head_revision
 
     engine = create_database_engine(settings.database_url)
@@ -224,7 +246,7 @@ class WorkerRuntime:
         catalog = Catalog.load(settings.schemas_dir) if settings.schemas_dir is not None else Catalog.load()
         contracts = {model: catalog.contract(model) for model in settings.monitored}
         _check_kinds(settings, contracts)
-        database = _check_database(settings)
+        database = check_database(settings)
         profiles = {model: load_profiles(settings, database, model) for model in settings.monitored}
         for model in settings.label_topics:
             _check_labels(settings, contracts[model], profiles[model])
@@ -277,7 +299,7 @@ class WorkerRuntime:
             contract=self.contracts[model],
             profiles=self.profiles[model],
             codec=Codec(self.catalog, max_message_bytes=self.settings.max_message_bytes),
-            store=SqlCheckpointStore(self.database),
+            store=SqlCheckpointStore(self.database, snapshot_retention=timedelta(seconds=self.settings.snapshot_retention_seconds)),
             deadletters=self.deadletters,
             config=config,
             metrics=self.metrics,
@@ -286,6 +308,7 @@ class WorkerRuntime:
             partitions=partitions,
             label_topic=self.settings.label_topics.get(model),
             alerts=self.alerts,
+            snapshot_interval_seconds=self.settings.snapshot_interval_seconds,
         )
         runner.record_latencies = self.settings.latency_record is not None
         return runner

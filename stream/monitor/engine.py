@@ -202,6 +202,16 @@ class MonitorEngine:
         return self._labels
 
     @property
+    def performance_settled_before(self) -> float | None:
+        """Windows starting before this get no more labels: their performance records are final (``None``: no labels).
+
+        ``-inf`` until the join knows; the bound the engine itself lets such windows go by.
+        """
+        if self._labels is None:
+            return None
+        return self._labels.settled_before - self.config.window_length_ms
+
+    @property
     def challenger(self) -> ChallengerRun | None:
         """The challenger (``None`` without one): its model, counts and held predictions."""
         return self._challenger
@@ -513,7 +523,8 @@ class MonitorEngine:
             observed = self._observed.release(*watermarks)
             self._observe(observed, self._challenger.advance(*watermarks, observed) if self._challenger is not None else [], result)
         # A window whose predictions no label can join any more gets no more labels: let it go.
-        reach = self._labels.settled_before - self.config.window_length_ms
+        reach = self.performance_settled_before
+        assert reach is not None
         self._performance.forget([s for s in self._performance.windows() if s < reach])
         if self._estimates is not None:
             self._estimates.forget([s for s in self._estimates.windows() if s < reach])

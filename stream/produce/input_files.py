@@ -64,6 +64,7 @@ class SourceBatch:
     invalid_rows: int = 0
     problems: list[RowProblem] = field(default_factory=list)  # the first few
     writer_schema: Any = None  # None: the contract's
+    positions: np.ndarray | None = None  # the 1-based positions in the file of the rows in ``columns``
 
 
 class RowMapper:
@@ -119,13 +120,14 @@ class RowMapper:
             for i, reason in bad.items():
                 bad_rows.setdefault(i, (spec.name, reason))
             converted[spec.name] = array
-        batch = SourceBatch(converted, rows)
+        batch = SourceBatch(converted, rows, positions=np.asarray(positions, dtype=np.int64))
         if bad_rows:
             keep = np.ones(rows, dtype=bool)
             keep[list(bad_rows)] = False
             mask = pa.array(keep)
             batch.columns = {name: array.filter(mask) for name, array in converted.items()}
             batch.rows = int(keep.sum())
+            batch.positions = np.asarray(positions, dtype=np.int64)[keep]
             batch.invalid_rows = len(bad_rows)
             batch.problems = [
                 RowProblem(int(positions[i]), self.unit, *bad_rows[i]) for i in sorted(bad_rows)[:5]

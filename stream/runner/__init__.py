@@ -9,14 +9,16 @@ their window partials into the model's windows (over a :class:`PartialsPort`).
 
 from __future__ import annotations
 
-from .memory import DeadLetter, InMemoryCheckpointStore, InMemoryDeadLetters, InMemoryPartials
+from .memory import CountedDeadLetters, DeadLetter, InMemoryCheckpointStore, InMemoryDeadLetters, InMemoryPartials
 from .merge_runner import MergedModel, MergeRunner
 from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MessageBatch, MetricsPort, PartialsPort, PartitionKey
-from .runner import CheckpointedRunner, PartitionRunner, RunnerCounts
+from .replay import ReplayItem, ReplayMerge, ReplayStore, ReplayTally, replay
+from .runner import CheckpointedRunner, PartitionRunner, RunInputs, RunnerCounts, RunStart
 
 __all__ = [
     "CheckpointStore",
     "CheckpointedRunner",
+    "CountedDeadLetters",
     "DeadLetter",
     "DeadLetterPort",
     "EncodedMessage",
@@ -30,5 +32,12 @@ __all__ = [
     "PartialsPort",
     "PartitionKey",
     "PartitionRunner",
+    "ReplayItem",
+    "ReplayMerge",
+    "ReplayStore",
+    "ReplayTally",
+    "RunInputs",
+    "RunStart",
     "RunnerCounts",
+    "replay",
 ]

@@ -107,8 +107,11 @@ class CheckpointStore(Protocol):
     def load_checkpoint(self, consumer_group: str, topic: str, partition: int) -> Checkpoint | None:
         """The last committed checkpoint of the partition, or ``None``."""
 
-    def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
-        """Make ``results`` and ``checkpoint`` durable together (one transaction), or neither and raise."""
+    def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = (), *, snapshot: bool = False) -> None:
+        """Make ``results`` and ``checkpoint`` durable together (one transaction), or neither and raise.
+
+        With ``snapshot``, also keep a copy of ``checkpoint`` (a replay may start from it) beside the last one.
+        """
 
 
 class MetricsPort(Protocol):

@@ -23,7 +23,9 @@ keeps for every kind of runner (this module's, and the merger of split models' w
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -45,7 +47,7 @@ from .alert_messages import alert_messages
 from .partials import partial_messages, progress_message
 from .ports import CheckpointStore, DeadLetterPort, EncodedMessage, MessageBatch, MetricsPort, PartialsPort, PartitionKey
 
-__all__ = ["CheckpointedRunner", "PartitionRunner", "RunnerCounts"]
+__all__ = ["CheckpointedRunner", "PartitionRunner", "RunInputs", "RunStart", "RunnerCounts"]
 
 ResultObserver = Callable[[BatchResult], None]
 
@@ -60,6 +62,70 @@ class RunnerCounts:
     consumed: int = 0
     accepted: int = 0
     dead_lettered: int = 0
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where a partition's run began from nothing: the offsets of its first prediction and first label.
+
+    ``None``: not known — nothing processed yet, or the run was restored from a checkpoint written
+    before this was recorded. A run that started from an empty state at ``offset`` (and ``label_offset``)
+    is reproduced exactly by an engine started empty there.
+    """
+
+    offset: int | None = None
+    label_offset: int | None = None
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RunStart:
+        saved = state.get("runner_start") or {}
+        return cls(saved.get("offset"), saved.get("label_offset"))
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a partition's results depend on besides its messages: contract, reference profiles and engine settings.
+
+    Stored with every checkpoint; a replay that means to compute what the run computed compares its
+    own (:meth:`differences`) and refuses if they differ. Contract and profiles by SHA-256 of their
+    JSON, the settings as they are (so a difference can be named).
+    """
+
+    contract: str
+    profiles: dict[str, str]
+    config: dict[str, Any]
+
+    @classmethod
+    def of(cls, contract: Contract, profiles: Mapping[str, ReferenceProfile], config: EngineConfig) -> RunInputs:
+        contract_json = json.dumps(contract.schema_json, sort_keys=True, separators=(",", ":"))
+        return cls(
+            contract=hashlib.sha256(contract_json.encode("utf-8")).hexdigest(),
+            profiles={version: hashlib.sha256(profile.to_json().encode("utf-8")).hexdigest() for version, profile in sorted(profiles.items())},
+            config=dataclasses.asdict(config),
+        )
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RunInputs | None:
+        """The inputs a checkpoint's state recorded (``None``: written before they were)."""
+        saved = state.get("runner_inputs")
+        return None if saved is None else cls(saved["contract"], dict(saved["profiles"]), dict(saved["config"]))
+
+    def differences(self, other: RunInputs) -> list[str]:
+        """What differs from ``other``, one phrase each (empty: the same inputs).
+
+        >>> a = RunInputs("c1", {"v1": "p1"}, {"window_length_ms": 60000})
+        >>> a.differences(RunInputs("c2", {"v1": "p1", "v2": "p2"}, {"window_length_ms": 30000}))
+        ['the contract', 'the reference profile of v2 (only in one)', 'window_length_ms (60000, 30000)']
+        """
+        found = [] if self.contract == other.contract else ["the contract"]
+        for version in sorted(set(self.profiles) | set(other.profiles)):
+            mine, theirs = self.profiles.get(version), other.profiles.get(version)
+            if mine != theirs:
+                found.append(f"the reference profile of {version}" + (" (only in one)" if mine is None or theirs is None else ""))
+        for name in sorted(set(self.config) | set(other.config)):
+            if self.config.get(name) != other.config.get(name):
+                found.append(f"{name} ({self.config.get(name)!r}, {other.config.get(name)!r})")
+        return found
 
 
 class CheckpointedRunner(ABC):
@@ -80,6 +146,10 @@ class CheckpointedRunner(ABC):
     alerts
         Optional alerts topic: each checkpoint's alerts and resolutions are published there
         (:mod:`~driftline.stream.runner.alert_messages`) and acknowledged before it commits.
+    snapshot_interval_seconds
+        Ask the store to keep a snapshot of a checkpoint (``CheckpointStore.commit(snapshot=True)``) at
+        the first checkpoint and then about this often (wall clock); ``None``: never. A replay into
+        the run starts from one (``driftline replay``).
     """
 
     def __init__(
@@ -91,9 +161,14 @@ class CheckpointedRunner(ABC):
         metrics: MetricsPort | None = None,
         on_result: ResultObserver | None = None,
         alerts: PartialsPort | None = None,
+        snapshot_interval_seconds: float | None = None,
     ) -> None:
+        if snapshot_interval_seconds is not None and not snapshot_interval_seconds > 0:
+            raise ValueError(f"snapshot_interval_seconds must be > 0, got {snapshot_interval_seconds}")
         self.key = key
         self.alerts = alerts
+        self.snapshot_interval_seconds = snapshot_interval_seconds
+        self._last_snapshot: float | None = None  # monotonic time of this process's last snapshot
         self.store = store
         self.deadletters = deadletters
         self.metrics = metrics
@@ -299,7 +374,12 @@ class CheckpointedRunner(ABC):
             dead_lettered=self.counts.dead_lettered,
         )
         # Kept until the commit succeeded: a failed checkpoint (a database outage) is simply tried again.
-        self.store.commit(checkpoint, stored)
+        now = time.monotonic()
+        interval = self.snapshot_interval_seconds
+        snapshot = interval is not None and (self._last_snapshot is None or now - self._last_snapshot >= interval)
+        self.store.commit(checkpoint, stored, snapshot=snapshot)
+        if snapshot:
+            self._last_snapshot = now
         self._pending = []
         committed_ms = time.time() * 1000.0
         if self.metrics is not None and self._oldest_uncommitted_ms is not None and self.model is not None:
@@ -327,6 +407,8 @@ class PartitionRunner(CheckpointedRunner):
     label_topic
         The model's label topic (default ``labels.<model>``): its partition of this number is joined
         here (:meth:`process_labels`), and its rejected labels are dead-lettered under its name.
+    snapshot_interval_seconds
+        As for :class:`CheckpointedRunner`.
     partials, partitions
         For a model whose topic has several partitions: where this partition's window partials,
         signals, schema changes and progress go (:mod:`~driftline.stream.runner.partials`), and how many
@@ -351,6 +433,7 @@ class PartitionRunner(CheckpointedRunner):
         partitions: int = 1,
         label_topic: str | None = None,
         alerts: PartialsPort | None = None,
+        snapshot_interval_seconds: float | None = None,
     ) -> None:
         if partitions < 1 or not 0 <= key.partition < partitions:
             raise ValueError(f"partitions: partition {key.partition} is not one of {partitions}")
@@ -370,7 +453,13 @@ class PartitionRunner(CheckpointedRunner):
         self.label_next_offset: int | None = None
         self.label_counts = RunnerCounts()
         self._label_codec: LabelCodec | None = None
-        super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result, alerts=alerts)
+        # Where this run began from nothing (offsets of its first prediction and first label): with
+        # the inputs below, in every checkpoint, so that a replay can tell whether it computes what this
+        # run computed (:class:`RunInputs`).
+        self.start = RunStart()
+        self.inputs = RunInputs.of(contract, profiles, self.config)
+        super().__init__(key=key, store=store, deadletters=deadletters, metrics=metrics, on_result=on_result, alerts=alerts,
+                         snapshot_interval_seconds=snapshot_interval_seconds)
 
     @property
     def model(self) -> str:
@@ -386,6 +475,7 @@ class PartitionRunner(CheckpointedRunner):
         if labels is not None:
             self.label_next_offset = labels["next_offset"]
             self.label_counts = RunnerCounts(labels["consumed"], labels["accepted"], labels["dead_lettered"])
+        self.start = RunStart.from_state(state)
 
     @staticmethod
     def stored_label_offset(checkpoint: Checkpoint | None) -> int | None:
@@ -397,6 +487,8 @@ class PartitionRunner(CheckpointedRunner):
         state = self.engine.to_state()
         if self.label_next_offset is not None:
             state["runner_labels"] = {"next_offset": self.label_next_offset, **dataclasses.asdict(self.label_counts)}
+        state["runner_start"] = dataclasses.asdict(self.start)
+        state["runner_inputs"] = dataclasses.asdict(self.inputs)
         return state
 
     def process_labels(self, messages: MessageBatch | Sequence[EncodedMessage]) -> BatchResult | None:
@@ -417,6 +509,8 @@ class PartitionRunner(CheckpointedRunner):
         fresh = self._fresh(messages, self.label_next_offset, f"{self.label_topic}[{self.key.partition}]")
         if fresh is None:
             return None
+        if self.label_next_offset is None:  # the run's first label
+            self.start = dataclasses.replace(self.start, label_offset=fresh.offsets[0])
         started = time.perf_counter()
         if self._label_codec is None:
             self._label_codec = LabelCodec(self.codec)
@@ -441,6 +535,7 @@ class PartitionRunner(CheckpointedRunner):
             # Labels before any prediction: the checkpoint that stores their offset says "from the
             # first prediction" as offset 0 (an offset the broker no longer has resets to the earliest).
             self.next_offset = 0
+            self.start = dataclasses.replace(self.start, offset=0)
         self.uncommitted += messages
         self._dirty = True
 
@@ -466,6 +561,8 @@ class PartitionRunner(CheckpointedRunner):
 
     def _run(self, batch: MessageBatch) -> tuple[BatchResult, int, Sequence[Rejection]]:
         self.idle = False
+        if self.next_offset is None:  # the run's first message: its engine is as it was made
+            self.start = dataclasses.replace(self.start, offset=batch.offsets[0])
         payloads = [value if value is not None else b"" for value in batch.values]
         decoded = self.codec.decode_batch(payloads, model=self.contract.model)
         return self.engine.process(decoded), decoded.n_accepted, decoded.rejections

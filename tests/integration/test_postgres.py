@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -37,6 +36,7 @@ from driftline.sinks import (
     upgrade_database,
 )
 from driftline.sinks.database import ANALYST_VIEWS, VERSION_TABLE
+from driftline.sinks.tables import RESULT_TABLES
 from driftline.stream.demo.generator import Episode, SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.profile import build_reference_profile
@@ -150,7 +150,7 @@ def test_upgrade_creates_exactly_what_the_metadata_defines(new_schema: Callable[
     migrated_url, reference_url = new_schema(), new_schema()
     assert current_revision(migrated_url) is None
     upgrade_database(migrated_url)
-    assert current_revision(migrated_url) == head_revision() == "0005"
+    assert current_revision(migrated_url) == head_revision() == "0006"
 
     migrated = create_database_engine(migrated_url)
     reference = create_database_engine(reference_url)
@@ -175,7 +175,7 @@ def test_upgrade_creates_exactly_what_the_metadata_defines(new_schema: Callable[
                 str(ck.name) for ck in table.constraints if isinstance(ck, sa.CheckConstraint)
             )
         assert described["window_aggregates"]["columns"][3][1] == "TIMESTAMP WITH TIME ZONE"
-        assert described["window_aggregates"]["columns"][-2][1] == "JSONB"
+        assert described["window_aggregates"]["columns"][-3][1] == "JSONB"  # top_items, before updated_at and run
         assert described["checkpoints"]["columns"][4][1] == "BYTEA"
         # ... and, as a whole, what SQLAlchemy itself creates from the metadata.
         assert described == describe(reference)
@@ -195,34 +195,38 @@ def test_upgrading_again_changes_nothing_and_keeps_the_rows(schema_url: str, eng
     assert describe(engine) == before
     assert SqlProfileStore(engine).load("credit_risk", "v1") == '{"features": {}}'
     with engine.connect() as connection:
-        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0005"]
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [head_revision()]
 
 
-# Each process sleeps until the same instant after its imports, so the upgrades really overlap.
+# Each process says it is ready after its imports, then waits for the word to go: the upgrades really
+# overlap however long the imports take (a fixed start time was missed on a loaded machine).
 RACING_UPGRADE = """
-import sys, time
+import sys
 from driftline.sinks import upgrade_database
-start_at = float(sys.argv[2])
-print("in time" if time.time() < start_at else "late", flush=True)  # ready before the start: a race
-time.sleep(max(0.0, start_at - time.time()))
+print("ready", flush=True)
+sys.stdin.readline()
 upgrade_database(sys.argv[1])
 """
 
 
 def test_workers_upgrading_at_once_wait_for_each_other(schema_url: str) -> None:
     # Separate processes, like worker pods starting together: only the database lock orders them.
-    start_at = time.time() + 4.0
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", RACING_UPGRADE, schema_url, repr(start_at)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", RACING_UPGRADE, schema_url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for _ in range(4)
     ]
+    assert workers[0].stdin is not None
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    for worker in workers:  # every one is past its imports: go, all at once
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
     outcomes = [(worker.wait(timeout=60), *worker.communicate()) for worker in workers]
     assert [code for code, _, _ in outcomes] == [0, 0, 0, 0], [err[-600:] for _, _, err in outcomes]
-    # Every process was ready before the common start, so the upgrades really ran at once.
-    assert [out.strip() for _, out, _ in outcomes] == ["in time"] * 4, "the workers must have raced, not run one after another"
     assert current_revision(schema_url) == head_revision()
 
 
@@ -377,8 +381,28 @@ def test_writing_the_same_results_twice_leaves_the_tables_identical(store: SqlCh
     assert dump(engine) == first
     assert {name: len(table_rows) for name, table_rows in first.items()} == {
         "window_aggregates": 3, "model_windows": 2, "alerts": 2, "schema_changes": 1,
-        "reference_profiles": 0, "checkpoints": 1, "performance_windows": 1, "challenger_windows": 1,
+        "reference_profiles": 0, "checkpoints": 1, "performance_windows": 1, "challenger_windows": 1, "checkpoint_snapshots": 0,
     }
+
+
+def test_a_rewrite_of_the_same_values_an_hour_later_touches_no_row(engine: sa.Engine) -> None:
+    # JSONB, doubles, timestamps and NULLs compared by the upsert's IS DISTINCT FROM on PostgreSQL itself.
+    clock = iter([datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 1, 1, tzinfo=UTC), datetime(2026, 12, 1, 2, tzinfo=UTC)])
+    store = SqlCheckpointStore(engine, clock=lambda: next(clock))
+    store.commit(checkpoint(1_200), [full_result()], snapshot=True)
+    first = dump(engine)
+    store.commit(checkpoint(1_200), [full_result()])
+    assert dump(engine) == first
+    assert [s.next_offset for s in store.snapshots(GROUP, TOPIC, 0)] == [1_200]
+    assert store.load_snapshot(GROUP, TOPIC, 0, 1_200) == checkpoint(1_200)
+    live_only = {name: rows for name, rows in first.items() if name in RESULT_TABLES}
+    assert all(row["run"] == "live" for rows in live_only.values() for row in rows)
+    replay = SqlCheckpointStore(engine, clock=lambda: next(clock), run="fix-1")
+    replay.commit(checkpoint(1_200, consumer_group="replay:fix-1"), [full_result()])
+    after = dump(engine)
+    for name in RESULT_TABLES:
+        assert [row for row in after[name] if row["run"] == "live"] == first[name], name
+        assert len([row for row in after[name] if row["run"] == "fix-1"]) == len(first[name]), name
 
 
 def test_upserts_replace_values_on_the_natural_key(sink: SqlResultsSink, engine: sa.Engine) -> None:

@@ -167,3 +167,42 @@ def test_ping_passes_on_a_database_that_answers_and_raises_on_one_that_does_not(
     gone = SqlCheckpointStore(sa.create_engine(f"sqlite:///{tmp_path}/no/such/folder/db.sqlite"))
     with pytest.raises(SinkError, match="does not answer"):
         gone.ping()
+
+
+def test_a_snapshot_is_kept_with_its_checkpoint_and_old_ones_go_after_the_retention(engine: sa.Engine) -> None:
+    now = [FIXED_NOW]
+    store = SqlCheckpointStore(engine, clock=lambda: now[0], snapshot_retention=timedelta(hours=2))
+    store.commit(checkpoint(next_offset=100, consumed=100, accepted=100, dead_lettered=0), snapshot=True)
+    now[0] += timedelta(hours=1)
+    store.commit(checkpoint(next_offset=200, consumed=200, accepted=200, dead_lettered=0))  # not a snapshot
+    store.commit(checkpoint(next_offset=300, consumed=300, accepted=300, dead_lettered=0), snapshot=True)
+    assert [(s.next_offset, s.created_at) for s in store.snapshots("driftline", "predictions.credit_risk", 3)] == [
+        (100, FIXED_NOW), (300, FIXED_NOW + timedelta(hours=1))]
+    kept = store.load_snapshot("driftline", "predictions.credit_risk", 3, 300)
+    assert kept == checkpoint(next_offset=300, consumed=300, accepted=300, dead_lettered=0)
+    assert store.load_snapshot("driftline", "predictions.credit_risk", 3, 200) is None
+    assert store.snapshots("driftline", "predictions.credit_risk", 2) == []
+    # Past the retention of the first one: the next snapshot deletes it (and only the partition's own).
+    store.commit(checkpoint(partition=2, next_offset=5, consumed=5, accepted=5, dead_lettered=0), snapshot=True)
+    now[0] += timedelta(hours=1, seconds=1)
+    store.commit(checkpoint(next_offset=400, consumed=400, accepted=400, dead_lettered=0), snapshot=True)
+    assert [s.next_offset for s in store.snapshots("driftline", "predictions.credit_risk", 3)] == [300, 400]
+    assert [s.next_offset for s in store.snapshots("driftline", "predictions.credit_risk", 2)] == [5]
+    assert store.load_checkpoint("driftline", "predictions.credit_risk", 3) == checkpoint(
+        next_offset=400, consumed=400, accepted=400, dead_lettered=0)
+
+
+def test_a_snapshot_commits_in_the_transaction_of_its_checkpoint(engine: sa.Engine, store: SqlCheckpointStore) -> None:
+    with engine.begin() as connection:  # the snapshot's write will fail, after the checkpoint's
+        connection.execute(sa.text("ALTER TABLE checkpoint_snapshots RENAME TO gone"))
+    with pytest.raises(SinkError, match="checkpoint_snapshots"):
+        store.commit(checkpoint(), [BatchResult(feature_windows=[feature_window()])], snapshot=True)
+    assert store.load_checkpoint("driftline", "predictions.credit_risk", 3) is None
+    assert rows(engine, "window_aggregates") == []
+    store.commit(checkpoint(), [BatchResult(feature_windows=[feature_window()])])  # without a snapshot it goes through
+    assert store.load_checkpoint("driftline", "predictions.credit_risk", 3) == checkpoint()
+
+
+def test_the_snapshot_retention_must_be_positive(engine: sa.Engine) -> None:
+    with pytest.raises(ValueError, match="snapshot_retention"):
+        SqlCheckpointStore(engine, snapshot_retention=timedelta(0))

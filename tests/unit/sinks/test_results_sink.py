@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -13,9 +14,10 @@ from sqlite_sink import FIXED_NOW, rows
 
 from driftline.sinks import SinkError, SqlProfileStore, SqlResultsSink
 from driftline.sinks.errors import DriftlineError, UnsupportedDialectError
-from driftline.sinks.tables import metadata
+from driftline.sinks.tables import RESULT_TABLES, metadata
 from driftline.stream.monitor.results import (
     Alert,
+    AlertResolution,
     BatchResult,
     FeatureWindow,
     ModelWindow,
@@ -199,6 +201,7 @@ def test_model_windows_alerts_and_schema_changes_round_trip(sink: SqlResultsSink
         "type_changes": ["age: int -> string"],
         "description": "tenure missing; region, plan new; age changed type",
         "first_seen_event_time": utc(START_MS + 5_000),
+        "run": "live",
     }
 
 
@@ -212,22 +215,28 @@ def test_writing_the_same_results_twice_leaves_the_tables_identical(sink: SqlRes
     assert sum(len(table_rows) for table_rows in first.values()) == 3 + 2 + 2 + 1
 
 
-def test_rewrite_at_a_later_time_changes_only_updated_at(engine: sa.Engine) -> None:
-    clock = iter([FIXED_NOW, FIXED_NOW + timedelta(hours=1)])
+def test_a_rewrite_of_the_same_values_later_changes_nothing_and_a_changed_value_moves_updated_at(engine: sa.Engine) -> None:
+    clock = iter([FIXED_NOW, FIXED_NOW + timedelta(hours=1), FIXED_NOW + timedelta(hours=2)])
     sink = SqlResultsSink(engine, clock=lambda: next(clock))
     sink.add(full_result())
     sink.flush()
     first = dump(engine)
     sink.add(full_result())
     sink.flush()
-    second = dump(engine)
-    for table in ("window_aggregates", "model_windows"):
-        assert {row["updated_at"] for row in second[table]} == {FIXED_NOW + timedelta(hours=1)}
-        strip = [{k: v for k, v in row.items() if k != "updated_at"} for row in first[table]]
-        assert [{k: v for k, v in row.items() if k != "updated_at"} for row in second[table]] == strip
+    # Nothing differs: no row is updated, so updated_at still says when the content was written.
+    assert dump(engine) == first
+    assert {row["updated_at"] for table in ("window_aggregates", "model_windows") for row in first[table]} == {FIXED_NOW}
+    changed = full_result()
+    changed.model_windows[0] = dataclasses.replace(changed.model_windows[0], accepted=changed.model_windows[0].accepted - 1)
+    sink.add(changed)
+    sink.flush()
+    third = dump(engine)
+    moved = [row for row in third["model_windows"] if row["updated_at"] != FIXED_NOW]
+    assert [(row["window_start"], row["accepted"], row["updated_at"]) for row in moved] == [
+        (utc(changed.model_windows[0].window_start_ms), changed.model_windows[0].accepted, FIXED_NOW + timedelta(hours=2))]
+    assert {k: v for k, v in third.items() if k != "model_windows"} == {k: v for k, v in first.items() if k != "model_windows"}
     # created_at records the first write of an alert, not the latest one.
-    assert second["alerts"] == first["alerts"]
-    assert {row["created_at"] for row in second["alerts"]} == {FIXED_NOW}
+    assert {row["created_at"] for row in third["alerts"]} == {FIXED_NOW}
 
 
 def test_upsert_on_the_natural_key_overwrites_changed_values(sink: SqlResultsSink, engine: sa.Engine) -> None:
@@ -268,7 +277,7 @@ def test_performance_windows_round_trip_and_a_later_record_of_the_window_replace
         "labelled": 40, "invalid_labels": 1, "accuracy": 0.75, "precision": 0.5, "recall": None, "f1": None,
         "log_loss": 0.52, "true_positives": 10, "false_positives": 10, "true_negatives": 20, "false_negatives": 0,
         "mae": None, "rmse": None, "predictions": 50, "estimated_accuracy": 0.7, "estimated_accuracy_se": 0.06,
-        "estimated_f1": None, "updated_at": FIXED_NOW,
+        "estimated_f1": None, "updated_at": FIXED_NOW, "run": "live",
     }
     # More labels landed in the window: the same key, larger counts.
     sink.add(BatchResult(performance_windows=[performance_window(count=55, accuracy=0.8)]))
@@ -384,8 +393,8 @@ def test_reference_profiles_save_load_and_replace(profiles: SqlProfileStore, eng
 def test_schema_names_are_explicit_and_stable(sink: SqlResultsSink, engine: sa.Engine) -> None:
     inspector = sa.inspect(engine)
     assert sorted(inspector.get_table_names()) == [
-        "alerts", "challenger_windows", "checkpoints", "driftline_alembic_version", "model_windows", "performance_windows",
-        "reference_profiles", "schema_changes", "window_aggregates",
+        "alerts", "challenger_windows", "checkpoint_snapshots", "checkpoints", "driftline_alembic_version", "model_windows",
+        "performance_windows", "reference_profiles", "schema_changes", "window_aggregates",
     ]
     indexes = {ix["name"]: ix["column_names"] for table in metadata.tables for ix in inspector.get_indexes(table)}
     assert indexes == {
@@ -405,3 +414,52 @@ def test_schema_names_are_explicit_and_stable(sink: SqlResultsSink, engine: sa.E
     assert sorted(check["name"] for check in inspector.get_check_constraints("checkpoints")) == [
         "ck_checkpoints_counts_reconcile", "ck_checkpoints_next_offset_not_negative",
     ]
+
+
+def test_runs_write_beside_each_other_and_resolve_their_own_alerts(engine: sa.Engine) -> None:
+    live, replay = (SqlResultsSink(engine, clock=lambda: FIXED_NOW, run=run) for run in ("live", "fix-1"))
+    live.add(full_result())
+    live.flush()
+    before = dump(engine)
+    changed = full_result()
+    changed.model_windows[0] = dataclasses.replace(changed.model_windows[0], accepted=1)
+    first_alert = changed.alerts[0]
+    changed.resolved_alerts.append(AlertResolution(first_alert, first_alert.event_time_ms + 60_000,
+                                                   first_alert.event_time_ms, 3))
+    replay.add(changed)
+    replay.flush()
+    after = dump(engine)
+    # The live rows are as they were; the replay's sit beside them, under its label, with its own values.
+    for table, live_rows in before.items():
+        if table in RESULT_TABLES:
+            assert [row for row in after[table] if row["run"] == "live"] == live_rows, table
+            assert len([row for row in after[table] if row["run"] == "fix-1"]) == len(live_rows), table
+    windows = {(row["run"], row["window_start"]): row["accepted"] for row in after["model_windows"]}
+    start = utc(changed.model_windows[0].window_start_ms)
+    assert (windows[("live", start)], windows[("fix-1", start)]) == (before["model_windows"][0]["accepted"], 1)
+    resolved = {(row["run"], row["alert_id"]): row["signals"] for row in after["alerts"] if row["resolved_at"] is not None}
+    assert resolved == {("fix-1", first_alert.alert_id): 3}
+
+
+@pytest.mark.parametrize("run", ["", "live run", "-x", "x" * 65, "naïve"])
+def test_a_bad_run_label_is_refused(engine: sa.Engine, run: str) -> None:
+    with pytest.raises(ValueError, match="is not a run label"):
+        SqlResultsSink(engine, run=run)
+
+
+def test_quantiles_alone_do_not_make_a_row_different(engine: sa.Engine) -> None:
+    clock = iter([FIXED_NOW, FIXED_NOW + timedelta(hours=1), FIXED_NOW + timedelta(hours=2)])
+    sink = SqlResultsSink(engine, clock=lambda: next(clock))
+    first = feature_window(quantiles={"p50": 1.5, "p95": 1.9})
+    sink.add(BatchResult(feature_windows=[first]))
+    sink.flush()
+    # The same window summarised again by a KLL sketch that drew other random bits: only the quantiles differ.
+    sink.add(BatchResult(feature_windows=[dataclasses.replace(first, quantiles={"p50": 1.51, "p95": 1.88})]))
+    sink.flush()
+    (row,) = rows(engine, "window_aggregates")
+    assert (row["p50"], row["p95"], row["updated_at"]) == (1.5, 1.9, FIXED_NOW)
+    # A real change (one value more) rewrites the row, quantiles included.
+    sink.add(BatchResult(feature_windows=[dataclasses.replace(first, count=first.count + 1, quantiles={"p50": 1.52})]))
+    sink.flush()
+    (row,) = rows(engine, "window_aggregates")
+    assert (row["count"], row["p50"], row["p95"], row["updated_at"]) == (first.count + 1, 1.52, None, FIXED_NOW + timedelta(hours=2))

@@ -50,7 +50,7 @@ def url(tmp_path: Path) -> str:
 def test_the_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIRECTORY / "env.py").is_file()
     assert (MIGRATIONS_DIRECTORY / "script.py.mako").is_file()
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 def test_upgrade_creates_what_the_metadata_defines(url: str, tmp_path: Path) -> None:
@@ -78,11 +78,11 @@ def test_upgrading_twice_changes_nothing_and_keeps_the_data(url: str) -> None:
         SqlProfileStore(engine).save("churn", "v1", "{}")
         before = describe(engine)
         upgrade_database(url)
-        upgrade_database(url, "0005")
+        upgrade_database(url, "0006")
         assert describe(engine) == before
         assert SqlProfileStore(engine).load("churn", "v1") == "{}"
         with engine.connect() as connection:
-            assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0005"]
+            assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0006"]
     finally:
         engine.dispose()
 
@@ -115,7 +115,8 @@ def test_tables_created_without_migrations_are_not_migrated_over(url: str) -> No
         metadata.create_all(engine)
     finally:
         engine.dispose()
-    with pytest.raises(SinkError, match=r"already has driftline tables \(alerts, challenger_windows, checkpoints, .*\) but no migration revision"):
+    tables = r"\(alerts, challenger_windows, checkpoint_snapshots, checkpoints, .*\)"
+    with pytest.raises(SinkError, match=rf"already has driftline tables {tables} but no migration revision"):
         upgrade_database(url)
     assert current_revision(url) is None
 
@@ -179,3 +180,37 @@ def test_the_analyst_views_exist_on_sqlite_too_and_roles_are_postgresql_only(url
         grant_readonly(url, "analysts")
     with pytest.raises(ValueError, match="plain lower-case identifier"):
         grant_readonly(url, "Analysts; DROP")
+
+
+def view_columns(engine: sa.Engine) -> dict[str, list[str]]:
+    inspector = sa.inspect(engine)
+    return {view: [column["name"] for column in inspector.get_columns(view)] for view in sorted(inspector.get_view_names())}
+
+
+def test_runs_keep_the_rows_written_before_them_as_the_live_run_and_downgrade_back(url: str) -> None:
+    upgrade_database(url, "0005")
+    engine = sa.create_engine(url)
+    try:
+        before_views = view_columns(engine)
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO model_windows (model, model_version, window_start, window_length_seconds, events, accepted, rejected, "
+                "rejected_by_reason, updated_at) VALUES ('churn', 'v1', '2026-12-01 00:00:00', 60, 10, 9, 1, '{}', "
+                "'2026-12-01 00:01:00')"))
+        upgrade_database(url)
+        with engine.begin() as connection:
+            assert connection.execute(sa.text("SELECT run, accepted FROM model_volume")).all() == [("live", 9)]
+            # A replay's row of the same window sits beside it.
+            connection.execute(sa.text(
+                "INSERT INTO model_windows (model, model_version, window_start, window_length_seconds, events, accepted, rejected, "
+                "rejected_by_reason, updated_at, run) VALUES ('churn', 'v1', '2026-12-01 00:00:00', 60, 10, 10, 0, '{}', "
+                "'2026-12-01 00:01:00', 'fix-1')"))
+        assert {view: columns[:-1] for view, columns in view_columns(engine).items()} == before_views
+        assert {columns[-1] for columns in view_columns(engine).values()} == {"run"}
+        with engine.begin() as connection:
+            command.downgrade(_alembic_config(connection), "0005")
+        assert view_columns(engine) == before_views
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT accepted FROM model_volume")).scalars().all() == [9]
+    finally:
+        engine.dispose()

@@ -41,7 +41,7 @@ def test_an_unknown_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_db_upgrade_reports_the_revision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'new.sqlite'}"
     assert main(["db", "upgrade", "--database-url", url]) == 0
-    assert capsys.readouterr().out.strip().endswith("is at revision 0005")
+    assert capsys.readouterr().out.strip().endswith("is at revision 0006")
 
 
 def test_bad_worker_settings_are_argument_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -98,7 +98,7 @@ def test_baseline_stores_the_profile_where_the_worker_reads_it(contract: Contrac
     [
         ("not a url", "database_url: not an SQLAlchemy URL"),
         ("mysql://db/driftline", "unsupported database 'mysql'"),
-        ("sqlite:///{tmp}/empty.sqlite", "is at revision none, not 0005; run `driftline db upgrade` first"),
+        ("sqlite:///{tmp}/empty.sqlite", "is at revision none, not 0006; run `driftline db upgrade` first"),
     ],
 )
 def test_a_bad_database_writes_nothing_and_says_so_in_one_line(

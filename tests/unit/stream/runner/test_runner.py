@@ -169,10 +169,10 @@ def test_a_failed_commit_keeps_the_results_for_the_next_try(messages: list[Encod
     class FlakyStore(InMemoryCheckpointStore):
         fail = True
 
-        def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
+        def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = (), *, snapshot: bool = False) -> None:
             if self.fail:
                 raise DriftlineError("database down")
-            super().commit(checkpoint, results)
+            super().commit(checkpoint, results, snapshot=snapshot)
 
     store = FlakyStore()
     runner = _runner(store, RecordedDeadLetters())
@@ -203,9 +203,9 @@ def test_the_incidents_state_changes_are_published_before_their_checkpoint_commi
     published_at_commit: list[int] = []
 
     class CountingStore(InMemoryCheckpointStore):
-        def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
+        def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = (), *, snapshot: bool = False) -> None:
             published_at_commit.append(len(alerts.messages))
-            super().commit(checkpoint, results)
+            super().commit(checkpoint, results, snapshot=snapshot)
 
     alerts = InMemoryPartials()
     store = CountingStore()
@@ -224,3 +224,56 @@ def test_the_incidents_state_changes_are_published_before_their_checkpoint_commi
     # Every message was published (and flushed) before the checkpoint that covers it committed.
     assert published_at_commit[-1] == len(alerts.messages) == sum(
         len(r.alerts) + len(r.resolved_alerts) for r in store.results)
+
+
+def test_snapshots_are_asked_for_at_the_first_checkpoint_then_once_an_interval(
+    messages: list[EncodedMessage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import driftline.stream.runner.runner as runner_module
+
+    clock = [1_000.0]
+    monkeypatch.setattr(runner_module.time, "monotonic", lambda: clock[0])
+    store = InMemoryCheckpointStore()
+    catalog = Catalog.load()
+    contract = catalog.contract("credit_risk")
+    profile = reference_profile(contract, SyntheticStream(contract, seed=3), rows=5_000)
+    runner = PartitionRunner(key=KEY, contract=contract, profiles={profile.model_version: profile}, codec=Codec(catalog),
+                             store=store, deadletters=RecordedDeadLetters(), snapshot_interval_seconds=60.0)
+    for end, seconds in ((500, 30.0), (1_000, 30.0), (1_500, 10.0), (2_000, 10.0)):
+        runner.process(messages[end - 500:end])
+        runner.checkpoint()
+        clock[0] += seconds
+    # At 500 (the first), then at 1,500 (60 s after it); not at 1,000 or 2,000.
+    assert [snapshot.next_offset for snapshot in store.snapshots] == [500, 1_500]
+    state = store.snapshots[0].engine_state
+    assert state["runner_start"] == {"offset": 0, "label_offset": None}
+    assert state["runner_inputs"]["config"]["window_length_ms"] == runner.config.window_length_ms
+
+
+def test_a_runner_started_from_a_snapshot_computes_what_the_run_computed_after_it(messages: list[EncodedMessage]) -> None:
+    whole_store = InMemoryCheckpointStore()
+    whole = _runner(whole_store, RecordedDeadLetters())
+    whole.snapshot_interval_seconds = 1e-9  # a snapshot at every checkpoint
+    committed_by_offset = {}
+    for start in range(0, 3_000, 700):
+        whole.process(messages[start:start + 700])
+        whole.checkpoint()
+        committed_by_offset[whole.next_offset] = len(whole_store.results)
+    snapshot = next(s for s in whole_store.snapshots if s.next_offset == 1_400)
+    replayed_store = InMemoryCheckpointStore(checkpoints={(KEY.consumer_group, KEY.topic, KEY.partition): snapshot})
+    replayed = _runner(replayed_store, RecordedDeadLetters())
+    assert replayed.restored and replayed.start.offset == 0
+    assert replayed.inputs.differences(whole.inputs) == []
+    for start in range(1_400, 3_000, 400):  # other batches than the run's
+        replayed.process(messages[start:start + 400])
+    replayed.checkpoint()
+    after_snapshot = whole_store.results[committed_by_offset[1_400]:]
+    merged_whole, merged_replayed = BatchResult(), BatchResult()
+    for result in after_snapshot:
+        merged_whole.extend(result)
+    for result in replayed_store.results:
+        merged_replayed.extend(result)
+    assert merged_whole.feature_windows and merged_whole.model_windows
+    for name in ("feature_windows", "model_windows", "alerts", "resolved_alerts", "schema_changes"):
+        assert to_canonical_json(getattr(merged_replayed, name)) == to_canonical_json(getattr(merged_whole, name)), name
+    assert to_canonical_json(replayed.engine.to_state()) == to_canonical_json(whole.engine.to_state())

@@ -99,10 +99,10 @@ class FlakyStore(InMemoryCheckpointStore):
 
     fail = False
 
-    def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = ()) -> None:
+    def commit(self, checkpoint: Checkpoint, results: Iterable[BatchResult] = (), *, snapshot: bool = False) -> None:
         if self.fail:
             raise DriftlineError("the database is down")
-        super().commit(checkpoint, results)
+        super().commit(checkpoint, results, snapshot=snapshot)
 
 
 class SplitRun:
@@ -379,3 +379,28 @@ def test_the_detectors_false_alarm_budget_is_shared_across_partitions(catalog: C
     # Measured: 71 and 74 (2026-11-29). Poisson noise on ~70 is ~8.5; the bounds are beyond 4 sigma.
     assert one >= 30
     assert 0.5 * one <= four <= 2.0 * one, (one, four)
+
+
+def test_a_replay_of_the_partitions_merges_like_the_merge_stage(setup: Setup) -> None:
+    from driftline.stream.runner import CountedDeadLetters, ReplayItem, ReplayMerge, ReplayStore, ReplayTally, replay
+
+    live = SplitRun(setup)
+    live.run(iter(setup.chunks))  # the merge stage, its messages pumped after each checkpoint (no end of input)
+    store, tally, partials = InMemoryCheckpointStore(), ReplayTally(), InMemoryPartials()
+    runners = {p: PartitionRunner(key=PartitionKey("replay:r", TOPIC, p), contract=setup.contract, profiles=setup.profiles,
+                                  codec=setup.codec(), store=ReplayStore(store, None, tally), deadletters=CountedDeadLetters(),
+                                  config=CONFIG, partials=partials, partitions=4) for p in range(4)}
+    merger = MergeRunner(key=PartitionKey("replay:r", f"{TOPIC}.merge", 0),
+                         models={setup.contract.model: MergedModel(setup.contract, setup.profiles, CONFIG)},
+                         store=ReplayStore(store, None, tally), deadletters=CountedDeadLetters())
+    offsets = [0] * 4
+    items = [ReplayItem(p, MessageBatch.of(part)) for chunk in setup.chunks for p, part in enumerate(_split(chunk, 4, offsets)) if part]
+    replay(runners, items, tally, merge=ReplayMerge(merger, partials), checkpoint_seconds=0.0)
+    live_models, live_features = _windows(live.results)
+    models, features = _windows(store.results)
+    assert len(models) >= 10 and models.keys() == live_models.keys()
+    assert models == live_models
+    assert {key: tuple(getattr(w, name) for name in EXACT) for key, w in features.items()} == {
+        key: tuple(getattr(w, name) for name in EXACT) for key, w in live_features.items()}
+    assert {a.alert_id for r in store.results for a in r.alerts} == {a.alert_id for r in live.results for a in r.alerts}
+    assert tally.predictions == EVENTS and partials.messages == []
