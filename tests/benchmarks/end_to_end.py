@@ -12,12 +12,16 @@ events of the 20-feature credit_risk model, then read three times, one after the
   (b) a Faust agent that only counts events, on an app built by ``stream.app.create_app`` with the
       worker's settings (Faust's own per-message cost: the ceiling of any Faust worker);
   (c) the full ``driftline worker --stop-at-end`` (decode, contract check, engine, Postgres,
-      checkpoints), on a fresh database schema and consumer group.
+      checkpoints), on a fresh database schema and consumer group;
+  (f) ``driftline replay --run bench`` of the whole topic, under a run label of its own (the same
+      partition runner, read with a group-less consumer, checkpointing as often as the worker), on a
+      fresh schema.
 
 Each rate excludes start-up: it counts the events consumed after a first mark and divides by the
 time from that mark to the last event. (a) marks the first batch returned by ``consume``; (b) marks
-the first event inside the agent; (c) marks the first checkpoint seen in the database (see
-:func:`worker_throughput`). Targets: (c) >= 0.45 x (a) and >= 5 x (b).
+the first event inside the agent; (c) and (f) mark the first checkpoint seen in the database (see
+:func:`worker_throughput`). Targets: (c) >= 0.45 x (a) and >= 5 x (b); (f) >= (c), replay at least at
+the worker's speed.
 
 Latency. For each of ``--rates`` (default 5,000 and 20,000 events/s), a worker (fresh schema, group
 and topic) is started and, once its consumer group is joined, ``driftline produce --rate`` publishes
@@ -318,6 +322,45 @@ def worker_throughput(bootstrap: str, database_url: str, run: str, prefix: str, 
         return WorkerRun(rate, wall, seen[0][0] - started, len(seen), counts, alert_counts(engine))
 
 
+# -------------------------------------------------------------------------------- (f) replay
+
+
+def replay_throughput(bootstrap: str, database_url: str, run: str, prefix: str, events: int, checkpoint_seconds: float,
+                      directory: Path, timeout: float) -> Rate:
+    """``driftline replay --run bench`` of the pre-filled topic, timed from its checkpoints like the worker.
+
+    Its own checkpoints (``replay:bench``) are polled as the worker's are; the rate is the offsets
+    between the first one seen and the final one over the difference of their ``updated_at``.
+    """
+    topic = f"{prefix}{MODEL}"
+    group = "replay:bench"
+    log = directory / "replay-throughput.log"
+    with isolated_database(database_url) as url, database_engine(url) as engine, log.open("wb") as output:
+        process = subprocess.Popen([*DRIFTLINE, "replay", "--model", MODEL, "--run", "bench", "--bootstrap", bootstrap,
+                                    "--database-url", url, "--topic-prefix", prefix, "--checkpoint-seconds", f"{checkpoint_seconds:g}"],
+                                   stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + timeout
+        seen: list[dict[str, Any]] = []
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise BenchmarkError(f"replay still running after {timeout:.0f} s:\n{log_tail(log)}")
+            row = read_checkpoint(engine, group, topic)
+            if row is not None and (not seen or row["updated_at"] != seen[-1]["updated_at"]):
+                seen.append(row)
+            time.sleep(0.1)
+        if process.returncode != 0:
+            raise BenchmarkError(f"replay exited {process.returncode}:\n{log_tail(log)}")
+        final = read_checkpoint(engine, group, topic)
+        if final is None or final["next_offset"] != events or final["consumed"] != events:
+            raise BenchmarkError(f"the replay's checkpoint is {final}; the topic holds {events:,} events:\n{log_tail(log)}")
+        if not seen or final["updated_at"] != seen[-1]["updated_at"]:
+            seen.append(final)
+        first = seen[0]
+        return Rate(final["next_offset"] - first["next_offset"], (final["updated_at"] - first["updated_at"]).total_seconds())
+
+
 # -------------------------------------------------------------------------------- latency
 
 
@@ -602,6 +645,9 @@ def main() -> int:
             worker = worker_throughput(args.bootstrap, args.database_url, run, prefix, args.events, worker_options,
                                        directory, timeout)
             print(f"(c) full worker: {worker.rate.per_second:,.0f} events/s")
+            replayed = replay_throughput(args.bootstrap, args.database_url, run, prefix, args.events, args.checkpoint_seconds,
+                                         directory, timeout)
+            print(f"(f) replay: {replayed.per_second:,.0f} events/s")
             for rate in args.rates:
                 latencies.append((rate, latency_run(args.bootstrap, args.database_url, run, int(rate * args.latency_seconds), rate,
                                                     args.warmup_seconds, worker_options, directory)))
@@ -628,6 +674,7 @@ def main() -> int:
         ("(a) raw confluent-kafka consumer, counting", raw),
         ("(b) Faust agent (worker's app settings), counting", agent),
         ("(c) driftline worker (full), checkpoint to checkpoint", worker.rate),
+        ("(f) driftline replay (full), checkpoint to checkpoint", replayed),
     ):
         print(f"{label:52s} {rate.per_second:10,.0f} {rate.per_second / raw.per_second:7.3f}x "
               f"{rate.per_second / agent.per_second:7.3f}x {rate.events:10,} {rate.seconds:8.1f}")
@@ -636,7 +683,9 @@ def main() -> int:
           f"{worker.first_checkpoint_seconds:.1f} s, {worker.checkpoints} checkpoints seen; checkpoint counts {worker.counts}; "
           f"alerts {worker.alerts or 'none'}")
     print(f"targets: worker / raw = {to_raw:.3f} (>= {RAW_TARGET:.2f}: {'met' if to_raw >= RAW_TARGET else 'NOT met'}); "
-          f"worker / Faust agent = {to_agent:.2f} (>= {AGENT_TARGET:g}: {'met' if to_agent >= AGENT_TARGET else 'NOT met'})")
+          f"worker / Faust agent = {to_agent:.2f} (>= {AGENT_TARGET:g}: {'met' if to_agent >= AGENT_TARGET else 'NOT met'}); "
+          f"replay / worker = {replayed.per_second / worker.rate.per_second:.2f} (>= 1: "
+          f"{'met' if replayed.per_second >= worker.rate.per_second else 'NOT met'})")
 
     for rate, latency in latencies:
         steady = latency.latencies_ms[latency.warmup:]
