@@ -13,6 +13,7 @@ what each label becomes does not depend on this order anyway (``stream/monitor/l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -66,6 +67,16 @@ def _consumer(config: Mapping[str, Any]) -> Consumer:
     })
 
 
+@contextlib.contextmanager
+def _probe(config: Mapping[str, Any]) -> Iterator[Consumer]:
+    """A group-less consumer for offset requests, closed afterwards."""
+    consumer = _consumer(config)
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
+
 def watermarks(config: Mapping[str, Any], topic: str, partitions: Sequence[int], timeout: float = 15.0) -> dict[int, tuple[int, int]]:
     """``{partition: (low, high)}``: the first offset the broker still has and the end offset, of each partition.
 
@@ -74,18 +85,15 @@ def watermarks(config: Mapping[str, Any], topic: str, partitions: Sequence[int],
     KafkaUnavailableError
         The broker did not answer within ``timeout``.
     """
-    consumer = _consumer(config)
-    try:
-        found: dict[int, tuple[int, int]] = {}
+    found: dict[int, tuple[int, int]] = {}
+    with _probe(config) as consumer:
         for partition in partitions:
             try:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
             except KafkaException as exc:
                 raise KafkaUnavailableError(f"could not read the offsets of {topic}[{partition}]: {exc}") from exc
             found[partition] = (int(low), int(high))
-        return found
-    finally:
-        consumer.close()
+    return found
 
 
 def offsets_for_time(config: Mapping[str, Any], topic: str, partitions: Sequence[int], time_ms: int,
@@ -97,24 +105,21 @@ def offsets_for_time(config: Mapping[str, Any], topic: str, partitions: Sequence
     KafkaUnavailableError
         The broker did not answer within ``timeout``.
     """
-    consumer = _consumer(config)
-    try:
+    with _probe(config) as consumer:
         try:
             answered = consumer.offsets_for_times([TopicPartition(topic, p, int(time_ms)) for p in partitions], timeout=timeout)
         except KafkaException as exc:
             raise KafkaUnavailableError(f"could not look up the offsets of {topic} at {time_ms} ms: {exc}") from exc
-        found: dict[int, int] = {}
-        for tp in answered:
-            if tp.error is not None:
-                raise KafkaUnavailableError(f"could not look up the offset of {topic}[{tp.partition}] at {time_ms} ms: {tp.error}")
-            found[tp.partition] = int(tp.offset)
-        missing = [p for p, offset in found.items() if offset < 0]  # no message that late: the end
-        if missing:
-            ends = watermarks(config, topic, missing, timeout)
-            found.update({p: ends[p][1] for p in missing})
-        return found
-    finally:
-        consumer.close()
+    found: dict[int, int] = {}
+    for tp in answered:
+        if tp.error is not None:
+            raise KafkaUnavailableError(f"could not look up the offset of {topic}[{tp.partition}] at {time_ms} ms: {tp.error}")
+        found[tp.partition] = int(tp.offset)
+    missing = [p for p, offset in found.items() if offset < 0]  # no message that late: the end
+    if missing:
+        ends = watermarks(config, topic, missing, timeout)
+        found.update({p: ends[p][1] for p in missing})
+    return found
 
 
 class KafkaRangeReader:

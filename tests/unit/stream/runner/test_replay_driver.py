@@ -12,9 +12,8 @@ from label_streams import concept_change_stream
 from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
-from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig
-from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
+from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import PerformanceWindow, to_canonical_json
 from driftline.stream.runner import (
     CountedDeadLetters,
@@ -32,13 +31,6 @@ N = 12_000  # 20 events/s: ten one-minute windows
 DELAY_MS = 30_000
 CONFIG = EngineConfig(window_length_ms=60_000, allowed_lateness_ms=60_000, label_horizon_ms=120_000, label_grace_ms=30_000)
 KEY = PartitionKey("replay:live", "predictions.credit_risk", 0)
-
-
-@pytest.fixture(scope="module")
-def labelled(contract: Contract) -> ReferenceProfile:
-    columns = SyntheticStream(contract, seed=3).columns(30_000, seed_offset=1)
-    labels = (np.random.default_rng(23).random(30_000) < columns["prediction_score"]).astype(float)
-    return build_reference_profile(contract, columns, model_version="v1", labels=labels)
 
 
 @pytest.fixture(scope="module")

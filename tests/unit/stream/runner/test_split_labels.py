@@ -32,10 +32,9 @@ from label_streams import concept_change_stream
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
-from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.monitor.merge import WindowMerger
-from driftline.stream.monitor.profile import ReferenceProfile, build_reference_profile
+from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, PerformanceWindow, to_canonical_json
 from driftline.stream.runner.merge_runner import _decoded
 from driftline.stream.runner.partials import decode_partials_message, partial_messages, progress_message
@@ -48,13 +47,6 @@ P = 3
 CONFIG = EngineConfig(window_length_ms=60_000, allowed_lateness_ms=60_000, label_horizon_ms=600_000, label_grace_ms=60_000,
                       challenger="default")
 SPLIT = EngineConfig(**{**CONFIG.__dict__, "partial_windows": True, "partitions": P})
-
-
-@pytest.fixture(scope="module")
-def labelled(contract: Contract) -> ReferenceProfile:
-    columns = SyntheticStream(contract, seed=3).columns(30_000, seed_offset=1)
-    labels = (np.random.default_rng(23).random(30_000) < columns["prediction_score"]).astype(float)
-    return build_reference_profile(contract, columns, model_version="v1", labels=labels)
 
 
 @pytest.fixture(scope="module")
