@@ -23,6 +23,7 @@ from .arguments import (
     add_data_dir,
     add_database_url,
     add_metrics,
+    add_schema_registry,
     at_least,
     data_dir,
     database_url,
@@ -32,6 +33,7 @@ from .arguments import (
     port_number,
     positive_float,
     positive_int,
+    schema_registry,
 )
 
 __all__ = ["register", "run"]
@@ -128,6 +130,8 @@ def register(commands: Any) -> None:
     worker.add_argument("--stop-at-end", action="store_true", help="exit once caught up with the topics' end offsets at start")
     worker.add_argument("--latency-record", type=Path, help="write every message's produce-to-commit latency (ms) to this .npy file at exit")
     worker.add_argument("--schemas", type=Path, help="contract directory (default: the bundled contracts)")
+    add_schema_registry(worker, "in which the schema ids of Confluent-framed events are resolved (without one, such events "
+                        "are dead-lettered as unknown_schema_id)")
     worker.add_argument("--profiles", type=Path, help="reference profiles directory (default: the database's reference_profiles)")
     add_data_dir(worker)
     worker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -218,6 +222,7 @@ def _settings(args: argparse.Namespace) -> Any:
             profiles_dir=args.profiles,
             data_dir=data_dir(args),
             engine=EngineConfig(**engine),
+            schema_registry=schema_registry(args),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -181,7 +181,7 @@ def test_compose_kafka_is_kraft_and_consistent(services: dict[str, dict[str, Any
         assert environment[single_node_setting] == "1"
 
 
-def test_compose_schema_registry_is_the_local_ones_apicurio(
+def test_compose_schema_registry_is_the_local_ones_apicurio_and_the_worker_uses_it(
     repository: Path, services: dict[str, dict[str, Any]]
 ) -> None:
     registry = services["schema-registry"]
@@ -197,6 +197,9 @@ def test_compose_schema_registry_is_the_local_ones_apicurio(
     # Ready when Quarkus says so, on the port the container listens on.
     probe = " ".join(registry["healthcheck"]["test"])
     assert f"/dev/tcp/127.0.0.1/{container_port}" in probe and "GET /health/ready" in probe and "' 200 '" in probe
+    # The worker resolves schema ids through the Confluent API of that service, and waits for it.
+    assert _option(_command(services["worker"]), "--schema-registry") == f"http://schema-registry:{container_port}/apis/ccompat/v7"
+    assert services["worker"]["depends_on"]["schema-registry"]["condition"] == "service_healthy"
 
 
 def test_compose_schema_registry_healthcheck_speaks_http(services: dict[str, dict[str, Any]]) -> None:
