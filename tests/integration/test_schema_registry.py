@@ -117,9 +117,9 @@ def test_produce_registers_and_the_worker_decodes_through_the_registry(
     )
 
     with isolated_database(database_url) as url:
-        # The worker's registry comes from $DRIFTLINE_SCHEMA_REGISTRY_URL too (its process inherits the environment).
+        # The worker's registry comes from $DRIFTLINE_SCHEMA_REGISTRY_URL (its default), set in its environment.
         worker = Worker(bootstrap=kafka_bootstrap, database_url=url, prefix=prefix, deadletter=deadletter, group=group,
-                        log=tmp_path / "worker.log", stop_at_end=True)
+                        log=tmp_path / "worker.log", stop_at_end=True, schema_registry_url=schema_registry_url)
         assert worker.wait(300) == 0, worker.log_tail()
         assert f"schema ids are resolved in the Schema Registry at {schema_registry_url}" in worker.log_path.read_text()
 
