@@ -3,7 +3,8 @@
 # storage, built once with Maven from Maven Central and run with Java — no Docker, no tarball.
 # Usage: registry.sh up|down|status|env|fetch
 #
-#   http://127.0.0.1:18081/apis/ccompat/v7   the Confluent Schema Registry API (DRIFTLINE_SCHEMA_REGISTRY_URL)
+#   http://127.0.0.1:18081/apis/ccompat/v7   the Confluent Schema Registry API (DRIFTLINE_SCHEMA_REGISTRY_URL;
+#                                            the port shifted by DRIFTLINE_PORT_OFFSET, like the others)
 #   http://127.0.0.1:18081/health/ready      readiness
 #
 # Build: registry/pom.xml (see its comment for why it is a build and what it mends) into
@@ -55,7 +56,7 @@ fetch_app() {
         exec 8>&-
         return 0
     fi
-    log "registry: building Apicurio Registry $REGISTRY_VERSION with Maven (the first build downloads its dependencies: minutes)"
+    log "registry: building Apicurio Registry $REGISTRY_VERSION with Maven (the first build downloads its dependencies: about a minute)"
     # Built in a staging directory, out of the repository, moved into place when complete: an
     # interrupted build leaves nothing half-made behind.
     local staging="$REGISTRY_HOME.partial" started=$SECONDS
