@@ -29,7 +29,7 @@ test: check
 	bash deploy/local/services.sh down || true; \
 	exit $$status
 
-## services-up: start Kafka, PostgreSQL, Prometheus and Alertmanager on loopback (deploy/local/README.md).
+## services-up: start Kafka, PostgreSQL, Prometheus, Alertmanager and the Schema Registry on loopback (deploy/local/README.md).
 ## Make cannot set your shell's variables: run `eval "$(bash deploy/local/services.sh up)"` for that.
 services-up:
 	bash deploy/local/services.sh up

@@ -31,6 +31,7 @@ from .results import RejectReason
 __all__ = [
     "CONFLUENT",
     "CONFLUENT_HEADER_BYTES",
+    "REGISTRY_MODES",
     "SINGLE_OBJECT",
     "SINGLE_OBJECT_HEADER_BYTES",
     "SINGLE_OBJECT_MARKER",
@@ -48,6 +49,9 @@ SINGLE_OBJECT_MARKER = b"\xc3\x01"
 SINGLE_OBJECT_HEADER_BYTES = 10
 #: The wire formats producers choose from, by name (the codec reads both).
 WIRE_FORMATS = ("single-object", "confluent")
+#: How a producer of Confluent framing gets its schema id: it registers its writer schema under the
+#: subject (``auto-register``), or writes with the subject's latest registered version (``use-latest``).
+REGISTRY_MODES = ("auto-register", "use-latest")
 
 # Encoders are called per event by producers; parsing and fingerprinting the schema each time would
 # dominate. The cache is keyed by the schema object's identity and keeps the object alive, so an id

@@ -28,12 +28,15 @@ POSTGRES_PORT=$((15432 + PORT_OFFSET))
 PROMETHEUS_PORT=$((19090 + PORT_OFFSET))
 ALERTMANAGER_PORT=$((19094 + PORT_OFFSET))
 METRICS_PORT=$((19464 + PORT_OFFSET))
+SCHEMA_REGISTRY_PORT=$((18081 + PORT_OFFSET))
 
 # What the local services are reached at (the values services.sh exports).
 LOCAL_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 LOCAL_DATABASE_URL="postgresql+psycopg://driftline@127.0.0.1:$POSTGRES_PORT/driftline"
 LOCAL_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
 LOCAL_ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT"
+# The Schema Registry's Confluent-compatible API (Apicurio serves it under /apis/ccompat/v7).
+LOCAL_SCHEMA_REGISTRY_URL="http://127.0.0.1:$SCHEMA_REGISTRY_PORT/apis/ccompat/v7"
 
 log() {
     printf '[services %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2

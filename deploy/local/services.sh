@@ -16,6 +16,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SERVICE_SCRIPTS=(kafka.sh postgres.sh prometheus.sh)
+# The Schema Registry (Apicurio, Confluent API): DRIFTLINE_SCHEMA_REGISTRY_URL.
+SERVICE_SCRIPTS+=(registry.sh)
 
 env_lines() {
     local script
@@ -39,9 +41,13 @@ with_lock() {
 up() {
     local started=$SECONDS
     ensure_packages
-    # Fetch the Kafka jars before the services start in parallel (the only download).
+    # Fetch the Kafka jars before the services start in parallel (a download).
     if ! external DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP"; then
         bash "$LOCAL_DIR/kafka.sh" fetch </dev/null >&2 9>&-
+    fi
+    # Build the Schema Registry before the parallel start too (Maven, into the same local repository).
+    if ! external DRIFTLINE_SCHEMA_REGISTRY_URL "$LOCAL_SCHEMA_REGISTRY_URL"; then
+        bash "$LOCAL_DIR/registry.sh" fetch </dev/null >&2 9>&-
     fi
     # The three start in parallel (the JVM's start-up dominates); each waits for its own readiness.
     local script pids=() failed=()

@@ -10,8 +10,12 @@ import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from driftline.schemas.errors import DriftlineError
+
+if TYPE_CHECKING:
+    from driftline.stream.kafka.registry import SchemaRegistrySettings
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -20,6 +24,7 @@ __all__ = [
     "add_data_dir",
     "add_database_url",
     "add_metrics",
+    "add_schema_registry",
     "at_least",
     "data_dir",
     "database_url",
@@ -30,6 +35,7 @@ __all__ = [
     "port_number",
     "positive_float",
     "positive_int",
+    "schema_registry",
 ]
 
 #: Kafka's usual address, when neither ``--bootstrap`` nor ``$DRIFTLINE_KAFKA_BOOTSTRAP`` names one.
@@ -215,3 +221,28 @@ def data_dir(args: argparse.Namespace) -> Path:
         return Path(given).expanduser()
     xdg = os.environ.get("XDG_DATA_HOME", "").strip()
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "driftline"
+
+
+def add_schema_registry(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--schema-registry URL``: the Confluent-compatible Schema Registry (default ``$DRIFTLINE_SCHEMA_REGISTRY_URL``)."""
+    parser.add_argument(
+        "--schema-registry", metavar="URL",
+        help=f"Schema Registry {what} (default: $DRIFTLINE_SCHEMA_REGISTRY_URL), e.g. http://127.0.0.1:8081 or Apicurio's "
+        "http://host:8080/apis/ccompat/v7; basic credentials only from $DRIFTLINE_SCHEMA_REGISTRY_BASIC_AUTH (user:password)",
+    )
+
+
+def schema_registry(args: argparse.Namespace) -> SchemaRegistrySettings | None:
+    """The Schema Registry of ``--schema-registry``, else of ``$DRIFTLINE_SCHEMA_REGISTRY_URL`` (``None``: neither).
+
+    Raises
+    ------
+    UsageError
+        The URL is not one (or carries credentials, which belong in ``$DRIFTLINE_SCHEMA_REGISTRY_BASIC_AUTH``).
+    """
+    from driftline.stream.kafka.registry import SchemaRegistrySettings
+
+    try:
+        return SchemaRegistrySettings.from_environment(args.schema_registry)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

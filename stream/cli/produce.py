@@ -10,14 +10,23 @@ Exit codes: 0 every event delivered, 2 bad arguments or input, 1 Kafka did not t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from driftline.schemas.wire import WIRE_FORMATS
+from driftline.schemas.wire import REGISTRY_MODES, WIRE_FORMATS
 
-from .arguments import DEFAULT_BOOTSTRAP, UsageError, kafka_bootstrap, positive_float, positive_int
+from .arguments import (
+    DEFAULT_BOOTSTRAP,
+    UsageError,
+    add_schema_registry,
+    kafka_bootstrap,
+    positive_float,
+    positive_int,
+    schema_registry,
+)
 
 __all__ = ["register", "run"]
 
@@ -56,7 +65,15 @@ def register(commands: Any) -> None:
                          help="partitions of the topic if it must be created (default 1); events are spread by their id")
     produce.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
     produce.add_argument("--wire-format", choices=WIRE_FORMATS, default="single-object", help="single-object (default) or confluent")
-    produce.add_argument("--schema-registry", metavar="URL", help="Schema Registry of --wire-format confluent")
+    add_schema_registry(produce, "of --wire-format confluent")
+    produce.add_argument("--registry-mode", choices=REGISTRY_MODES, default=None,
+        help="--wire-format confluent: auto-register (default) registers the writer schema under <topic>-value, which the "
+        "registry refuses if its compatibility rule does not allow it; use-latest registers nothing and writes with the "
+        "subject's latest registered version")
+    produce.add_argument("--writer-schema", type=Path, metavar="FILE",
+        help="Avro schema (.avsc) to write the events with instead of the contract's, e.g. a producer's evolved schema: its "
+        "fields are filled from the events by name, those the contract lacks with their defaults (with single-object "
+        "encoding the worker's catalog must know it)")
     produce.add_argument("--rate", type=positive_float, metavar="EVENTS_PER_SECOND",
         help="send at this steady wall-clock rate (default: as fast as possible)")
     produce.add_argument("--delivery-timeout", type=positive_float, default=60.0, help="seconds Kafka may take to acknowledge a message (default 60)")
@@ -72,21 +89,38 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _writer_schema(path: Path) -> Any:
+    """The JSON of ``--writer-schema`` (parsed as Avro by the producer, which names what is wrong with it)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--writer-schema {path}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``driftline produce``; return the exit code."""
     if args.input is None and (args.format or args.skip_invalid):
         raise UsageError("--format and --skip-invalid apply to --input")
     if args.synthetic is None and args.drift:
         raise UsageError("--drift applies to --synthetic")
-    if args.wire_format == "confluent" and not args.schema_registry:
-        raise UsageError("--wire-format confluent needs --schema-registry URL")
-    if (args.schema_registry or "").startswith("mock://"):
+    registry = schema_registry(args) if args.wire_format == "confluent" else None
+    if args.wire_format == "confluent" and registry is None:
+        raise UsageError("--wire-format confluent needs a Schema Registry: --schema-registry URL or $DRIFTLINE_SCHEMA_REGISTRY_URL")
+    if args.registry_mode is not None and args.wire_format != "confluent":
+        raise UsageError("--registry-mode applies to --wire-format confluent")
+    mode = args.registry_mode or "auto-register"
+    if mode == "use-latest" and args.writer_schema is not None:
+        raise UsageError("--writer-schema and --registry-mode use-latest contradict each other: use-latest writes with the "
+                         "subject's latest version")
+    if registry is not None and registry.url.startswith("mock://"):
         print("driftline produce: warning: a mock:// registry lives in this process only; no consumer can "
               "resolve its schema ids", file=sys.stderr)
+    writer_schema = _writer_schema(args.writer_schema) if args.writer_schema is not None else None
 
     from driftline.schemas.contract_catalog import Catalog
     from driftline.schemas.errors import RegistryError
     from driftline.stream.demo.sources import synthetic_batches
+    from driftline.stream.kafka.registry import registry_client
     from driftline.stream.kafka.topics import prediction_topic
     from driftline.stream.produce.producer import DeliveryError, EventProducer
     from driftline.stream.produce.publishing import check_file, ensure_topic, publish
@@ -112,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         config = {"message.timeout.ms": int(args.delivery_timeout * 1000), **dict(args.producer_property)}
         producer = EventProducer(
             bootstrap, model=args.model, catalog=catalog, wire_format=args.wire_format,
-            schema_registry_url=args.schema_registry, topic=topic, producer_config=config,
+            registry_client=registry_client(registry) if registry is not None else None, registry_mode=mode,
+            topic=topic, writer_schema=writer_schema, producer_config=config,
         )
         report = publish(
             producer, sources(), total, rate=args.rate, delivery_timeout=args.delivery_timeout,

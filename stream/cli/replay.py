@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .arguments import DEFAULT_BOOTSTRAP, UsageError, add_database_url, database_url, kafka_bootstrap, positive_float, positive_int
+from .arguments import (
+    DEFAULT_BOOTSTRAP,
+    UsageError,
+    add_database_url,
+    add_schema_registry,
+    database_url,
+    kafka_bootstrap,
+    positive_float,
+    positive_int,
+    schema_registry,
+)
 from .engine_options import add_engine_options, engine_config
 
 __all__ = ["range_bound", "register", "run"]
@@ -61,6 +71,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--feature-topic-prefix", default="features.",
                         help="a feature set's rows are read from <prefix><name> (default features.)")
     add_engine_options(parser)
+    add_schema_registry(parser, "in which the schema ids of Confluent-framed messages are resolved (as the worker's)")
     parser.add_argument("--batch-events", type=positive_int, default=50_000, help="most messages read at once (default 50000)")
     parser.add_argument("--checkpoint-seconds", type=positive_float, default=5.0,
                         help="how often the replay's results and its own checkpoint are committed (default 5)")
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             topic_prefix=args.topic_prefix, feature_topic_prefix=args.feature_topic_prefix, label_topic_prefix=args.label_topic_prefix,
             engine=engine_config(args), schemas_dir=args.schemas, profiles_dir=args.profiles, max_message_bytes=args.max_message_bytes,
             batch_events=args.batch_events, checkpoint_seconds=args.checkpoint_seconds, dead_letter_topic=args.dead_letter_topic,
+            schema_registry=schema_registry(args),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -16,6 +16,7 @@ from .arguments import (
     add_data_dir,
     add_database_url,
     add_metrics,
+    add_schema_registry,
     data_dir,
     database_url,
     duration_ms,
@@ -25,6 +26,7 @@ from .arguments import (
     port_number,
     positive_float,
     positive_int,
+    schema_registry,
 )
 from .engine_options import add_engine_options, engine_config
 
@@ -93,6 +95,8 @@ def register(commands: Any) -> None:
         help="seconds before a silent worker's partitions go to another (default 10)")
     worker.add_argument("--stop-at-end", action="store_true", help="exit once caught up with the topics' end offsets at start")
     worker.add_argument("--latency-record", type=Path, help="write every message's produce-to-commit latency (ms) to this .npy file at exit")
+    add_schema_registry(worker, "in which the schema ids of Confluent-framed events are resolved (without one, such events "
+                        "are dead-lettered as unknown_schema_id)")
     add_data_dir(worker)
     worker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="log level of driftline's own messages (default INFO)")
@@ -167,6 +171,7 @@ def _settings(args: argparse.Namespace) -> Any:
             profiles_dir=args.profiles,
             data_dir=data_dir(args),
             engine=engine,
+            schema_registry=schema_registry(args),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from driftline.stream.monitor.engine import EngineConfig
 
+from .registry import SchemaRegistrySettings
 from .topics import (
     ALERTS_TOPIC,
     DEADLETTER_TOPIC,
@@ -95,6 +96,9 @@ class WorkerSettings:
         (``None``: in a temporary directory — the worker keeps no state there that must survive it).
     engine
         The engine's tunables.
+    schema_registry
+        The Schema Registry that Confluent-framed events' schema ids are resolved in (``None``: such
+        events are rejected as ``unknown_schema_id``).
     """
 
     bootstrap_servers: str
@@ -132,6 +136,7 @@ class WorkerSettings:
     profiles_dir: Path | None = None
     data_dir: Path | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
+    schema_registry: SchemaRegistrySettings | None = None
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
+from driftline.schemas.errors import RegistryError
 from driftline.stream.monitor.engine import EngineConfig
 from driftline.stream.monitor.profile import ReferenceProfile
 from driftline.stream.monitor.results import BatchResult, describe_alert
@@ -32,6 +33,7 @@ from driftline.stream.runner import MergedModel, MergeRunner, PartitionKey, Part
 from .deadletter import DeadLetterProducer
 from .errors import TopicSetupError, WorkerError
 from .partials import PartialsProducer
+from .registry import codec_factory
 from .settings import WorkerSettings
 from .topics import CLIENT_LOGGER, end_offsets, ensure_topics
 from .webhook import TeePort, WebhookNotifier, redacted
@@ -228,6 +230,12 @@ class WorkerRuntime:
     partials: PartialsProducer | None = None
     alerts: PartialsProducer | WebhookNotifier | TeePort | None = None  # the alerts topic and the webhook (None: neither)
     metrics: DriftlineMetrics | None = None
+    codecs: Callable[[], Codec] | None = None  # a codec per runner (None: from the settings, see codec_factory)
+
+    def __post_init__(self) -> None:
+        if self.codecs is None:
+            self.codecs = codec_factory(self.catalog, self.settings.schema_registry, max_message_bytes=self.settings.max_message_bytes,
+                                        check=False)
 
     @classmethod
     def open(cls, settings: WorkerSettings, *, metrics: DriftlineMetrics | None = None) -> WorkerRuntime:
@@ -250,6 +258,7 @@ class WorkerRuntime:
         profiles = {model: load_profiles(settings, database, model) for model in settings.monitored}
         for model in settings.label_topics:
             _check_labels(settings, contracts[model], profiles[model])
+        codecs = _codecs(settings, catalog)
         return cls(
             settings=settings,
             catalog=catalog,
@@ -259,6 +268,7 @@ class WorkerRuntime:
             deadletters=DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic),
             alerts=_alert_ports(settings),
             metrics=metrics,
+            codecs=codecs,
         )
 
     def use_topics(self, layout: TopicLayout) -> None:
@@ -298,7 +308,7 @@ class WorkerRuntime:
             key=PartitionKey(self.settings.consumer_group, topic, partition),
             contract=self.contracts[model],
             profiles=self.profiles[model],
-            codec=Codec(self.catalog, max_message_bytes=self.settings.max_message_bytes),
+            codec=self._codec(),
             store=SqlCheckpointStore(self.database, snapshot_retention=timedelta(seconds=self.settings.snapshot_retention_seconds)),
             deadletters=self.deadletters,
             config=config,
@@ -312,6 +322,10 @@ class WorkerRuntime:
         )
         runner.record_latencies = self.settings.latency_record is not None
         return runner
+
+    def _codec(self) -> Codec:
+        assert self.codecs is not None  # set by __post_init__
+        return self.codecs()
 
     def make_merge_runner(self, partition: int, deadletters: DeadLetterProducer) -> MergeRunner:
         """The runner of one partition of the partials topic, restored from its checkpoint if there is one."""
@@ -327,6 +341,17 @@ class WorkerRuntime:
             on_result=_log_alerts,
             alerts=self.alerts,
         )
+
+
+def _codecs(settings: WorkerSettings, catalog: Catalog) -> Callable[[], Codec]:
+    """The runners' codecs (with a Schema Registry: one client for them all, which must answer now)."""
+    try:
+        codecs = codec_factory(catalog, settings.schema_registry, max_message_bytes=settings.max_message_bytes)
+    except RegistryError as exc:
+        raise WorkerError(str(exc)) from exc
+    if settings.schema_registry is not None:
+        log.info("Confluent-framed events: schema ids are resolved in the Schema Registry at %s", settings.schema_registry.url)
+    return codecs
 
 
 def _alert_ports(settings: WorkerSettings) -> PartialsProducer | WebhookNotifier | TeePort | None:

@@ -7,8 +7,11 @@ to publish files and synthetic streams. Both write exactly what the worker's cod
 * **single-object encoding** (the default): ``C3 01``, the writer schema's CRC-64-AVRO fingerprint,
   the Avro body. No Schema Registry is needed; the worker resolves the fingerprint from its
   catalog, so the writer schema must be the contract's own or one in ``schemas/catalog/``.
-* **Confluent framing**: ``00``, the schema id, the body. The writer schema is registered under the
-  subject ``<topic>-value`` (TopicNameStrategy) of the registry at ``schema_registry_url``.
+* **Confluent framing**: ``00``, the schema id, the body, under the subject ``<topic>-value``
+  (TopicNameStrategy) of the registry at ``schema_registry_url``. In the ``auto-register`` mode (the
+  default) the writer schema is registered there — the registry refuses one its compatibility rule
+  does not allow, before anything is sent; in the ``use-latest`` mode nothing is registered: events
+  are written with the subject's latest registered version, looked up when the producer starts.
 
 Messages are keyed by the event id. On a model topic of several partitions the key places the event:
 librdkafka's default partitioner hashes it, so a model's events spread evenly and each id stays in
@@ -42,11 +45,13 @@ from driftline.schemas.columnar_encoder import INTEGER_RANGES, BatchEncoder, doe
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.schemas.errors import DriftlineError, EncodeError, RegistryError
-from driftline.schemas.wire import SINGLE_OBJECT_MARKER, WIRE_FORMATS, encode_confluent, encode_single_object
+from driftline.schemas.wire import REGISTRY_MODES, SINGLE_OBJECT_MARKER, WIRE_FORMATS, encode_confluent, encode_single_object
+from driftline.stream.kafka import registry as registry_api
 from driftline.stream.kafka.topics import CLIENT_LOGGER, prediction_topic
 
 __all__ = [
     "DEFAULT_PRODUCER_CONFIG",
+    "REGISTRY_MODES",
     "WIRE_FORMATS",
     "DeliveryError",
     "EncodedBatch",
@@ -127,7 +132,13 @@ class EventProducer:
         The Schema Registry for Confluent framing; ``mock://`` is confluent-kafka's in-memory
         registry, only useful in-process (pass ``registry_client`` to share one with a codec).
     registry_client
-        A ``SchemaRegistryClient`` to use instead of one built from ``schema_registry_url``.
+        A ``SchemaRegistryClient`` to use instead of one built from ``schema_registry_url`` (e.g.
+        :func:`~driftline.stream.kafka.registry.registry_client`, with credentials).
+    registry_mode
+        Confluent framing only: ``"auto-register"`` (default) registers the writer schema under
+        ``<topic>-value``; ``"use-latest"`` registers nothing and writes with the subject's latest
+        version (then ``writer_schema`` must not be given). Either way a schema the registry
+        refuses, or a subject without a version, raises :class:`RegistryError` here, before anything is sent.
     topic
         Publish here instead of ``predictions.<model>``.
     writer_schema
@@ -151,6 +162,7 @@ class EventProducer:
         wire_format: str = "single-object",
         schema_registry_url: str | None = None,
         registry_client: Any = None,
+        registry_mode: str = "auto-register",
         topic: str | None = None,
         writer_schema: Any = None,
         producer_config: Mapping[str, Any] | None = None,
@@ -161,6 +173,10 @@ class EventProducer:
             raise ValueError(f"wire_format must be one of {list(WIRE_FORMATS)}, got {wire_format!r}")
         if wire_format == "confluent" and registry_client is None and not schema_registry_url:
             raise ValueError("schema_registry_url: Confluent framing needs a Schema Registry (or pass registry_client)")
+        if registry_mode not in REGISTRY_MODES:
+            raise ValueError(f"registry_mode must be one of {list(REGISTRY_MODES)}, got {registry_mode!r}")
+        if registry_mode == "use-latest" and writer_schema is not None:
+            raise ValueError("writer_schema: with registry_mode 'use-latest' the events are written with the subject's latest version")
         self.catalog = catalog if catalog is not None else Catalog.load()
         self.contract: Contract = self.catalog.contract(model)  # UnknownModelError names the known models
         self.model = model
@@ -168,13 +184,17 @@ class EventProducer:
         if not self.topic:
             raise ValueError("topic must not be empty")
         self.wire_format = wire_format
+        self.registry_mode = registry_mode
+        self.subject = f"{self.topic}-value"
         self._registry = registry_client
         if wire_format == "confluent" and registry_client is None:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
-
-            self._registry = SchemaRegistryClient.new_client({"url": schema_registry_url})
+            assert schema_registry_url is not None
+            self._registry = registry_api.registry_client(registry_api.SchemaRegistrySettings(schema_registry_url))
         self._writers: dict[int, _Writer] = {}
-        self._default_writer = self._writer(writer_schema if writer_schema is not None else self.contract.schema_json)
+        if wire_format == "confluent" and registry_mode == "use-latest":
+            self._default_writer = self._latest_writer()
+        else:
+            self._default_writer = self._writer(writer_schema if writer_schema is not None else self.contract.schema_json)
         self._id_field = self.contract.role_field("id").name
         self.sent = 0
         self.sent_bytes = 0
@@ -202,24 +222,60 @@ class EventProducer:
             return known
         schema_id: int | None = None
         if self.wire_format == "confluent":
-            schema_id = self._register(schema)
-            header = b"\x00" + schema_id.to_bytes(4, "big")
-        else:
-            header = SINGLE_OBJECT_MARKER + avro_types.fingerprint_bytes(fingerprint)
+            schema_id = self._register(schema) if self.registry_mode == "auto-register" else self._lookup(schema)
+        return self._add_writer(parsed, fingerprint, schema_id)
+
+    def _add_writer(self, parsed: dict[str, Any], fingerprint: int, schema_id: int | None) -> _Writer:
+        header = SINGLE_OBJECT_MARKER + avro_types.fingerprint_bytes(fingerprint) if schema_id is None else b"\x00" + schema_id.to_bytes(4, "big")
         batch = BatchEncoder(parsed, header)
         ints = tuple((p.name, p.avro_type) for p in batch.fields if p.avro_type in INTEGER_RANGES)
         writer = _Writer(parsed, schema_id, batch, ints)
         self._writers[fingerprint] = writer
         return writer
 
+    def _latest_writer(self) -> _Writer:
+        """The writer of the subject's latest registered version (``use-latest``: nothing is registered)."""
+        try:
+            latest = self._registry.get_latest_version(self.subject)
+        except Exception as exc:
+            raise RegistryError(
+                f"the Schema Registry has no latest version of {self.subject} to write with: {registry_api.describe_registry_error(exc)} "
+                "(--registry-mode use-latest registers nothing: register the schema first, e.g. with auto-register)"
+            ) from exc
+        schema_type = getattr(latest.schema, "schema_type", None) or "AVRO"
+        if schema_type != "AVRO":
+            raise RegistryError(f"the latest version of {self.subject} is a {schema_type} schema; driftline writes Avro")
+        parsed = avro_types.parse_schema(latest.schema.schema_str)
+        return self._add_writer(parsed, avro_types.fingerprint(avro_types.canonical_form(parsed)), int(latest.schema_id))
+
+    @staticmethod
+    def _schema_text(schema: Any) -> str:
+        return schema if isinstance(schema, str) else json.dumps(avro_types.plain_json(schema))
+
     def _register(self, schema: Any) -> int:
         from confluent_kafka.schema_registry import Schema
 
-        text = schema if isinstance(schema, str) else json.dumps(avro_types.plain_json(schema))
         try:
-            return int(self._registry.register_schema(f"{self.topic}-value", Schema(text, "AVRO")))
+            return int(self._registry.register_schema(self.subject, Schema(self._schema_text(schema), "AVRO")))
         except Exception as exc:
-            raise RegistryError(f"could not register the writer schema under {self.topic}-value: {exc}") from exc
+            if getattr(exc, "http_status_code", None) == 409:
+                raise RegistryError(
+                    f"the Schema Registry refused the writer schema under {self.subject}: the subject's compatibility rule "
+                    f"does not allow it after its registered versions: {registry_api.describe_registry_error(exc)}"
+                ) from exc
+            raise RegistryError(f"could not register the writer schema under {self.subject}: {registry_api.describe_registry_error(exc)}") from exc
+
+    def _lookup(self, schema: Any) -> int:
+        """The id of a writer schema already registered under the subject (``use-latest`` registers nothing)."""
+        from confluent_kafka.schema_registry import Schema
+
+        try:
+            return int(self._registry.lookup_schema(self.subject, Schema(self._schema_text(schema), "AVRO")).schema_id)
+        except Exception as exc:
+            raise RegistryError(
+                f"a writer schema of the stream is not registered under {self.subject}, and --registry-mode use-latest "
+                f"registers nothing: {registry_api.describe_registry_error(exc)}"
+            ) from exc
 
     @property
     def schema_id(self) -> int | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftline.schemas.codec import Codec
 from driftline.schemas.contract import Contract
@@ -49,6 +49,9 @@ from driftline.stream.runner import (
     RunStart,
     replay,
 )
+
+if TYPE_CHECKING:
+    from driftline.stream.kafka.registry import SchemaRegistrySettings
 
 __all__ = ["LIVE_RUN", "Bound", "ReplayError", "ReplayOutcome", "ReplaySettings", "run_replay"]
 
@@ -99,6 +102,9 @@ class ReplaySettings:
         How often the replay's progress is committed (results and its own checkpoint, one transaction).
     dead_letter_topic
         Send rejected messages (again) to this topic; ``None``: count them only.
+    schema_registry
+        Where the schema ids of Confluent-framed messages are resolved (``None``: they are rejected as
+        ``unknown_schema_id``, as by a worker without one).
     """
 
     model: str
@@ -120,6 +126,7 @@ class ReplaySettings:
     batch_events: int = 50_000
     checkpoint_seconds: float = 5.0
     dead_letter_topic: str | None = None
+    schema_registry: SchemaRegistrySettings | None = None
 
     def __post_init__(self) -> None:
         from driftline.sinks.sql_statements import check_run_label
@@ -186,10 +193,12 @@ def run_replay(settings: ReplaySettings, *, progress: Callable[[int], None] | No
         A contract, profile, the database or the broker failed.
     """
     from driftline.sinks import SqlCheckpointStore
+    from driftline.stream.kafka.registry import codec_factory
     from driftline.stream.kafka.worker import check_database, load_profiles
 
     catalog = Catalog.load(settings.schemas_dir) if settings.schemas_dir is not None else Catalog.load()
     contract = catalog.contract(settings.model)
+    codecs = codec_factory(catalog, settings.schema_registry, max_message_bytes=settings.max_message_bytes)
     database = check_database(settings)
     try:
         profiles = load_profiles(settings, database, settings.model)
@@ -198,8 +207,8 @@ def run_replay(settings: ReplaySettings, *, progress: Callable[[int], None] | No
             config = dataclasses.replace(config, label_horizon_ms=None, challenger=None)
         store = SqlCheckpointStore(database, run=settings.run)
         if settings.input_file is not None:
-            return _replay_archive(settings, catalog, contract, profiles, config, store, progress, on_total)
-        return _replay_topic(settings, catalog, contract, profiles, config, store, progress, on_total)
+            return _replay_archive(settings, codecs, contract, profiles, config, store, progress, on_total)
+        return _replay_topic(settings, codecs, contract, profiles, config, store, progress, on_total)
     finally:
         database.dispose()
 
@@ -214,11 +223,11 @@ def _deadletters(settings: ReplaySettings) -> tuple[DeadLetterPort, CountedDeadL
     return DeadLetterProducer(bootstrap, topic=settings.dead_letter_topic), None
 
 
-def _runner(settings: ReplaySettings, catalog: Catalog, contract: Contract, profiles: Mapping[str, ReferenceProfile],
+def _runner(settings: ReplaySettings, codecs: Callable[[], Codec], contract: Contract, profiles: Mapping[str, ReferenceProfile],
             config: EngineConfig, key: PartitionKey, store: ReplayStore, deadletters: DeadLetterPort, *,
             partials: InMemoryPartials | None = None, partitions: int = 1, label_topic: str | None = None) -> PartitionRunner:
     runner = PartitionRunner(
-        key=key, contract=contract, profiles=profiles, codec=Codec(catalog, max_message_bytes=settings.max_message_bytes),
+        key=key, contract=contract, profiles=profiles, codec=codecs(),
         store=store, deadletters=deadletters, config=config, partials=partials, partitions=partitions, label_topic=label_topic,
     )
     store.bind(runner)
@@ -228,7 +237,7 @@ def _runner(settings: ReplaySettings, catalog: Catalog, contract: Contract, prof
 # -- an archive file ---------------------------------------------------------------------------------
 
 
-def _replay_archive(settings: ReplaySettings, catalog: Catalog, contract: Contract, profiles: Mapping[str, ReferenceProfile],
+def _replay_archive(settings: ReplaySettings, codecs: Callable[[], Codec], contract: Contract, profiles: Mapping[str, ReferenceProfile],
                     config: EngineConfig, store: Any, progress: Callable[[int], None] | None,
                     on_total: Callable[[int], None] | None) -> ReplayOutcome:
     from driftline.stream.produce.archive import Archive
@@ -244,7 +253,7 @@ def _replay_archive(settings: ReplaySettings, catalog: Catalog, contract: Contra
     tally = ReplayTally()
     deadletters, counted = _deadletters(settings)
     replay_store = ReplayStore(store, own, tally)
-    runner = _runner(settings, catalog, contract, profiles, dataclasses.replace(config, label_horizon_ms=None, challenger=None),
+    runner = _runner(settings, codecs, contract, profiles, dataclasses.replace(config, label_horizon_ms=None, challenger=None),
                      key, replay_store, deadletters)
     plan = PartitionPlan(0, own, "its own checkpoint" if own is not None else "an empty engine", first, -1)
     replay({0: runner}, archive, tally, checkpoint_seconds=settings.checkpoint_seconds, progress=progress)
@@ -266,7 +275,7 @@ def _continue_or_start(settings: ReplaySettings, own: Checkpoint | None, where: 
 # -- a topic -----------------------------------------------------------------------------------------
 
 
-def _replay_topic(settings: ReplaySettings, catalog: Catalog, contract: Contract, profiles: Mapping[str, ReferenceProfile],
+def _replay_topic(settings: ReplaySettings, codecs: Callable[[], Codec], contract: Contract, profiles: Mapping[str, ReferenceProfile],
                   config: EngineConfig, store: Any, progress: Callable[[int], None] | None,
                   on_total: Callable[[int], None] | None) -> ReplayOutcome:
     from driftline.stream.kafka.ranges import KafkaRangeReader, PartitionRange, watermarks
@@ -298,7 +307,7 @@ def _replay_topic(settings: ReplaySettings, catalog: Catalog, contract: Contract
         live = settings.run == LIVE_RUN
         plan = _live_start(settings, store, bounds, partition) if live else _own_start(settings, store, bounds, key)
         replay_store = ReplayStore(store, plan.start, tally, hold_unsettled=live)
-        runner = _runner(settings, catalog, contract, profiles, config, key, replay_store, deadletters,
+        runner = _runner(settings, codecs, contract, profiles, config, key, replay_store, deadletters,
                          partials=partials, partitions=len(partitions), label_topic=labels_topic)
         if live:
             _check_inputs(runner, plan)

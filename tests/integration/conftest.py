@@ -18,6 +18,7 @@ SERVICE_VARIABLES = {
     "postgres": "DRIFTLINE_DATABASE_URL",
     "prometheus": "DRIFTLINE_PROMETHEUS_URL",
     "alertmanager": "DRIFTLINE_ALERTMANAGER_URL",
+    "schema registry": "DRIFTLINE_SCHEMA_REGISTRY_URL",
 }
 
 
@@ -48,3 +49,9 @@ def prometheus_url() -> str:
 @pytest.fixture(scope="session")
 def alertmanager_url() -> str:
     return service_address("alertmanager")
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> str:
+    """The Confluent-compatible API of the Schema Registry (Apicurio's ``/apis/ccompat/v7`` locally)."""
+    return service_address("schema registry")

@@ -184,7 +184,8 @@ class Worker:
     """``driftline worker`` in a subprocess (killable with SIGKILL, like a crashed pod)."""
 
     def __init__(self, *, bootstrap: str, database_url: str, prefix: str, deadletter: str, group: str,
-                 log: Path, extra: Sequence[str] = (), stop_at_end: bool = False, models: Sequence[str] = (MODEL,)) -> None:
+                 log: Path, extra: Sequence[str] = (), stop_at_end: bool = False, models: Sequence[str] = (MODEL,),
+                 schema_registry_url: str | None = None) -> None:
         command = [
             sys.executable, "-m", "driftline.stream.cli", "worker",
             *(f"--model={model}" for model in models), "--bootstrap", bootstrap, "--database-url", database_url,
@@ -195,7 +196,13 @@ class Worker:
             command.append("--stop-at-end")
         self.log_path = log
         self._log = log.open("ab")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ))
+        # A worker resolves Confluent schema ids only in the registry its test names (as $DRIFTLINE_SCHEMA_REGISTRY_URL,
+        # the worker's default): the suite's registry keeps the ids other tests registered, which would turn a test's
+        # deliberately unknown schema id into a known one.
+        env = {name: value for name, value in os.environ.items() if name != "DRIFTLINE_SCHEMA_REGISTRY_URL"}
+        if schema_registry_url is not None:
+            env["DRIFTLINE_SCHEMA_REGISTRY_URL"] = schema_registry_url
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
 
     def wait(self, timeout: float) -> int:
         try:

@@ -181,6 +181,57 @@ def test_compose_kafka_is_kraft_and_consistent(services: dict[str, dict[str, Any
         assert environment[single_node_setting] == "1"
 
 
+def test_compose_schema_registry_is_the_local_ones_apicurio_and_the_worker_uses_it(
+    repository: Path, services: dict[str, dict[str, Any]]
+) -> None:
+    registry = services["schema-registry"]
+    # The same Apicurio Registry as deploy/local/registry.sh builds for the tests, in memory.
+    version = re.search(r"^REGISTRY_VERSION=(\S+)$", (repository / "deploy/local/registry.sh").read_text(encoding="utf-8"), re.MULTILINE)
+    assert version is not None
+    assert registry["image"] == f"apicurio/apicurio-registry-mem:{version.group(1)}"
+    # Apicurio's default compatibility is NONE; the local script and compose both make it BACKWARD.
+    assert _environment(registry)["REGISTRY_RULES_GLOBAL_COMPATIBILITY"] == "BACKWARD"
+    [published] = registry["ports"]
+    host, host_port, container_port = published.split(":")
+    assert host == "127.0.0.1" and host_port == "8081"
+    # Ready when Quarkus says so, on the port the container listens on.
+    probe = " ".join(registry["healthcheck"]["test"])
+    assert f"/dev/tcp/127.0.0.1/{container_port}" in probe and "GET /health/ready" in probe and "' 200 '" in probe
+    # The worker resolves schema ids through the Confluent API of that service, and waits for it.
+    assert _option(_command(services["worker"]), "--schema-registry") == f"http://schema-registry:{container_port}/apis/ccompat/v7"
+    assert services["worker"]["depends_on"]["schema-registry"]["condition"] == "service_healthy"
+
+
+def test_compose_schema_registry_healthcheck_speaks_http(services: dict[str, dict[str, Any]]) -> None:
+    """The healthcheck's hand-made HTTP request, run by bash against a local server: 200 healthy, 503 not."""
+    import http.server
+    import threading
+
+    statuses = iter([200, 503])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(next(statuses) if self.path == "/health/ready" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        kind, command = services["schema-registry"]["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        container_port = services["schema-registry"]["ports"][0].split(":")[-1]
+        local = command.replace(f"/dev/tcp/127.0.0.1/{container_port}", f"/dev/tcp/127.0.0.1/{server.server_port}")
+        results = [subprocess.run(["bash", "-c", local], capture_output=True, timeout=30).returncode for _ in range(2)]
+        assert results[0] == 0 and results[1] != 0, results
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _build_cli_parser() -> Any:
     import driftline.stream.cli.commands as cli
 
@@ -244,7 +295,8 @@ def test_prometheus_configs_load_the_project_rules(
 
 def _local_ports(repository: Path, offset: str = "0") -> dict[str, str]:
     """The ports deploy/local/lib.sh defines, as bash computes them (with ``DRIFTLINE_PORT_OFFSET=offset``)."""
-    names = ["KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "POSTGRES_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "METRICS_PORT"]
+    names = ["KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "POSTGRES_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "METRICS_PORT",
+             "SCHEMA_REGISTRY_PORT"]
     script = f'source "{repository}/deploy/local/lib.sh"; ' + "; ".join(f'echo "{name}=${{{name}}}"' for name in names)
     output = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True,
                             env={**os.environ, "DRIFTLINE_PORT_OFFSET": offset}).stdout
@@ -253,7 +305,7 @@ def _local_ports(repository: Path, offset: str = "0") -> dict[str, str]:
 
 def test_port_offset_shifts_every_local_port(repository: Path) -> None:
     base, shifted = _local_ports(repository), _local_ports(repository, "300")
-    assert base["KAFKA_PORT"] == "19092" and base["POSTGRES_PORT"] == "15432"
+    assert base["KAFKA_PORT"] == "19092" and base["POSTGRES_PORT"] == "15432" and base["SCHEMA_REGISTRY_PORT"] == "18081"
     assert {name: int(port) + 300 for name, port in base.items()} == {name: int(port) for name, port in shifted.items()}
     refused = subprocess.run(["bash", "-c", f'source "{repository}/deploy/local/lib.sh"'], capture_output=True, text=True,
                              timeout=30, env={**os.environ, "DRIFTLINE_PORT_OFFSET": "150"})
@@ -264,7 +316,7 @@ def test_local_prometheus_config_targets_the_local_services(
     repository: Path, load_yaml: Callable[[Path], Any], local_prometheus_config: Path
 ) -> None:
     """The addresses of deploy/local/lib.sh, seen from the local Prometheus configuration rendered from them."""
-    ports = _local_ports(repository)
+    ports = _local_ports(repository, os.environ.get("DRIFTLINE_PORT_OFFSET", "0"))  # what prometheus.sh rendered with
     template = (repository / "deploy/prometheus/prometheus.local.yml.in").read_text(encoding="utf-8")
     assert not re.search(r"\b1\d{4}\b", template), "the template must not repeat a port of lib.sh"
     config = load_yaml(local_prometheus_config)

@@ -95,3 +95,58 @@ def test_feature_sets_are_named_by_their_own_option(capsys: pytest.CaptureFixtur
     assert (settings.models, settings.feature_sets) == ((), ("credit_features",))
     everything = _settings(parser.parse_args(["worker", "--all-models", "--database-url", "sqlite://"]))
     assert (everything.models, everything.feature_sets) == (("credit_risk",), ("credit_features",))
+
+
+def test_the_schema_registry_comes_from_the_option_or_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from driftline.stream.cli import worker
+    from driftline.stream.cli.worker import _settings
+
+    parser = argparse.ArgumentParser()
+    worker.register(parser.add_subparsers())
+    base = ["worker", "--model", "credit_risk", "--database-url", "sqlite://"]
+    monkeypatch.delenv("DRIFTLINE_SCHEMA_REGISTRY_URL", raising=False)
+    assert _settings(parser.parse_args(base)).schema_registry is None
+    given = _settings(parser.parse_args([*base, "--schema-registry", "http://127.0.0.1:18081/apis/ccompat/v7"])).schema_registry
+    assert given is not None and given.url == "http://127.0.0.1:18081/apis/ccompat/v7" and given.basic_auth is None
+    monkeypatch.setenv("DRIFTLINE_SCHEMA_REGISTRY_URL", "https://registry.internal:8081")
+    monkeypatch.setenv("DRIFTLINE_SCHEMA_REGISTRY_BASIC_AUTH", "driftline:hunter2-secret")
+    from_environment = _settings(parser.parse_args(base)).schema_registry
+    assert from_environment is not None and from_environment.url == "https://registry.internal:8081"
+    assert from_environment.client_config()["basic.auth.user.info"] == "driftline:hunter2-secret"
+    assert "hunter2" not in repr(_settings(parser.parse_args(base)))
+    assert main([*base, "--schema-registry", "http://driftline:hunter2-secret@registry:8081"]) == 2
+    err = capsys.readouterr().err
+    assert "must not carry credentials; set DRIFTLINE_SCHEMA_REGISTRY_BASIC_AUTH" in err and "hunter2" not in err
+
+
+def test_an_unreachable_schema_registry_is_refused_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from driftline.schemas.contract_catalog import Catalog
+    from driftline.sinks import SqlProfileStore
+    from driftline.sinks.database import create_database_engine
+    from driftline.stream.demo.demo import reference_profile
+    from driftline.stream.demo.generator import SyntheticStream
+
+    url = f"sqlite:///{tmp_path / 'migrated.sqlite'}"
+    upgrade_database(url)
+    contract = Catalog.load().contract("credit_risk")
+    profile = reference_profile(contract, SyntheticStream(contract, seed=3))
+    engine = create_database_engine(url)
+    try:
+        SqlProfileStore(engine).save(profile.model, profile.model_version, profile.to_json())
+    finally:
+        engine.dispose()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    registry = f"http://127.0.0.1:{closed}/apis/ccompat/v7"
+    # Before Kafka is touched (its bootstrap answers nothing either): the registry is asked first.
+    assert main(_worker(url, "--schema-registry", registry)) == 2
+    # (Other lines may come from the log handlers earlier tests' runs left on the closed streams of their capsys.)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("driftline worker: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"driftline worker: error: the Schema Registry at {registry} cannot be used: "), errors

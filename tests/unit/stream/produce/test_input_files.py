@@ -218,10 +218,19 @@ def test_register_wires_run_as_the_handler(events_file: Path) -> None:
     [
         (["--model", "fraud"], "no contract for model 'fraud'; known models and feature sets: credit_features, credit_risk"),
         (["--model", "credit_risk", "--drift"], "--drift applies to --synthetic"),
-        (["--model", "credit_risk", "--wire-format", "confluent"], "--wire-format confluent needs --schema-registry URL"),
+        (["--model", "credit_risk", "--wire-format", "confluent"], "--wire-format confluent needs a Schema Registry"),
+        (["--model", "credit_risk", "--registry-mode", "use-latest"], "--registry-mode applies to --wire-format confluent"),
+        (["--model", "credit_risk", "--wire-format", "confluent", "--schema-registry", "http://u:p@127.0.0.1:1",
+          "--registry-mode", "auto-register"], "must not carry credentials; set DRIFTLINE_SCHEMA_REGISTRY_BASIC_AUTH"),
+        (["--model", "credit_risk", "--wire-format", "confluent", "--schema-registry", "mock://", "--registry-mode", "use-latest",
+          "--writer-schema", "schemas/catalog/credit_risk_v1_1_segment.avsc"], "--writer-schema and --registry-mode use-latest"),
+        (["--model", "credit_risk", "--writer-schema", "no/such/schema.avsc"], "--writer-schema no/such/schema.avsc"),
     ],
 )
-def test_bad_arguments_exit_with_2(events_file: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_bad_arguments_exit_with_2(
+    events_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str
+) -> None:
+    monkeypatch.delenv("DRIFTLINE_SCHEMA_REGISTRY_URL", raising=False)  # `make test` exports the local registry's
     assert _run((*argv, "--input", str(events_file), "--bootstrap", _closed_bootstrap())) == 2
     assert message in capsys.readouterr().err
 

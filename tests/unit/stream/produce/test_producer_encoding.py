@@ -238,3 +238,51 @@ def test_encoded_batches_decode_with_the_codec(catalog: Catalog, contract: Contr
     if wire_format == "confluent":
         assert producer.schema_id is not None
         assert json.loads(registry.get_schema(producer.schema_id).schema_str)["name"] == "Prediction"
+
+
+def test_registry_modes_register_or_write_with_the_latest_version(catalog: Catalog, contract: Contract) -> None:
+    # confluent-kafka's in-memory registry (no compatibility rule: tests/integration/test_schema_registry.py
+    # has the refusals of a real one).
+    from pathlib import Path
+
+    import driftline.schemas
+    from driftline.schemas.errors import RegistryError
+
+    registry = in_memory_registry()
+    # A producer that added an optional field (a default of null): shipped in the catalog of writer schemas.
+    segment = json.loads((Path(driftline.schemas.__file__).parent / "catalog/credit_risk_v1_1_segment.avsc").read_text())
+
+    def producer(**options: Any) -> EventProducer:
+        return EventProducer(_closed_port(), model="credit_risk", wire_format="confluent", registry_client=registry, topic="t", **options)
+
+    with pytest.raises(RegistryError, match=r"no latest version of t-value to write with: .*registers nothing"):
+        producer(registry_mode="use-latest")  # nothing registered yet: refused before anything is sent
+    assert producer().schema_id == 1  # auto-register (the default): the contract's schema under t-value
+    assert producer(writer_schema=segment).schema_id == 2  # an evolved writer schema: a new version
+    latest = producer(registry_mode="use-latest")
+    assert latest.schema_id == 2  # writes with the latest version, registers nothing
+    assert [subject for subject in registry.get_subjects()] == ["t-value"]
+    assert len(registry.get_versions("t-value")) == 2
+
+    stream = SyntheticStream(contract, seed=4)
+    records = stream.records(stream.columns(50), stream.event_times(50))
+    encoded = latest.encode_batch(pa.Table.from_pylist(records))  # the new field is not in the events: its default
+    assert {payload[:5] for payload in encoded.payloads} == {b"\x00\x00\x00\x00\x02"}
+    batch = Codec(catalog, registry_client=registry).decode_batch(encoded.payloads, "credit_risk")
+    assert batch.n_accepted == 50
+    [change] = batch.schema_changes
+    assert change.writer_id == "2" and change.diff.compatible and change.diff.new_fields == ("customer_segment",)
+    # A writer schema that is not registered is refused in use-latest (the demo's renamed producer, say).
+    renamed = dict(contract.schema_json, fields=[dict(f, name="dti_ratio") if f["name"] == "debt_to_income" else f
+                                                 for f in contract.schema_json["fields"]])
+    with pytest.raises(RegistryError, match="not registered under t-value, and --registry-mode use-latest registers nothing"):
+        latest.encode_batch(pa.Table.from_pylist(records), writer_schema=renamed)
+
+
+def test_bad_registry_modes_name_the_parameter() -> None:
+    registry = in_memory_registry()
+    with pytest.raises(ValueError, match="registry_mode must be one of"):
+        EventProducer("127.0.0.1:9092", model="credit_risk", wire_format="confluent", registry_client=registry, registry_mode="latest")
+    with pytest.raises(ValueError, match="writer_schema: with registry_mode 'use-latest'"):
+        EventProducer("127.0.0.1:9092", model="credit_risk", wire_format="confluent", registry_client=registry,
+                      registry_mode="use-latest", writer_schema={"type": "record", "name": "X", "fields": []})
