@@ -23,7 +23,8 @@ from driftline.schemas.codec import Codec, in_memory_registry
 from driftline.schemas.contract_catalog import Catalog
 from driftline.sinks import SqlCheckpointStore
 from driftline.sinks.database import create_database_engine
-from driftline.stream.demo.demo import demo_episodes, demo_messages, reference_profile
+from driftline.sinks.report_reader import read_report_data
+from driftline.stream.demo.demo import LATE_EVERY, demo_episodes, demo_messages, reference_profile
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.engine import EngineConfig
 from driftline.stream.runner import InMemoryDeadLetters, PartitionKey, PartitionRunner
@@ -58,9 +59,10 @@ def test_the_report_of_a_range_renders_from_the_database(database_url: str, tmp_
                 runner.process(chunk)
                 runner.checkpoint()
             runner.finish()
+            first = datetime.fromtimestamp(int(np.asarray(stream.event_times(1))[0]) / 1000, UTC)
+            data = read_report_data(engine, MODEL, first - timedelta(days=1), first + timedelta(days=1))
         finally:
             engine.dispose()
-        first = datetime.fromtimestamp(int(np.asarray(stream.event_times(1))[0]) / 1000, UTC)
         output = tmp_path / "report.html"
         done = subprocess.run(
             [sys.executable, "-m", "driftline.stream.cli", "report", "--model", MODEL, "--since", (first - timedelta(days=1)).isoformat(),
@@ -74,6 +76,22 @@ def test_the_report_of_a_range_renders_from_the_database(database_url: str, tmp_
         assert heading in page, heading
     assert page.count("data:image/png;base64,") >= 3
     assert "incidents resolved" in page and "rejected events" in page  # the summary
+
+    # The rename's events are rejected, yet in the windows of their own event time: the report reads them
+    # there and shows their volume (in the plot, and in the list of windows with rejections under it).
+    rename = next(e for e in demo_episodes(EVENTS) if e.kind == "rename")
+    late = [p for p in range(rename.start, rename.end) if p % LATE_EVERY == 0 and p >= 10 * LATE_EVERY]
+    renamed = rename.end - rename.start - len(late)  # (late beyond the allowed lateness: counted, in no window)
+    times = np.asarray(stream.event_times(EVENTS))
+    during = [w for w in data.model_windows
+              if w.window_start_ms < times[rename.end - 1] and w.window_start_ms + w.window_length_ms > times[rename.start]]
+    assert during and all(dict(w.rejected_by_reason).get("missing_field", 0) > 0 for w in during)
+    assert sum(dict(w.rejected_by_reason).get("missing_field", 0) for w in data.model_windows) == renamed
+    assert max(w.rejected / w.events for w in during) > 0.6
+    assert f"{renamed:,} rejected events in {len(during)} window(s) (missing_field: {renamed:,})" in page
+    for window in during:
+        rejected = dict(window.rejected_by_reason)["missing_field"]
+        assert f'<td class="number">{window.events:,}</td><td class="number">{rejected:,}</td><td>missing_field: {rejected:,}</td>' in page
 
     screenshot = tmp_path / "report.png"
     shown = subprocess.run(
