@@ -39,6 +39,8 @@ with_lock() {
 up() {
     local started=$SECONDS
     ensure_packages
+    # Grafana's dashboard types and the TypeScript compiler, for tests/unit/deploy/test_grafana.py (cached).
+    bash "$LOCAL_DIR/../grafana/schema/install.sh" </dev/null >/dev/null 9>&-
     # Fetch the Kafka jars before the services start in parallel (the only download).
     if ! external DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP"; then
         bash "$LOCAL_DIR/kafka.sh" fetch </dev/null >&2 9>&-
