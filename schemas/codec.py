@@ -289,8 +289,7 @@ class Codec:
                 if block is not None:
                     gathered.blocks.append(block)
                 if change is not None:
-                    hit = np.array([], dtype=np.int64) if block is None else np.flatnonzero(block.rows == rows[0])
-                    self._date(gathered, change, int(block.event_time_ms[hit[0]]) if block is not None and hit.size else None)
+                    self._date(gathered, change, _event_time_of(block, int(rows[0])))
                 continue
             assert plan.decoder is not None
             columns, good, failures = plan.decoder.decode(framing.joined, framing.buf, framing.start[rows], framing.end[rows])
@@ -302,8 +301,7 @@ class Codec:
             gathered.blocks.append(block)
             gathered.rejections.extend(rejected)
             if change is not None:
-                hit = np.flatnonzero(block.rows == rows[0])
-                self._date(gathered, change, int(block.event_time_ms[hit[0]]) if hit.size else None)
+                self._date(gathered, change, _event_time_of(block, int(rows[0])))
         if target is None:
             # Events no model claims count against no model; with a target they are the target's.
             return models, unattributed, sorted(first_row, key=first_row.__getitem__)
@@ -503,6 +501,12 @@ def _read_identity(plan: _Plan, parsed: dict[str, Any], contract: Contract) -> N
         plan.identity_decoder = FlatDecoder(layout, needed)
     elif _unbounded_field(parsed) is None:
         plan.identity_decoder = RecordDecoder(parsed, needed)
+
+
+def _event_time_of(block: Block | None, row: int) -> int | None:
+    """The event time of input ``row`` if ``block`` placed it (None: it carries no usable identity)."""
+    hit = np.array([], dtype=np.int64) if block is None else np.flatnonzero(block.rows == row)
+    return int(block.event_time_ms[hit[0]]) if block is not None and hit.size else None
 
 
 def _groups(fmt: np.ndarray, key: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
