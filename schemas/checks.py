@@ -25,7 +25,10 @@ from .columnar import RawColumn
 from .contract import Contract, FieldContract
 from .results import FieldStatus, Rejection, RejectReason
 
-__all__ = ["Block", "Source", "check_block", "empty_block"]
+__all__ = ["IDENTITY_ROLES", "Block", "Source", "check_block", "empty_block", "unread_block"]
+
+#: The fields that say which event this is and when: what the engine needs to place an event in a window.
+IDENTITY_ROLES = ("model_name", "id", "event_time", "model_version")
 
 _NUMERIC_KINDS = frozenset({"boolean", "int", "long", "float", "double"})
 _VIOLATIONS = (FieldStatus.NOT_FINITE, FieldStatus.OUT_OF_RANGE, FieldStatus.UNSEEN_CATEGORY, FieldStatus.NULL_NOT_ALLOWED, FieldStatus.WRONG_TYPE)
@@ -183,6 +186,43 @@ def _detail(spec: FieldContract, code: int, column: _Resolved, row: int, contrac
     return f"{name}={found!r} is a {type(found).__name__}; contract {contract.label} expects {spec.avro_type} ({declared})"
 
 
+def _usable_identity(
+    contract: Contract,
+    sources: Mapping[str, Source],
+    writer_id: str,
+    rows: np.ndarray,
+    resolved: Mapping[str, _Resolved],
+    known_models: Collection[str],
+) -> tuple[np.ndarray, list[Rejection]]:
+    """Which rows have a usable identity (this model, an id, an event time, a version); why the others do not."""
+    rejections: list[Rejection] = []
+    usable = np.ones(len(rows), dtype=bool)
+    model_column = resolved[contract.role_field("model_name").name]
+    mismatch = (model_column.values != contract.model) & ~model_column.null & ~model_column.wrong
+    for i in np.flatnonzero(mismatch).tolist():
+        claimed = model_column.values[i]
+        if claimed in known_models:
+            detail = (
+                f"event says model_name={claimed!r} but is a {contract.full_name} record (writer schema {writer_id}), "
+                f"the contract of {contract.model!r}"
+            )
+            rejections.append(Rejection(RejectReason.MODEL_MISMATCH, int(rows[i]), "model_name", detail))
+        else:
+            detail = f"model_name={claimed!r} has no contract (known models: {', '.join(sorted(known_models))})"
+            rejections.append(Rejection(RejectReason.UNKNOWN_MODEL, int(rows[i]), "model_name", detail))
+    usable &= ~mismatch
+    for role in IDENTITY_ROLES:
+        spec = contract.role_field(role)
+        column = resolved[spec.name]
+        broken = (column.null | column.wrong) & usable
+        for i in np.flatnonzero(broken).tolist():
+            code = FieldStatus.NULL_NOT_ALLOWED if column.null[i] else FieldStatus.WRONG_TYPE
+            detail = _detail(spec, code, column, i, contract, sources[spec.name], writer_id)
+            rejections.append(Rejection(RejectReason[code.name], int(rows[i]), spec.name, detail))
+        usable &= ~broken
+    return usable, rejections
+
+
 def check_block(
     contract: Contract,
     sources: Mapping[str, Source],
@@ -204,31 +244,7 @@ def check_block(
         raw = columns.get(source.writer_field) if source.writer_field is not None else None
         resolved[spec.name] = _resolve(spec, raw, n)
 
-    rejections: list[Rejection] = []
-    usable = np.ones(n, dtype=bool)
-    model_column = resolved[contract.role_field("model_name").name]
-    mismatch = (model_column.values != contract.model) & ~model_column.null & ~model_column.wrong
-    for i in np.flatnonzero(mismatch).tolist():
-        claimed = model_column.values[i]
-        if claimed in known_models:
-            detail = (
-                f"event says model_name={claimed!r} but is a {contract.full_name} record (writer schema {writer_id}), "
-                f"the contract of {contract.model!r}"
-            )
-            rejections.append(Rejection(RejectReason.MODEL_MISMATCH, int(rows[i]), "model_name", detail))
-        else:
-            detail = f"model_name={claimed!r} has no contract (known models: {', '.join(sorted(known_models))})"
-            rejections.append(Rejection(RejectReason.UNKNOWN_MODEL, int(rows[i]), "model_name", detail))
-    usable &= ~mismatch
-    for role in ("model_name", "id", "event_time", "model_version"):
-        spec = contract.role_field(role)
-        column = resolved[spec.name]
-        broken = (column.null | column.wrong) & usable
-        for i in np.flatnonzero(broken).tolist():
-            code = FieldStatus.NULL_NOT_ALLOWED if column.null[i] else FieldStatus.WRONG_TYPE
-            detail = _detail(spec, code, column, i, contract, sources[spec.name], writer_id)
-            rejections.append(Rejection(RejectReason[code.name], int(rows[i]), spec.name, detail))
-        usable &= ~broken
+    usable, rejections = _usable_identity(contract, sources, writer_id, rows, resolved, known_models)
 
     keep = np.flatnonzero(usable) if not usable.all() else None
     monitored = contract.monitored_fields
@@ -264,3 +280,42 @@ def check_block(
     )
     rejections.sort(key=lambda r: r.index)
     return block, rejections
+
+
+def unread_block(
+    contract: Contract,
+    sources: Mapping[str, Source],
+    writer_id: str,
+    rows: np.ndarray,
+    columns: Mapping[str, RawColumn],
+    known_models: Collection[str],
+) -> Block:
+    """The rows of a writer schema the contract cannot read, placed by their identity alone.
+
+    Every such event is rejected (the codec gives the reason), but its writer schema still reads its
+    id, event time and model version (``columns`` holds those writer fields): the block places it in
+    the window of its own event time as a rejected event. Its monitored values were not read — NaN
+    or None, status :attr:`~driftline.schemas.results.FieldStatus.UNREAD`, never accepted. Rows
+    whose identity is unusable are left out (they stay undated rejections).
+    """
+    resolved: dict[str, _Resolved] = {}
+    for role in IDENTITY_ROLES:
+        spec = contract.role_field(role)
+        source = sources[spec.name]
+        raw = columns.get(source.writer_field) if source.writer_field is not None else None
+        resolved[spec.name] = _resolve(spec, raw, len(rows))
+    usable, _ = _usable_identity(contract, sources, writer_id, rows, resolved, known_models)
+    keep = np.flatnonzero(usable)
+    n = len(keep)
+    monitored = contract.monitored_fields
+    return Block(
+        rows=rows[keep],
+        event_time_ms=resolved[contract.role_field("event_time").name].values[keep].astype(np.int64, copy=False),
+        event_id=resolved[contract.role_field("id").name].values[keep],
+        model_version=resolved[contract.role_field("model_version").name].values[keep],
+        values={
+            spec.name: np.full(n, None, dtype=object) if spec.kind == "categorical" else np.full(n, np.nan) for spec in monitored
+        },
+        status={spec.name: np.full(n, FieldStatus.UNREAD, dtype=np.int8) for spec in monitored},
+        accepted=np.zeros(n, dtype=bool),
+    )

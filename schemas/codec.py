@@ -8,7 +8,8 @@ Both wire formats of :mod:`~driftline.schemas.wire` decode to the same thing. Pe
    name), its diff against the contract, and a decoder. A writer schema that differs from the
    contract is reported once as a :class:`SchemaChange`; if it is incompatible (a missing field
    without default, a type Avro cannot promote) every event written with it is rejected with the
-   diff's reason;
+   diff's reason — yet still decoded with its writer schema for its identity (id, event time,
+   model version), so that it counts as a rejected event in the window of its own event time;
 3. decodes each group column by column (:mod:`~driftline.schemas.columnar`), resolves the writer's
    columns to the contract and checks the values (:mod:`~driftline.schemas.checks`);
 4. concatenates the groups back into input order.
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import avro_types
-from .checks import Block, Source, check_block, empty_block
+from .checks import IDENTITY_ROLES, Block, Source, check_block, empty_block, unread_block
 from .columnar import FlatDecoder, RecordDecoder, flat_layout
 from .contract import Contract
 from .contract_catalog import Catalog
@@ -82,8 +83,8 @@ class _Plan:
     diff: SchemaDiff | None = None
     decoder: FlatDecoder | RecordDecoder | None = None
     sources: dict[str, Source] = field(default_factory=dict)
-    # Reads only the event time of events the plan rejects for a schema change (to date the change).
-    time_decoder: tuple[str, FlatDecoder | RecordDecoder] | None = None
+    # Reads the identity fields of events the plan rejects for an incompatible writer schema.
+    identity_decoder: FlatDecoder | RecordDecoder | None = None
 
 
 @dataclass
@@ -282,9 +283,13 @@ class Codec:
             change = self._report(plan, gathered, int(rows[0]))
             if plan.rejection is not None:
                 reason, field_name, detail = plan.rejection
+                # One reason per payload, the writer schema's, whatever its identity reads as.
                 gathered.rejections.extend(Rejection(reason, i, field_name, detail) for i in rows.tolist())
+                block = self._unread_block(plan, contract, framing, rows)
+                if block is not None:
+                    gathered.blocks.append(block)
                 if change is not None:
-                    self._date(gathered, change, self._probe_event_time(plan, framing, int(rows[0])))
+                    self._date(gathered, change, _event_time_of(block, int(rows[0])))
                 continue
             assert plan.decoder is not None
             columns, good, failures = plan.decoder.decode(framing.joined, framing.buf, framing.start[rows], framing.end[rows])
@@ -296,8 +301,7 @@ class Codec:
             gathered.blocks.append(block)
             gathered.rejections.extend(rejected)
             if change is not None:
-                hit = np.flatnonzero(block.rows == rows[0])
-                self._date(gathered, change, int(block.event_time_ms[hit[0]]) if hit.size else None)
+                self._date(gathered, change, _event_time_of(block, int(rows[0])))
         if target is None:
             # Events no model claims count against no model; with a target they are the target's.
             return models, unattributed, sorted(first_row, key=first_row.__getitem__)
@@ -338,20 +342,14 @@ class Codec:
         self._history = [c for c in self._history if c.fingerprint != change.fingerprint or c.model != change.model]
         self._history.append(change)
 
-    def _probe_event_time(self, plan: _Plan, framing: Any, row: int) -> int | None:
-        """Event time of the payload at ``row`` that ``plan`` rejects, if its writer schema carries one."""
-        if plan.time_decoder is None:
+    def _unread_block(self, plan: _Plan, contract: Contract, framing: Any, rows: np.ndarray) -> Block | None:
+        """The events ``plan`` rejects, placed by their identity (None: the writer schema cannot tell it)."""
+        if plan.identity_decoder is None:
             return None
-        name, decoder = plan.time_decoder
-        start, end = framing.start[[row]], framing.end[[row]]
-        columns, good, _ = decoder.decode(framing.joined, framing.buf, start, end)
-        column = columns.get(name)
-        if not len(good) or column is None or column.values is None or (column.null is not None and column.null[0]):
-            return None
-        value = column.values[0]
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            return None
-        return int(value)
+        columns, good, _ = plan.identity_decoder.decode(framing.joined, framing.buf, framing.start[rows], framing.end[rows])
+        # Bytes the writer schema cannot decode leave their event undated (still rejected, with the plan's reason).
+        block = unread_block(contract, plan.sources, plan.writer_id, rows[good], columns, self.catalog.names)
+        return block if len(block.rows) else None
 
     def _assemble(
         self,
@@ -456,7 +454,7 @@ class Codec:
                 hint = f" (new field {renamed!r})" if renamed else (f" (new fields: {', '.join(diff.new_fields)})" if diff.new_fields else "")
                 detail = f"writer schema {writer_id} has no field {missing!r}{hint}; contract {contract.label} requires it"
                 plan.rejection = (RejectReason.MISSING_FIELD, missing, detail)
-                plan.time_decoder = _event_time_decoder(parsed, contract)
+                _read_identity(plan, parsed, contract)
                 return plan
             if diff.blocking_type_changes:
                 change = diff.blocking_type_changes[0]
@@ -465,7 +463,7 @@ class Codec:
                     f"{contract.label} expects {change.contract_type}, and Avro cannot promote one to the other"
                 )
                 plan.rejection = (RejectReason.TYPE_CHANGE, change.field, detail)
-                plan.time_decoder = _event_time_decoder(parsed, contract)
+                _read_identity(plan, parsed, contract)
                 return plan
         writer_fields = {str(f["name"]): f for f in parsed["fields"]}
         for spec in contract.fields:
@@ -489,20 +487,26 @@ class Codec:
         return plan
 
 
-def _event_time_decoder(parsed: dict[str, Any], contract: Contract) -> tuple[str, FlatDecoder | RecordDecoder] | None:
-    """A decoder of only the event-time field of a writer schema the contract cannot read, if it has one."""
-    spec = contract.role_field("event_time")
+def _read_identity(plan: _Plan, parsed: dict[str, Any], contract: Contract) -> None:
+    """Give a plan that rejects its writer schema a decoder of the identity fields only (if the schema can be decoded)."""
     writer_fields = {str(f["name"]): f for f in parsed.get("fields", ())}
-    name = spec.name if spec.name in writer_fields else next((a for a in spec.aliases if a in writer_fields), None)
-    label = avro_types.type_label(writer_fields[name]["type"], avro_types.named_types(parsed)) if name is not None else ""
-    if name is None or label.split(" ")[0] not in ("int", "long"):
-        return None
+    for role in IDENTITY_ROLES:
+        spec = contract.role_field(role)
+        source = spec.name if spec.name in writer_fields else next((a for a in spec.aliases if a in writer_fields), None)
+        label = avro_types.type_label(writer_fields[source]["type"], avro_types.named_types(parsed)) if source else "no such field"
+        plan.sources[spec.name] = Source(source, label)
+    needed = frozenset(s.writer_field for s in plan.sources.values() if s.writer_field is not None)
     layout = flat_layout(parsed)
     if layout is not None:
-        return name, FlatDecoder(layout, frozenset({name}))
-    if _unbounded_field(parsed) is not None:
-        return None
-    return name, RecordDecoder(parsed, frozenset({name}))
+        plan.identity_decoder = FlatDecoder(layout, needed)
+    elif _unbounded_field(parsed) is None:
+        plan.identity_decoder = RecordDecoder(parsed, needed)
+
+
+def _event_time_of(block: Block | None, row: int) -> int | None:
+    """The event time of input ``row`` if ``block`` placed it (None: it carries no usable identity)."""
+    hit = np.array([], dtype=np.int64) if block is None else np.flatnonzero(block.rows == row)
+    return int(block.event_time_ms[hit[0]]) if block is not None and hit.size else None
 
 
 def _groups(fmt: np.ndarray, key: np.ndarray) -> list[tuple[int, int, np.ndarray]]:

@@ -50,7 +50,9 @@ class FieldStatus(enum.IntEnum):
     ``max_null_fraction`` per window). ``NULL_NOT_ALLOWED`` is a null in a field the contract declares
     non-nullable, which only a writer schema that made the field nullable can produce.
     ``WRONG_TYPE`` (an extension of the six base codes) marks a value of a writer union branch that
-    does not resolve to the contract type.
+    does not resolve to the contract type. ``UNREAD`` marks every value of an event whose writer
+    schema the contract cannot read (a missing field without default, a type Avro cannot promote):
+    the event is rejected whole, placed in its window by its identity, and its values are unknown.
     """
 
     OK = 0
@@ -60,6 +62,7 @@ class FieldStatus(enum.IntEnum):
     UNSEEN_CATEGORY = 4
     NULL_NOT_ALLOWED = 5
     WRONG_TYPE = 6
+    UNREAD = 7
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,9 @@ class DecodedBatch:
         Payloads attributed to this batch (all payloads given to ``decode_batch``).
     rows
         ``int64``: input position of every decoded row — decodable, of this model, with a usable
-        event id, event time and model version — in input (arrival) order.
+        event id, event time and model version — in input (arrival) order. Events of a writer
+        schema the contract cannot read are decoded rows too when their identity reads (never
+        accepted, every status ``UNREAD``), so that they count in the window of their event time.
     event_time_ms, model_version, event_id
         Per decoded row: ``int64`` epoch milliseconds, ``object`` arrays of ``str``.
     values

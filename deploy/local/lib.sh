@@ -213,6 +213,8 @@ missing_packages() {
     [[ -x /usr/bin/prometheus-alertmanager && -x /usr/bin/amtool ]] || missing+=(prometheus-alertmanager)
     # Not a service: the browser the report test screenshots its page with (tests/integration/test_report_from_database.py).
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    # Not a service: npm installs the Grafana dashboard's schema check (deploy/grafana/schema/install.sh).
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     echo "${missing[@]}"
 }
 

@@ -41,6 +41,8 @@ with_lock() {
 up() {
     local started=$SECONDS
     ensure_packages
+    # Grafana's dashboard types and the TypeScript compiler, for tests/unit/deploy/test_grafana.py (cached).
+    bash "$LOCAL_DIR/../grafana/schema/install.sh" </dev/null >/dev/null 9>&-
     # Fetch the Kafka jars before the services start in parallel (a download).
     if ! external DRIFTLINE_KAFKA_BOOTSTRAP "$LOCAL_KAFKA_BOOTSTRAP"; then
         bash "$LOCAL_DIR/kafka.sh" fetch </dev/null >&2 9>&-
@@ -49,7 +51,7 @@ up() {
     if ! external DRIFTLINE_SCHEMA_REGISTRY_URL "$LOCAL_SCHEMA_REGISTRY_URL"; then
         bash "$LOCAL_DIR/registry.sh" fetch </dev/null >&2 9>&-
     fi
-    # The three start in parallel (the JVM's start-up dominates); each waits for its own readiness.
+    # The services start in parallel (the JVMs' start-up dominates); each waits for its own readiness.
     local script pids=() failed=()
     for script in "${SERVICE_SCRIPTS[@]}"; do
         # 9>&-: the daemons must not inherit the lock, or it would be held as long as they run.

@@ -38,6 +38,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from driftline.schemas.contract_catalog import Catalog
     from driftline.sinks.database import create_database_engine
     from driftline.sinks.report_reader import read_report_data
     from driftline.stream.demo.report import write_report
@@ -57,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
     if not data.rows:
         print(f"driftline report: no rows of model {args.model!r} between {args.since.isoformat()} and {until.isoformat()}",
               file=sys.stderr)
+    # The drift panels of a model's outputs come first, whatever alerted: its contract names them.
+    catalog = Catalog.load()
+    outputs = [f.name for f in catalog.contract(args.model).prediction_fields] if args.model in catalog else ["score", "prediction"]
     path = write_report(
         args.output,
+        prediction_features=outputs,
         title=f"driftline — {args.model}, {args.since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
         feature_windows=data.feature_windows, alerts=data.alerts, model_windows=data.model_windows,
         performance_windows=data.performance_windows, resolutions=data.resolutions,

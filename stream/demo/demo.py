@@ -363,6 +363,7 @@ def run_demo(
         summary=facts,
         prediction_features=[f.name for f in contract.prediction_fields],
         performance_windows=collected.performance_windows,
+        resolutions=collected.resolved_alerts,
     )
     (output / "summary.json").write_text(json.dumps(facts, indent=1, default=str), encoding="utf-8")
     print(

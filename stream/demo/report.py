@@ -33,6 +33,8 @@ __all__ = ["MAX_DRIFT_PANELS", "write_report"]
 MAX_DRIFT_PANELS = 12
 _MAX_TIMELINE_ROWS = 30
 _MAX_EVENT_PANELS = 6
+#: The windows with rejected events listed under the events panel (the busiest ones).
+_MAX_REJECTED_ROWS = 30
 _SEVERITY_COLOURS = {"critical": "#c62828", "warning": "#ef8f00"}
 _OTHER_SEVERITY_COLOUR = "#757575"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,8 +68,9 @@ def write_report(
 
     Sections: PSI per window against its threshold for the prediction fields and for every feature
     with an alert (at most :data:`MAX_DRIFT_PANELS` panels); a timeline of the alerts; accepted and
-    rejected events per window; realised accuracy per window of prediction time, when labels were
-    joined; the alerts as a table; the ``summary`` as a table.
+    rejected events per window (stacked, the rejected in red), and the windows with rejected events
+    with their reasons; realised accuracy per window of prediction time, when labels were joined;
+    the alerts as a table; the ``summary`` as a table.
 
     Parameters
     ----------
@@ -229,7 +232,8 @@ def _date_numbers(milliseconds: Iterable[int]) -> np.ndarray:
 def _date_axis(axes: Axes) -> None:
     from matplotlib import dates
 
-    locator = dates.AutoDateLocator(minticks=3, maxticks=6, tz=UTC)  # type: ignore[no-untyped-call]
+    # maxticks 7, not 6: with 6, ranges of about 2.5-3 hours have no interval that fits and matplotlib warns.
+    locator = dates.AutoDateLocator(minticks=3, maxticks=7, tz=UTC)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
 
@@ -358,10 +362,47 @@ def _events_section(model_windows: Sequence[ModelWindow]) -> str:
         axes.set_title(model)
         axes.set_ylabel("events")
         axes.grid(True, axis="y", alpha=0.3)
-        axes.legend(loc="upper left")
+        # Above the plot: a full window would hide the legend's corner of it.
+        axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
         _date_axis(axes)
     note = "" if len(by_model) <= len(models) else f'<p class="note">First {len(models)} of {len(by_model)} models.</p>\n'
-    return note + _image(figure, "accepted and rejected events per window")
+    return note + _image(figure, "accepted and rejected events per window") + "\n" + _rejections_table(model_windows)
+
+
+def _rejections_table(model_windows: Sequence[ModelWindow]) -> str:
+    """The windows with rejected events (the busiest :data:`_MAX_REJECTED_ROWS`, in time order), with their reasons."""
+    merged: dict[tuple[str, int], list[int]] = {}
+    reasons: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+    for window in model_windows:
+        key = (window.model, window.window_start_ms)
+        counts = merged.setdefault(key, [0, 0])
+        counts[0] += window.events
+        counts[1] += window.rejected
+        reasons[key].update(dict(window.rejected_by_reason))
+    rejected = [key for key, (_, count) in merged.items() if count]
+    total = sum(merged[key][1] for key in rejected)
+    if not rejected:
+        return '<p class="note">No window has rejected events.</p>'
+    shown = sorted(sorted(rejected, key=lambda key: (-merged[key][1], key))[:_MAX_REJECTED_ROWS])
+    by_reason = Counter[str]()
+    for key in rejected:
+        by_reason.update(reasons[key])
+    lines = [
+        f'<p class="note">{total:,} rejected events in {len(rejected):,} window(s) ('
+        + ", ".join(f"{reason}: {count:,}" for reason, count in by_reason.most_common())
+        + ")" + (f"; the {len(shown)} with the most:" if len(shown) < len(rejected) else ":") + "</p>",
+        '<table class="rejections">',
+        "<tr><th>window (UTC)</th><th>model</th><th>events</th><th>rejected</th><th>reasons</th></tr>",
+    ]
+    for key in shown:
+        events, count = merged[key]
+        reason_text = ", ".join(f"{reason}: {n:,}" for reason, n in reasons[key].most_common())
+        lines.append(
+            f"<tr><td>{_escape(_format_time(key[1]))}</td><td>{_escape(key[0])}</td>"
+            f'<td class="number">{events:,}</td><td class="number">{count:,}</td><td>{_escape(reason_text)}</td></tr>'
+        )
+    lines.append("</table>")
+    return "\n".join(lines)
 
 
 #: A performance point needs this many labelled predictions in its window.

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.schemas.contract import Contract
+from driftline.schemas.results import FieldStatus
 
 from .alerts import AlertGate, make_alert
 from .budget import AlarmBudget
@@ -131,7 +132,8 @@ class WindowCloser:
         if last is not None and window.start_ms > last + length:
             missing = (window.start_ms - last) // length - 1
             rejected = (
-                f"; {undated} undecodable or incompatible events were rejected meanwhile "
+                f"; {undated} events without a readable event time (undecodable, or of a writer schema that "
+                "lacks it) were rejected meanwhile "
                 "(see the dead-letter topic and schema-change alerts)"
                 if undated
                 else ": the producer stopped or the data is missing"
@@ -189,7 +191,10 @@ class WindowCloser:
         for spec in self.fields:
             summary = summaries[spec.name]
             result.feature_windows.append(summary)
-            for verdict in feature_window_verdicts(spec, references[spec.name], summary, window.events, config):
+            # Events of a writer schema the contract cannot read are the window's (rejected), but their
+            # values were not read: the field's data-quality shares are of the events whose values were.
+            read = window.events - window.features[spec.name].count(FieldStatus.UNREAD)
+            for verdict in feature_window_verdicts(spec, references[spec.name], summary, read, config):
                 if spec.name == self.score_field and moved:
                     verdict = dataclasses.replace(verdict, message=f"{verdict.message}; {moved}")
                 self._window_alert(result, window.version, window.start_ms, verdict)

@@ -124,7 +124,8 @@ class MonitorEngine:
         self._open: dict[tuple[int, str], OpenWindow] = {}
         self._schema_changes_seen: set[str] = set()
         self._schema_changes_pending: list[SchemaChangeRecord] = []  # waiting for an event time
-        # Rejected events without an event time (undecodable, or of an incompatible writer schema):
+        # Rejected events without an event time (undecodable, or of a writer schema without a readable
+        # one; other events of an incompatible writer schema are placed by their own event time):
         # a gap of windows during which such events arrived is not a silent producer.
         self._undated_pending = 0  # since the last decoded event
         self._undated_by_window: dict[int, int] = {}  # window start of the next decoded event -> count

@@ -38,7 +38,7 @@ def format_number(value: float | None) -> str:
 def feature_window_verdicts(
     spec: FieldContract, profile: FeatureProfile, summary: FeatureWindow, events: int, config: EngineConfig
 ) -> list[Verdict]:
-    """Rules one field's closed window breaks; ``events`` counts the window's decoded events."""
+    """Rules one field's closed window breaks; ``events`` counts the window's events whose values were read."""
     verdicts: list[Verdict] = []
     name = spec.name
     psi, threshold = summary.psi, summary.psi_threshold

@@ -250,7 +250,9 @@ def field_window_from_state(state: dict[str, Any]) -> FieldWindow:
         window = CategoricalFieldWindow(sketch)
     else:
         raise ValueError(f"state: not a field window of kind {state.get('kind')!r} holding its own kind of sketch")
-    window.status_counts = np.asarray(state["status_counts"], dtype=np.int64)
+    counts = np.asarray(state["status_counts"], dtype=np.int64)
+    # A state written before a status code was added (UNREAD) has fewer counts: the new ones are 0.
+    window.status_counts = np.pad(counts, (0, max(0, _STATUS_CODES - counts.size)))
     return window
 
 

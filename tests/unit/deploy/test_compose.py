@@ -1,5 +1,6 @@
 """The docker-compose stack, its Dockerfile, the Grafana provisioning and dashboard, and the metric
-names the Prometheus rules and the dashboard query — checked without Docker (none on these
+names the Prometheus rules and the dashboard's Prometheus panels query (its schema, its SQL panels
+and its counterparts of the report's panels: test_grafana.py) — checked without Docker (none on these
 machines): every file it mounts exists, the services agree with each other on addresses, the worker's
 command line is one the ``driftline`` CLI accepts, and every PromQL expression names only metrics
 that :mod:`driftline.sinks.metrics` exports.
@@ -376,16 +377,21 @@ def dashboard(repository: Path) -> dict[str, Any]:
     return json.loads((repository / "deploy/grafana/dashboards/driftline.json").read_text(encoding="utf-8"))
 
 
-def _dashboard_queries(dashboard: dict[str, Any]) -> Iterator[str]:
-    def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for panel in items:
-            yield panel
-            yield from panels(panel.get("panels", []))
+def _dashboard_panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in items:
+        yield panel
+        yield from _dashboard_panels(panel.get("panels", []))
 
-    for panel in panels(dashboard["panels"]):
+
+def _dashboard_queries(dashboard: dict[str, Any]) -> Iterator[str]:
+    """The PromQL of the dashboard: the Prometheus panels' targets and variables (the SQL ones are test_grafana.py's)."""
+    for panel in _dashboard_panels(dashboard["panels"]):
         for target in panel.get("targets", []):
-            yield target["expr"]
+            if (target.get("datasource") or panel.get("datasource", {}))["type"] == "prometheus":
+                yield target["expr"]
     for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("datasource", {}).get("type") != "prometheus":
+            continue
         query = variable.get("query")
         query = query.get("query", "") if isinstance(query, dict) else query or ""
         label_values = re.match(r"\s*label_values\(\s*(.+?)\s*,\s*\w+\s*\)\s*$", query)
@@ -403,19 +409,42 @@ def test_dashboard_queries_only_exported_metrics(dashboard: dict[str, Any], expo
     assert not missing, f"no panel shows {sorted(missing)}"
 
 
-def test_dashboard_panels_use_the_provisioned_datasource(
+def test_dashboard_panels_use_the_provisioned_datasources(
     repository: Path, dashboard: dict[str, Any], load_yaml: Callable[[Path], Any], services: dict[str, dict[str, Any]]
 ) -> None:
     datasources = load_yaml(repository / "deploy/grafana/provisioning/datasources/driftline.yml")["datasources"]
     prometheus = next(source for source in datasources if source["type"] == "prometheus")
     assert prometheus["url"] == "http://prometheus:9090"
-    panel_ids = [panel["id"] for panel in dashboard["panels"]]
+    # The analyst views, as the read-only role compose's grafana-role service creates, with the password both are given.
+    postgres = next(source for source in datasources if source["type"] == "grafana-postgresql-datasource")
+    host, port = postgres["url"].split(":")
+    assert host in services and port == "5432" and "postgres" in services[host]["image"]
+    assert postgres["jsonData"]["database"] == _environment(services[host])["POSTGRES_DB"]
+    role_command = _command(services["grafana-role"])
+    assert role_command[:3] == ["db", "grant-readonly", postgres["user"]]
+    assert _build_cli_parser().parse_args(role_command).role == postgres["user"]  # exits on an unknown flag
+    variable = _option(role_command, "--password-env")
+    assert postgres["secureJsonData"]["password"] == f"${variable}"
+    assert _environment(services["grafana"])[variable] == _environment(services["grafana-role"])[variable]
+    assert services["grafana"]["depends_on"]["grafana-role"]["condition"] == "service_completed_successfully"
+    assert services["grafana-role"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert _option(role_command, "--database-url") == _option(_command(services["migrate"]), "--database-url")
+
+    provisioned = {source["uid"]: source["type"] for source in datasources}
+    panel_ids = [panel["id"] for panel in _dashboard_panels(dashboard["panels"])]
     assert len(panel_ids) == len(set(panel_ids))
-    for panel in dashboard["panels"]:
+    for panel in _dashboard_panels(dashboard["panels"]):
         if panel["type"] == "row":
             continue
-        assert panel["datasource"]["uid"] == prometheus["uid"], panel["title"]
+        assert provisioned.get(panel["datasource"]["uid"]) == panel["datasource"]["type"], panel["title"]
         assert panel["targets"], f"panel {panel['title']!r} has no query"
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"], panel["title"]
+    for variable in dashboard["templating"]["list"]:
+        assert provisioned.get(variable["datasource"]["uid"]) == variable["datasource"]["type"], variable["name"]
+    for annotation in dashboard["annotations"]["list"]:
+        source = annotation["datasource"]
+        assert source["type"] == "grafana" or provisioned.get(source["uid"]) == source["type"], annotation["name"]
     # The dashboard provider reads the directory compose mounts the dashboards into.
     providers = load_yaml(repository / "deploy/grafana/provisioning/dashboards/driftline.yml")["providers"]
     mounts = dict(volume.split(":")[:2] for volume in services["grafana"]["volumes"] if volume.startswith("."))

@@ -294,6 +294,42 @@ def test_schema_change_is_reported_once_per_writer_schema(scene: Scene) -> None:
     assert len(scene.codec.schema_changes) == 1
 
 
+def test_events_of_an_incompatible_writer_are_rejected_but_placed_by_their_identity(scene: Scene) -> None:
+    renamed = json.loads((SCHEMAS / "catalog" / "credit_risk_v2_renamed.avsc").read_text())
+    no_time = {**renamed, "fields": [dict(f, name="ts") if f["name"] == "event_time" else f for f in renamed["fields"]]}
+
+    def written(schema: dict[str, Any], **overrides: Any) -> bytes:
+        record = scene.record(**overrides)
+        record["dti_ratio"] = record.pop("debt_to_income")
+        if any(f["name"] == "ts" for f in schema["fields"]):
+            record["ts"] = record.pop("event_time")
+        return scene.confluent(record, schema)
+
+    payloads = [
+        scene.confluent(scene.record(event_id="ok", event_time=1_000)),
+        written(renamed, event_id="r1", event_time=2_000, model_version="v7"),
+        written(renamed, event_id="r2", event_time=3_000)[:-4],  # cut: the writer schema cannot read it either
+        written(no_time, event_id="r3", event_time=4_000),  # its event time is what the writer renamed
+        written(renamed, event_id="r4", event_time=5_000),
+    ]
+    batch = scene.codec.decode_batch(payloads)
+    # Every event of an incompatible writer is rejected, with the writer schema's reason, once.
+    assert [(r.index, r.reason) for r in batch.rejections] == [(i, RejectReason.MISSING_FIELD) for i in (1, 2, 3, 4)]
+    assert batch.n_accepted + len(batch.rejections) == batch.n_input == 5
+    # Those whose identity the writer schema reads are decoded rows: never accepted, their values unread.
+    assert batch.rows.tolist() == [0, 1, 4] and batch.accepted.tolist() == [True, False, False]
+    assert batch.event_id.tolist() == ["ok", "r1", "r4"] and batch.event_time_ms.tolist() == [1_000, 2_000, 5_000]
+    assert batch.model_version[1] == "v7"
+    for spec in scene.contract.monitored_fields:
+        assert batch.status[spec.name][1:].tolist() == [FieldStatus.UNREAD] * 2, spec.name
+        assert batch.status[spec.name][0] != FieldStatus.UNREAD
+        values = batch.values[spec.name][1:]
+        assert all(v is None for v in values) if spec.kind == "categorical" else bool(np.isnan(values).all())
+    # The changes are dated by their first event's own time where it reads.
+    assert sorted((c.diff.new_fields, c.first_event_time_ms) for c in batch.schema_changes) == [
+        (("dti_ratio",), 2_000), (("ts", "dti_ratio"), None)]
+
+
 def test_compatible_writer_is_reported_once_and_its_events_resolved(scene: Scene) -> None:
     segment = json.loads((SCHEMAS / "catalog" / "credit_risk_v1_1_segment.avsc").read_text())
     payloads = [encode_single_object({**scene.record(event_id=f"e{i}"), "customer_segment": "gold"}, segment) for i in range(3)]

@@ -148,3 +148,32 @@ def test_drift_panels_prediction_first_then_by_alerts_and_capped() -> None:
     assert panels[:4] == [("churn", "score"), ("churn", "f05"), ("churn", "f29"), ("fraud", "amount")]
     assert panels[4:] == [("churn", f"f{i:02d}") for i in (0, 1, 2, 3, 4, 6, 7, 8)]
     assert ("churn", "ghost") not in panels  # an alert without windows has nothing to plot
+
+
+def test_windows_with_rejected_events_are_listed_with_their_reasons(tmp_path: Path) -> None:
+    def window(minute: int, version: str, events: int, rejected: dict[str, int]) -> ModelWindow:
+        count = sum(rejected.values())
+        return ModelWindow("churn", version, START_MS + minute * MINUTE_MS, MINUTE_MS, events, events - count, count,
+                           tuple(sorted(rejected.items())))
+
+    windows = [window(m, "v1", 100, {}) for m in range(40)]  # clean windows are not listed
+    windows += [window(m, "v2", 600, {"missing_field": 600}) for m in range(50, 90)]  # a rename: 40 windows all rejected
+    windows += [window(50, "v1", 10, {"out_of_range": 3})]  # a second version in one of them: added up
+    windows += [window(95, "v1", 100, {"out_of_range": 1})]  # the least rejected window: beyond the 30 listed
+    text = write_report(tmp_path / "r.html", title="t", feature_windows=[], alerts=[], model_windows=windows, summary={}).read_text()
+    assert "24,004 rejected events in 41 window(s) (missing_field: 24,000, out_of_range: 4); the 30 with the most:" in text
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>churn</td><td class=\"number\">([\d,]+)</td><td class=\"number\">([\d,]+)</td>"
+                      r"<td>([^<]*)</td></tr>", text)
+    assert len(rows) == 30
+    assert rows[0] == (_time(50), "610", "603", "missing_field: 600, out_of_range: 3")
+    assert [row[0] for row in rows] == sorted(row[0] for row in rows)  # in time order
+    assert all(row[1:] == ("600", "600", "missing_field: 600") for row in rows[1:])
+    assert _time(95) not in [row[0] for row in rows]
+    assert "No window has rejected events." in write_report(
+        tmp_path / "c.html", title="t", feature_windows=[], alerts=[], model_windows=windows[:40], summary={}).read_text()
+
+
+def _time(minute: int) -> str:
+    from driftline.stream.demo.report import _format_time
+
+    return _format_time(START_MS + minute * MINUTE_MS)

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from driftline import schemas
 from driftline.schemas.codec import Codec, encode_single_object
 from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
@@ -111,6 +113,58 @@ def test_gap_in_the_stream_raises_a_no_data_alert(catalog: Catalog, contract: Co
     gaps = [a for a in result.alerts if a.kind == "no_data"]
     assert len(gaps) == 1
     assert gaps[0].score >= 29
+
+
+def test_events_of_an_incompatible_writer_count_as_rejected_in_their_windows(
+    catalog: Catalog, contract: Contract, profile: ReferenceProfile
+) -> None:
+    renamed = json.loads((Path(schemas.__file__).parent / "catalog" / "credit_risk_v2_renamed.avsc").read_text())
+    stream = SyntheticStream(contract, seed=9)
+    n = 4_000  # 10 events/s: a window is 600 events; events 720-2,799 are the renamed producer's
+    payloads = []
+    for position, record in enumerate(stream.records(stream.columns(n), stream.event_times(n))):
+        if 650 <= position < 674:
+            record["employment_type"] = None  # 24 of the second window's 120 readable events: 20 %, the budget is 5 %
+        if 720 <= position < 2_800:
+            record["dti_ratio"] = record.pop("debt_to_income")
+            payloads.append(encode_single_object(record, renamed))
+        else:
+            payloads.append(encode_single_object(record, contract.schema_json))
+    result = _run(catalog, contract, profile, payloads, [])
+    assert to_canonical_json(_run(catalog, contract, profile, payloads, [7, 1_500, 2_799, 3_001])) == to_canonical_json(result)
+    starts = sorted(w.window_start_ms for w in result.model_windows)
+    assert starts == list(range(starts[0], starts[-1] + 60_000, 60_000))  # every minute has its window: no gap
+    assert sum(w.events for w in result.model_windows) == n
+    assert sum(dict(w.rejected_by_reason).get("missing_field", 0) for w in result.model_windows) == 2_080
+    assert sum(w.accepted == 0 and w.rejected == w.events > 0 for w in result.model_windows) >= 2
+    # One schema change, one incident of rejections, no window said to be empty — and the second window's
+    # nulls are a share of its 120 events whose values were read (of all its 600 they would be on budget).
+    alerts = sorted((a.kind, a.feature or "", a.detector) for a in result.alerts)
+    assert alerts == [("data_quality", "", "rejections"), ("data_quality", "employment_type", "null_fraction"),
+                      ("schema_change", "", "schema_diff")], alerts
+    (nulls,) = [a for a in result.alerts if a.detector == "null_fraction"]
+    assert 0.15 < nulls.score < 0.3  # about 24 of 120 (the events' jitter moves a few across the edges); of all 600: 0.04
+
+
+def test_a_window_state_from_before_the_unread_status_restores(catalog: Catalog, contract: Contract, profile: ReferenceProfile) -> None:
+    payloads = _payloads(contract, 2_000, [])
+    codec = Codec(catalog)
+    engine = MonitorEngine(contract, profile, CONFIG)
+    engine.process(codec.decode_batch(payloads[:1_000], model=contract.model))
+    state = json.loads(json.dumps(engine.to_state()))
+    for window in state["open_windows"]:
+        for field in window["features"].values():
+            assert field["status_counts"][-1] == 0
+            field["status_counts"] = field["status_counts"][:-1]  # as an engine without UNREAD wrote them
+    restored = MonitorEngine.from_state(state, contract, profile, CONFIG)
+    rest = codec.decode_batch(payloads[1_000:], model=contract.model)
+    expected = BatchResult()
+    expected.extend(engine.process(rest))
+    expected.extend(engine.flush())
+    continued = BatchResult()
+    continued.extend(restored.process(rest))
+    continued.extend(restored.flush())
+    assert to_canonical_json(continued) == to_canonical_json(expected)
 
 
 def test_engine_refuses_a_batch_of_another_model(catalog: Catalog, contract: Contract, profile: ReferenceProfile) -> None:

@@ -123,6 +123,10 @@ def test_every_change_is_reported_once_and_dated_by_its_own_events(whole: BatchR
         "when": max(times[decoded_before_700]),  # no time of its own: the latest event time before it
         "note": times[900],  # its first (accepted) event's own time
     }
+    # The renamed debt_to_income's 200 events are rejected, yet counted in the windows of their own time;
+    # the 25 whose event time was renamed cannot be placed (rejected too, for the same reason).
+    assert whole.rejected_by_reason["missing_field"] == 225
+    assert sum(dict(w.rejected_by_reason).get("missing_field", 0) for w in whole.model_windows) == 200
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -133,6 +137,9 @@ def test_any_batching_gives_identical_schema_change_alerts(
     batched = _run(writer_catalog, profile, messages, cuts)
     assert to_canonical_json(batched.schema_changes) == to_canonical_json(whole.schema_changes)
     assert to_canonical_json(batched.alerts) == to_canonical_json(whole.alerts)
+    # The rejected events of the incompatible writers are placed in their windows the same way, however batched.
+    assert to_canonical_json(batched.model_windows) == to_canonical_json(whole.model_windows)
+    assert to_canonical_json(batched.feature_windows) == to_canonical_json(whole.feature_windows)
 
 
 def test_replaying_a_processed_range_adds_no_alert(

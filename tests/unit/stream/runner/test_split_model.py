@@ -24,7 +24,7 @@ from driftline.schemas.contract import Contract
 from driftline.schemas.contract_catalog import Catalog
 from driftline.schemas.errors import DriftlineError
 from driftline.schemas.results import FieldStatus
-from driftline.stream.demo.demo import demo_episodes, demo_messages
+from driftline.stream.demo.demo import LATE_EVERY, demo_episodes, demo_messages
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.monitor.budget import SECONDS_PER_MONTH, AlarmBudget
 from driftline.stream.monitor.engine import EngineConfig
@@ -199,6 +199,11 @@ def test_one_and_four_partitions_give_the_same_windows(setup: Setup) -> None:
     split_models, split_features = _windows(split.results)
     assert len(single_models) >= 10
     assert split_models == single_models  # events, accepted, rejected, rejections by reason: identical
+    # The rename's events, rejected for their writer schema, are in the windows of their event time on both paths.
+    rename = next(e for e in demo_episodes(EVENTS) if e.kind == "rename")
+    late = [p for p in range(rename.start, rename.end) if p % LATE_EVERY == 0 and p >= 10 * LATE_EVERY]
+    assert sum(dict(w.rejected_by_reason).get("missing_field", 0) for w in single_models.values()) == rename.end - rename.start - len(late)
+    assert any(w.rejected >= 0.6 * w.events > 0 for w in single_models.values())  # mostly the rename's (72 s of it)
     assert set(split_features) == set(single_features)
     exact = _exact_values(setup)
     late = checked = 0
