@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from driftline.stream.monitor.results import Alert, AlertResolution, FeatureWindow, ModelWindow, PerformanceWindow
 
-from .tables import metadata
+from .tables import LIVE_RUN, metadata
 
 __all__ = ["ReportData", "read_report_data"]
 
@@ -86,11 +86,13 @@ def _alert(row: dict[str, Any]) -> Alert:
 
 
 def read_report_data(
-    engine: sa.Engine, model: str, since: datetime, until: datetime, *, progress: Callable[[int, int, int], None] | None = None
+    engine: sa.Engine, model: str, since: datetime, until: datetime, *, progress: Callable[[int, int, int], None] | None = None,
+    run: str = LIVE_RUN,
 ) -> ReportData:
-    """The model's records whose window (or, for alerts, event time) starts in ``[since, until)``.
+    """The model's records of one run whose window (or, for alerts, event time) starts in ``[since, until)``.
 
-    ``progress(days_read, days, rows)`` is called after each day read.
+    ``run``: ``live`` (the worker's rows, by default) or a replay's run label. ``progress(days_read,
+    days, rows)`` is called after each day read.
     """
     if until <= since:
         raise ValueError(f"until ({until.isoformat()}) must be after since ({since.isoformat()})")
@@ -102,7 +104,8 @@ def read_report_data(
             start, end = since + day * DAY, min(until, since + (day + 1) * DAY)
             def rows(name: str, column: str) -> list[dict[str, Any]]:
                 table = tables[name]
-                query = sa.select(table).where(table.c.model == model, table.c[column] >= start, table.c[column] < end)  # noqa: B023
+                query = sa.select(table).where(table.c.model == model, table.c.run == run,
+                                               table.c[column] >= start, table.c[column] < end)  # noqa: B023
                 return [dict(row) for row in connection.execute(query.order_by(table.c[column])).mappings()]
 
             data.feature_windows.extend(_feature_window(row) for row in rows("window_aggregates", "window_start"))

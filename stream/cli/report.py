@@ -33,6 +33,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--since", type=_time, required=True, help="start of the range (ISO 8601, UTC unless it says otherwise)")
     parser.add_argument("--until", type=_time, default=None, help="end of the range (default: now)")
     parser.add_argument("--output", type=Path, required=True, help="the HTML file to write")
+    parser.add_argument("--run", default="live", help="the run to report on: live (the worker's rows, default) or a replay's label")
     add_database_url(parser)
     parser.set_defaults(handler=run)
 
@@ -52,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"\rread {done} of {days} day(s): {rows:,} rows", end="" if done < days else "\n", file=sys.stderr, flush=True)
 
     try:
-        data = read_report_data(engine, args.model, args.since, until, progress=progress)
+        data = read_report_data(engine, args.model, args.since, until, progress=progress, run=args.run)
     finally:
         engine.dispose()
     if not data.rows:
-        print(f"driftline report: no rows of model {args.model!r} between {args.since.isoformat()} and {until.isoformat()}",
+        print(f"driftline report: no rows of model {args.model!r}, run {args.run!r}, between {args.since.isoformat()} and "
+              f"{until.isoformat()}",
               file=sys.stderr)
     # The drift panels of a model's outputs come first, whatever alerted: its contract names them.
     catalog = Catalog.load()
@@ -64,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
     path = write_report(
         args.output,
         prediction_features=outputs,
-        title=f"driftline — {args.model}, {args.since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
+        title=f"driftline — {args.model}, {args.since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+              + ("" if args.run == "live" else f", run {args.run}"),
         feature_windows=data.feature_windows, alerts=data.alerts, model_windows=data.model_windows,
         performance_windows=data.performance_windows, resolutions=data.resolutions,
         summary={
-            "model": args.model, "since": args.since.isoformat(), "until": until.isoformat(),
+            "model": args.model, "run": args.run, "since": args.since.isoformat(), "until": until.isoformat(),
             "windows": len(data.model_windows), "events": sum(w.events for w in data.model_windows),
             "rejected events": sum(w.rejected for w in data.model_windows), "alerts": len(data.alerts),
             "incidents resolved": len(data.resolutions),

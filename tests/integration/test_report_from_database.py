@@ -61,7 +61,7 @@ def _dashboard_queries() -> dict[str, str]:
 def _as_grafana_runs_it(sql: str, since: datetime, until: datetime) -> str:
     """The query with Grafana's macros expanded as its PostgreSQL data source does (the unit test allows no others)."""
     sql = re.sub(r"\$__timeFilter\((\w+)\)", lambda m: f"{m.group(1)} BETWEEN '{since.isoformat()}' AND '{until.isoformat()}'", sql)
-    return sql.replace("${db_model:sqlstring}", f"'{MODEL}'")
+    return sql.replace("${db_model:sqlstring}", f"'{MODEL}'").replace("${db_run:sqlstring}", "'live'")
 
 
 def _grafana_rows(url: str, since: datetime, until: datetime) -> dict[str, list[dict[str, Any]]]:
