@@ -17,7 +17,15 @@ from typing import Any
 
 from driftline.schemas.wire import WIRE_FORMATS
 
-from .arguments import DEFAULT_BOOTSTRAP, UsageError, kafka_bootstrap, positive_float, positive_int
+from .arguments import (
+    DEFAULT_BOOTSTRAP,
+    UsageError,
+    add_kafka_security,
+    check_client_properties,
+    kafka_connection,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["register", "run"]
 
@@ -55,6 +63,7 @@ def register(commands: Any) -> None:
     produce.add_argument("--partitions", type=positive_int, default=1,
                          help="partitions of the topic if it must be created (default 1); events are spread by their id")
     produce.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
+    add_kafka_security(produce)
     produce.add_argument("--wire-format", choices=WIRE_FORMATS, default="single-object", help="single-object (default) or confluent")
     produce.add_argument("--schema-registry", metavar="URL", help="Schema Registry of --wire-format confluent")
     produce.add_argument("--rate", type=positive_float, metavar="EVENTS_PER_SECOND",
@@ -80,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--drift applies to --synthetic")
     if args.wire_format == "confluent" and not args.schema_registry:
         raise UsageError("--wire-format confluent needs --schema-registry URL")
+    check_client_properties(args.producer_property)
+    kafka = kafka_connection(args)
     if (args.schema_registry or "").startswith("mock://"):
         print("driftline produce: warning: a mock:// registry lives in this process only; no consumer can "
               "resolve its schema ids", file=sys.stderr)
@@ -91,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
     from driftline.stream.produce.producer import DeliveryError, EventProducer
     from driftline.stream.produce.publishing import check_file, ensure_topic, publish
 
-    bootstrap = kafka_bootstrap(args.bootstrap)
     catalog = Catalog.load(args.schemas) if args.schemas is not None else Catalog.load()
     contract = catalog.contract(args.model)
     try:
@@ -107,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
             drift=args.drift, model_version=args.model_version or "v1",
         )
     try:
-        for warning in ensure_topic(bootstrap, topic, args.delivery_timeout, partitions=args.partitions):
+        for warning in ensure_topic(kafka, topic, args.delivery_timeout, partitions=args.partitions):
             print(f"driftline produce: warning: {warning}", file=sys.stderr)
         config = {"message.timeout.ms": int(args.delivery_timeout * 1000), **dict(args.producer_property)}
         producer = EventProducer(
-            bootstrap, model=args.model, catalog=catalog, wire_format=args.wire_format,
+            kafka, model=args.model, catalog=catalog, wire_format=args.wire_format,
             schema_registry_url=args.schema_registry, topic=topic, producer_config=config,
         )
         report = publish(

@@ -22,12 +22,13 @@ from .arguments import (
     add_budget,
     add_data_dir,
     add_database_url,
+    add_kafka_security,
     add_metrics,
     at_least,
     data_dir,
     database_url,
     duration_ms,
-    kafka_bootstrap,
+    kafka_connection,
     metrics_port,
     port_number,
     positive_float,
@@ -59,6 +60,7 @@ def register(commands: Any) -> None:
     worker.add_argument("--feature-topic-prefix", default=FEATURE_TOPIC_PREFIX,
         help=f"a feature set's rows are read from <prefix><name> (default {FEATURE_TOPIC_PREFIX})")
     worker.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
+    add_kafka_security(worker)
     add_database_url(worker)
     worker.add_argument("--group", default="driftline", help="Kafka consumer group and checkpoint key (default driftline)")
     worker.add_argument("--topic-prefix", default=PREDICTION_TOPIC_PREFIX,
@@ -187,7 +189,7 @@ def _settings(args: argparse.Namespace) -> Any:
     models, feature_sets = _models(args)
     try:
         return WorkerSettings(
-            bootstrap_servers=kafka_bootstrap(args.bootstrap),
+            kafka=kafka_connection(args),
             database_url=database_url(args),
             models=models,
             feature_sets=feature_sets,
