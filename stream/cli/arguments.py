@@ -130,9 +130,13 @@ def port_number(text: str) -> int:
     return value
 
 
-def kafka_bootstrap(given: str | None) -> str:
-    """``--bootstrap`` if given, else ``$DRIFTLINE_KAFKA_BOOTSTRAP``, else :data:`DEFAULT_BOOTSTRAP`."""
-    return given or os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP", "").strip() or DEFAULT_BOOTSTRAP
+def kafka_bootstrap(given: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """``--bootstrap`` if given, else ``$DRIFTLINE_KAFKA_BOOTSTRAP``, else :data:`DEFAULT_BOOTSTRAP`.
+
+    Only the brokers: a command that connects takes :func:`kafka_connection`, which adds TLS and SASL.
+    """
+    env = os.environ if environ is None else environ
+    return given or env.get("DRIFTLINE_KAFKA_BOOTSTRAP", "").strip() or DEFAULT_BOOTSTRAP
 
 
 def add_database_url(parser: argparse.ArgumentParser, what: str = "the PostgreSQL database") -> None:
@@ -229,7 +233,8 @@ def add_kafka_security(parser: argparse.ArgumentParser) -> None:
 
 def kafka_connection(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> KafkaConnection:
     """The brokers and the connection's security, from the options of :func:`add_kafka_security` (and the
-    command's ``--bootstrap``), else the environment; built once when the command runs.
+    command's ``--bootstrap``), else the environment (``environ``, default ``os.environ``); built once when the
+    command runs.
 
     Every setting is an option or its variable (the option wins); a password is the content of a file
     (``--kafka-sasl-password-file``, ``$DRIFTLINE_KAFKA_SASL_PASSWORD_FILE``) or the variable
@@ -256,7 +261,7 @@ def kafka_connection(args: argparse.Namespace, environ: Mapping[str, str] | None
         paths[option] = _readable_file(*found) if found is not None else None
     try:
         connection = KafkaConnection(
-            bootstrap_servers=kafka_bootstrap(getattr(args, "bootstrap", None)),
+            bootstrap_servers=kafka_bootstrap(getattr(args, "bootstrap", None), env),
             security_protocol=protocol,
             sasl_mechanism=mechanism,
             sasl_username=given["kafka_sasl_username"][0] if given["kafka_sasl_username"] else None,

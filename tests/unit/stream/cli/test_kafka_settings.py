@@ -58,6 +58,9 @@ def test_plaintext_by_default() -> None:
     assert connection == KafkaConnection("kafka:9093")
     assert connection.client_config() == {"bootstrap.servers": "kafka:9093"}
     assert connection.faust_credentials() is None
+    without_option = argparse.Namespace(**{**vars(_args()), "bootstrap": None})
+    assert kafka_connection(without_option, {"DRIFTLINE_KAFKA_BOOTSTRAP": " b1:9092,b2:9092 "}).bootstrap_servers == "b1:9092,b2:9092"
+    assert kafka_connection(without_option, {}).bootstrap_servers == "127.0.0.1:9092"
 
 
 def test_scram_over_tls_from_the_environment(ca: ThrowawayCA) -> None:
