@@ -81,6 +81,17 @@ def display_url(database_url: str | sa.URL) -> str:
         return "<unparsable database URL>"
 
 
+def driver_reason(exc: SQLAlchemyError) -> str:
+    """The driver's own one-line reason of a database error (SQLAlchemy adds a second line, a link to its docs).
+
+    A refused login reads ``FATAL:  password authentication failed for user "..."``: libpq names the
+    user, never the password.
+    """
+    cause: BaseException = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[0] if text else '(no message)'}"
+
+
 def create_database_engine(database_url: str, **engine_options: Any) -> sa.Engine:
     """A SQLAlchemy engine for ``database_url`` (SQLite or PostgreSQL), connecting lazily.
 
@@ -166,7 +177,7 @@ def current_revision(database: str | sa.Engine) -> str | None:
         with engine.connect() as connection:
             return _current_revision(connection)
     except SQLAlchemyError as exc:
-        raise SinkError(f"could not read the schema revision of {display_url(engine.url)}: {exc}") from exc
+        raise SinkError(f"could not read the schema revision of {display_url(engine.url)}: {driver_reason(exc)}") from exc
     finally:
         if engine is not database:
             engine.dispose()
@@ -194,7 +205,7 @@ def upgrade_engine(engine: sa.Engine, revision: str = "head") -> None:
     except CommandError as exc:
         raise ValueError(f"revision: cannot upgrade {where} to {revision!r}: {exc}") from exc
     except SQLAlchemyError as exc:
-        raise SinkError(f"could not upgrade the driftline tables of {where} to {revision!r}: {exc}") from exc
+        raise SinkError(f"could not upgrade the driftline tables of {where} to {revision!r}: {driver_reason(exc)}") from exc
 
 
 def upgrade_database(database_url: str, revision: str = "head") -> None:

@@ -29,9 +29,16 @@ PROMETHEUS_PORT=$((19090 + PORT_OFFSET))
 ALERTMANAGER_PORT=$((19094 + PORT_OFFSET))
 METRICS_PORT=$((19464 + PORT_OFFSET))
 SCHEMA_REGISTRY_PORT=$((18081 + PORT_OFFSET))
+# Kafka's secured listeners (deploy/local/kafka.sh): SCRAM over plain TCP, SCRAM over TLS, TLS with client certificates.
+KAFKA_SCRAM_PORT=$((19095 + PORT_OFFSET))
+KAFKA_TLS_PORT=$((19096 + PORT_OFFSET))
+KAFKA_MTLS_PORT=$((19097 + PORT_OFFSET))
 
 # What the local services are reached at (the values services.sh exports).
 LOCAL_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+LOCAL_KAFKA_SCRAM_BOOTSTRAP="127.0.0.1:$KAFKA_SCRAM_PORT"
+LOCAL_KAFKA_TLS_BOOTSTRAP="127.0.0.1:$KAFKA_TLS_PORT"
+LOCAL_KAFKA_MTLS_BOOTSTRAP="127.0.0.1:$KAFKA_MTLS_PORT"
 LOCAL_DATABASE_URL="postgresql+psycopg://driftline@127.0.0.1:$POSTGRES_PORT/driftline"
 LOCAL_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
 LOCAL_ALERTMANAGER_URL="http://127.0.0.1:$ALERTMANAGER_PORT"
@@ -208,6 +215,8 @@ missing_packages() {
     command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
     command -v mvn >/dev/null 2>&1 || missing+=(maven)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # The placeholder certificate of Kafka's TLS listener (kafka.sh).
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     [[ -n "$(postgres_bindir)" ]] || missing+=(postgresql)
     [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]] || missing+=(prometheus)
     [[ -x /usr/bin/prometheus-alertmanager && -x /usr/bin/amtool ]] || missing+=(prometheus-alertmanager)

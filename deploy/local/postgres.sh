@@ -3,6 +3,10 @@
 # 127.0.0.1:15432, TCP only (no unix socket), role `driftline` (superuser, trust on loopback) and
 # database `driftline`. Usage: postgres.sh up|down|status|env|start
 #
+# One exception to trust: members of the role `driftline_password_login` (NOLOGIN) must give their password
+# (scram-sha-256), so that a test can check that a password given to driftline really reaches the server
+# (tests/integration/test_secure_kafka.py logs in as such a member).
+#
 # State: $DRIFTLINE_SERVICES_DIR/postgres/{data,logs}. Every `up` from stopped runs initdb on a
 # fresh, empty cluster; `up` while running keeps it. For fault tests, `start` starts the server again
 # on its existing cluster after `down` (what a database back from an outage has). PostgreSQL refuses to run as root: as root,
@@ -95,6 +99,11 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
+        # pg_hba.conf takes the first line that matches: the password rule goes before initdb's trust lines.
+        { printf '%s\n' "# deploy/local/postgres.sh: members of driftline_password_login log in with their password." \
+              "host all +driftline_password_login 127.0.0.1/32 scram-sha-256"; cat "$PG_DATA/pg_hba.conf"; } \
+            | as_owner tee "$PG_DATA/pg_hba.conf.new" >/dev/null
+        as_owner mv "$PG_DATA/pg_hba.conf.new" "$PG_DATA/pg_hba.conf"
         log "postgres: starting on 127.0.0.1:$POSTGRES_PORT"
         # pg_ctl forks the postmaster with stdin/stdout/stderr on the log: nothing holds our stdout.
         as_owner "$bindir/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t 60 -s </dev/null >/dev/null 2>&1 \
@@ -102,6 +111,7 @@ EOF
         if [[ -z "$(psql_driftline -d postgres -tAc "select 1 from pg_database where datname = 'driftline'")" ]]; then
             psql_driftline -d postgres -c 'CREATE DATABASE driftline OWNER driftline' >&2
         fi
+        psql_driftline -d postgres -c 'CREATE ROLE driftline_password_login NOLOGIN' >&2
     fi
     local deadline=$((SECONDS + 30))
     until database_ready; do

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from driftline.schemas.errors import DriftlineError
 
 if TYPE_CHECKING:
+    from driftline.stream.kafka.connection import KafkaConnection, Secret
     from driftline.stream.kafka.registry import SchemaRegistrySettings
 
 __all__ = [
@@ -23,13 +24,16 @@ __all__ = [
     "UsageError",
     "add_data_dir",
     "add_database_url",
+    "add_kafka_security",
     "add_metrics",
     "add_schema_registry",
     "at_least",
+    "check_client_properties",
     "data_dir",
     "database_url",
     "duration_ms",
     "kafka_bootstrap",
+    "kafka_connection",
     "metrics_port",
     "optional_duration_ms",
     "port_number",
@@ -139,9 +143,13 @@ def port_number(text: str) -> int:
     return value
 
 
-def kafka_bootstrap(given: str | None) -> str:
-    """``--bootstrap`` if given, else ``$DRIFTLINE_KAFKA_BOOTSTRAP``, else :data:`DEFAULT_BOOTSTRAP`."""
-    return given or os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP", "").strip() or DEFAULT_BOOTSTRAP
+def kafka_bootstrap(given: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """``--bootstrap`` if given, else ``$DRIFTLINE_KAFKA_BOOTSTRAP``, else :data:`DEFAULT_BOOTSTRAP`.
+
+    Only the brokers: a command that connects takes :func:`kafka_connection`, which adds TLS and SASL.
+    """
+    env = os.environ if environ is None else environ
+    return given or env.get("DRIFTLINE_KAFKA_BOOTSTRAP", "").strip() or DEFAULT_BOOTSTRAP
 
 
 def add_database_url(parser: argparse.ArgumentParser, what: str = "the PostgreSQL database") -> None:
@@ -153,17 +161,271 @@ def add_database_url(parser: argparse.ArgumentParser, what: str = "the PostgreSQ
 
 
 def database_url(args: argparse.Namespace) -> str:
-    """``--database-url``, else ``$DRIFTLINE_DATABASE_URL``.
+    """``--database-url``, else ``$DRIFTLINE_DATABASE_URL``; with the password of ``$DRIFTLINE_DATABASE_PASSWORD``
+    or of the file ``$DRIFTLINE_DATABASE_PASSWORD_FILE`` (a mounted Secret) put into it.
+
+    The result may hold a password: give it to the database engine, never to a message (``display_url``).
 
     Raises
     ------
     UsageError
-        Neither names a database.
+        Neither names a database; the password cannot be read, or the URL already has one.
     """
     url = args.database_url or os.environ.get("DRIFTLINE_DATABASE_URL", "").strip()
     if not url:
         raise UsageError("no database: pass --database-url or set DRIFTLINE_DATABASE_URL")
-    return str(url)
+    password = _secret_from_environment(os.environ, "DRIFTLINE_DATABASE_PASSWORD", "DRIFTLINE_DATABASE_PASSWORD_FILE")
+    if password is None:
+        return str(url)
+    return _with_password(str(url), password)
+
+
+def _with_password(url: str, password: Secret) -> str:
+    """``url`` with ``password`` as its password (SQLAlchemy escapes what needs escaping)."""
+    import sqlalchemy as sa  # only when a password is given: --help stays light
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = sa.make_url(url)
+    except (ArgumentError, ValueError):
+        # No URL in the message: it may hold a password.
+        raise UsageError("database URL: not an SQLAlchemy URL (dialect+driver://user@host:port/database)") from None
+    if parsed.get_backend_name() == "sqlite":
+        raise UsageError("DRIFTLINE_DATABASE_PASSWORD: an SQLite database takes no password")
+    if parsed.password is not None:
+        raise UsageError("DRIFTLINE_DATABASE_PASSWORD: the database URL has a password already; give it in one place")
+    return parsed.set(password=password.reveal()).render_as_string(hide_password=False)
+
+
+# -- Kafka's connection: brokers, TLS, SASL ----------------------------------------------------------------
+
+#: The options of :func:`add_kafka_security`, each with the environment variable read in its absence.
+#: Passwords have no option (an argument list is visible to every user of the machine): only the
+#: variables below, or a file.
+_KAFKA_OPTIONS = {
+    "kafka_security_protocol": "DRIFTLINE_KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "DRIFTLINE_KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "DRIFTLINE_KAFKA_SASL_USERNAME",
+    "kafka_sasl_password_file": "DRIFTLINE_KAFKA_SASL_PASSWORD_FILE",
+    "kafka_ssl_ca_location": "DRIFTLINE_KAFKA_SSL_CA_LOCATION",
+    "kafka_ssl_certificate_location": "DRIFTLINE_KAFKA_SSL_CERTIFICATE_LOCATION",
+    "kafka_ssl_key_location": "DRIFTLINE_KAFKA_SSL_KEY_LOCATION",
+    "kafka_ssl_key_password_file": "DRIFTLINE_KAFKA_SSL_KEY_PASSWORD_FILE",
+}
+
+
+def add_kafka_security(parser: argparse.ArgumentParser) -> None:
+    """The options of Kafka's TLS and SASL settings (each defaults to its ``DRIFTLINE_KAFKA_*`` variable).
+
+    The command's own ``--bootstrap`` names the brokers; :func:`kafka_connection` reads all of them.
+    """
+    from driftline.stream.kafka.connection import SASL_MECHANISMS, SECURITY_PROTOCOLS
+
+    group = parser.add_argument_group(
+        "Kafka security", "TLS and SASL (README, Secure connections); every option defaults to its environment variable, "
+        "and passwords are read only from the environment or a file, never from an option")
+    group.add_argument("--kafka-security-protocol", choices=SECURITY_PROTOCOLS, default=None,
+                       help="PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL ($DRIFTLINE_KAFKA_SECURITY_PROTOCOL)")
+    group.add_argument("--kafka-sasl-mechanism", choices=SASL_MECHANISMS, default=None,
+                       help="SASL mechanism ($DRIFTLINE_KAFKA_SASL_MECHANISM)")
+    group.add_argument("--kafka-sasl-username", metavar="USER", help="SASL user ($DRIFTLINE_KAFKA_SASL_USERNAME)")
+    group.add_argument("--kafka-sasl-password-file", metavar="FILE",
+                       help="file holding the SASL password ($DRIFTLINE_KAFKA_SASL_PASSWORD_FILE, or the password itself "
+                       "in $DRIFTLINE_KAFKA_SASL_PASSWORD)")
+    group.add_argument("--kafka-ssl-ca-location", metavar="FILE",
+                       help="CA certificate(s), PEM, that the broker's certificate must chain to ($DRIFTLINE_KAFKA_SSL_CA_LOCATION; "
+                       "default: the system's CAs)")
+    group.add_argument("--kafka-ssl-certificate-location", metavar="FILE",
+                       help="client certificate, PEM, for brokers that require one ($DRIFTLINE_KAFKA_SSL_CERTIFICATE_LOCATION)")
+    group.add_argument("--kafka-ssl-key-location", metavar="FILE",
+                       help="the client certificate's private key, PEM ($DRIFTLINE_KAFKA_SSL_KEY_LOCATION)")
+    group.add_argument("--kafka-ssl-key-password-file", metavar="FILE",
+                       help="file holding the private key's password, if it is encrypted ($DRIFTLINE_KAFKA_SSL_KEY_PASSWORD_FILE, "
+                       "or the password itself in $DRIFTLINE_KAFKA_SSL_KEY_PASSWORD)")
+
+
+def kafka_connection(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> KafkaConnection:
+    """The brokers and the connection's security, from the options of :func:`add_kafka_security` (and the
+    command's ``--bootstrap``), else the environment (``environ``, default ``os.environ``); built once when the
+    command runs.
+
+    Every setting is an option or its variable (the option wins); a password is the content of a file
+    (``--kafka-sasl-password-file``, ``$DRIFTLINE_KAFKA_SASL_PASSWORD_FILE``) or the variable
+    ``$DRIFTLINE_KAFKA_SASL_PASSWORD`` — both variables at once are refused. With TLS, the CA, the client
+    certificate and its key are opened once here, so that a bad file is named before any connection.
+
+    Raises
+    ------
+    UsageError
+        A setting is unknown, missing or contradicts another, or a file cannot be read; the message names
+        the option or variable, never a password.
+    """
+    from driftline.stream.kafka.connection import KafkaConnection
+
+    env = os.environ if environ is None else environ
+    given = {option: _option_or_variable(args, option, variable, env) for option, variable in _KAFKA_OPTIONS.items()}
+    protocol = (given["kafka_security_protocol"] or ("", ""))[0].upper() or "PLAINTEXT"
+    mechanism = (given["kafka_sasl_mechanism"] or ("", ""))[0].upper() or None
+    sasl_password = _password(given["kafka_sasl_password_file"], env, "DRIFTLINE_KAFKA_SASL_PASSWORD")
+    key_password = _password(given["kafka_ssl_key_password_file"], env, "DRIFTLINE_KAFKA_SSL_KEY_PASSWORD")
+    paths: dict[str, Path | None] = {}
+    for option in ("kafka_ssl_ca_location", "kafka_ssl_certificate_location", "kafka_ssl_key_location"):
+        found = given[option]
+        paths[option] = _readable_file(*found) if found is not None else None
+    try:
+        connection = KafkaConnection(
+            bootstrap_servers=kafka_bootstrap(getattr(args, "bootstrap", None), env),
+            security_protocol=protocol,
+            sasl_mechanism=mechanism,
+            sasl_username=given["kafka_sasl_username"][0] if given["kafka_sasl_username"] else None,
+            sasl_password=sasl_password,
+            ssl_ca_location=paths["kafka_ssl_ca_location"],
+            ssl_certificate_location=paths["kafka_ssl_certificate_location"],
+            ssl_key_location=paths["kafka_ssl_key_location"],
+            ssl_key_password=key_password,
+        )
+    except ValueError as exc:
+        raise UsageError(f"Kafka connection: {_named(str(exc), given)}") from None
+    if connection.uses_tls:
+        _check_tls_files(connection, given)
+    return connection
+
+
+def _option_or_variable(args: argparse.Namespace, option: str, variable: str, env: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(value, where it came from)`` of an option, else of its variable; ``None`` when neither is set."""
+    value = getattr(args, option, None)
+    if value:
+        return str(value), "--" + option.replace("_", "-")
+    text = env.get(variable, "").strip()
+    return (text, variable) if text else None
+
+
+def _password(file: tuple[str, str] | None, env: Mapping[str, str], variable: str) -> Secret | None:
+    """The password in ``file`` (an option's or a ``*_FILE`` variable's), else in ``variable``."""
+    from driftline.stream.kafka.connection import Secret
+
+    if file is not None:
+        if file[1].startswith("DRIFTLINE_") and env.get(variable):
+            raise UsageError(f"{variable} and {file[1]} are both set: give the password one way")
+        return _read_secret(Path(file[0]).expanduser(), file[1])
+    value = env.get(variable)
+    if value is None:
+        return None
+    if not value:
+        raise UsageError(f"{variable} is set but empty")
+    return Secret(value)
+
+
+def _secret_from_environment(env: Mapping[str, str], variable: str, file_variable: str) -> Secret | None:
+    """The password of ``variable``, or the content of the file ``file_variable`` names (both: refused)."""
+    path = env.get(file_variable, "").strip()
+    return _password((path, file_variable) if path else None, env, variable)
+
+
+def _read_secret(path: Path, where: str) -> Secret:
+    """A password from a file (a mounted Kubernetes Secret, a file of mode 0600), without its final newline."""
+    from driftline.stream.kafka.connection import Secret
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise UsageError(f"{where}: cannot read the password file {path}: {reason}") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise UsageError(f"{where}: the password file {path} is empty")
+    return Secret(text)
+
+
+def _readable_file(text: str, where: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{where}: {path} is not a file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    return path
+
+
+_SETTING_NAMES = {
+    "security_protocol": "kafka_security_protocol",
+    "sasl_mechanism": "kafka_sasl_mechanism",
+    "sasl_username": "kafka_sasl_username",
+    "sasl_password": "kafka_sasl_password_file",
+    "ssl_ca_location": "kafka_ssl_ca_location",
+    "ssl_certificate_location": "kafka_ssl_certificate_location",
+    "ssl_key_location": "kafka_ssl_key_location",
+    "ssl_key_password": "kafka_ssl_key_password_file",
+}
+
+
+def _named(message: str, given: Mapping[str, tuple[str, str] | None]) -> str:
+    """A :class:`KafkaConnection` error with each setting it names called by its option or variable."""
+    import re
+
+    def name(match: re.Match[str]) -> str:
+        setting = match.group(0)
+        option = _SETTING_NAMES[setting]
+        found = given.get(option)
+        if found is not None:
+            return found[1]
+        variable = _KAFKA_OPTIONS[option]
+        if setting in ("sasl_password", "ssl_key_password"):
+            return f"{variable.removesuffix('_FILE')} (or {variable})"
+        return variable
+
+    return re.sub(r"\b(" + "|".join(_SETTING_NAMES) + r")\b", name, message)
+
+
+def _check_tls_files(connection: KafkaConnection, given: Mapping[str, tuple[str, str] | None]) -> None:
+    """Open the CA, the client certificate and its key as the clients will (a bad file is named now, not at connection)."""
+    import ssl
+
+    def where(option: str) -> str:
+        found = given.get(option)
+        return found[1] if found is not None else _KAFKA_OPTIONS[option]
+
+    context = ssl.create_default_context()
+    if connection.ssl_ca_location is not None:
+        try:
+            context.load_verify_locations(cafile=str(connection.ssl_ca_location))
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"{where('kafka_ssl_ca_location')}: {connection.ssl_ca_location} holds no usable CA certificate "
+                             f"(PEM): {exc}") from None
+    if connection.ssl_certificate_location is not None:
+        password = connection.ssl_key_password.reveal() if connection.ssl_key_password is not None else None
+        try:
+            # A callable: an encrypted key without a password fails here instead of prompting on the terminal.
+            context.load_cert_chain(str(connection.ssl_certificate_location), str(connection.ssl_key_location),
+                                    password=lambda: password or "")
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(
+                f"{where('kafka_ssl_certificate_location')}, {where('kafka_ssl_key_location')}: the client certificate and key do "
+                f"not load (a key that does not match, or an encrypted key without its password — "
+                f"{where('kafka_ssl_key_password_file')}): {exc}") from None
+
+
+#: librdkafka settings an ``-X KEY=VALUE`` may not give: the connection's security has one home (the options and
+#: variables above), and a password in an argument list is visible to every user of the machine.
+_CONNECTION_PROPERTY_PREFIXES = ("bootstrap.servers", "security.protocol", "sasl.", "ssl.")
+
+
+def check_client_properties(properties: Iterable[tuple[str, str]]) -> None:
+    """Refuse librdkafka properties that set the connection (or a secret) from the command line.
+
+    >>> check_client_properties([("linger.ms", "5")])
+    >>> check_client_properties([("sasl.password", "x")])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    driftline.stream.cli.arguments.UsageError: -X sasl.password: Kafka's connection and its secrets are set ...
+    """
+    for key, _value in properties:
+        lowered = key.strip().lower()
+        if lowered.startswith(_CONNECTION_PROPERTY_PREFIXES) or "password" in lowered or "secret" in lowered:
+            raise UsageError(f"-X {key}: Kafka's connection and its secrets are set by --bootstrap, the --kafka-* options and "
+                             "the DRIFTLINE_KAFKA_* variables (README, Secure connections); a password is never an argument")
 
 
 def add_metrics(parser: argparse.ArgumentParser) -> None:

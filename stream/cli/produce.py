@@ -21,8 +21,10 @@ from driftline.schemas.wire import REGISTRY_MODES, WIRE_FORMATS
 from .arguments import (
     DEFAULT_BOOTSTRAP,
     UsageError,
+    add_kafka_security,
     add_schema_registry,
-    kafka_bootstrap,
+    check_client_properties,
+    kafka_connection,
     positive_float,
     positive_int,
     schema_registry,
@@ -64,6 +66,7 @@ def register(commands: Any) -> None:
     produce.add_argument("--partitions", type=positive_int, default=1,
                          help="partitions of the topic if it must be created (default 1); events are spread by their id")
     produce.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
+    add_kafka_security(produce)
     produce.add_argument("--wire-format", choices=WIRE_FORMATS, default="single-object", help="single-object (default) or confluent")
     add_schema_registry(produce, "of --wire-format confluent")
     produce.add_argument("--registry-mode", choices=REGISTRY_MODES, default=None,
@@ -112,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if mode == "use-latest" and args.writer_schema is not None:
         raise UsageError("--writer-schema and --registry-mode use-latest contradict each other: use-latest writes with the "
                          "subject's latest version")
+    check_client_properties(args.producer_property)
+    kafka = kafka_connection(args)
     if registry is not None and registry.url.startswith("mock://"):
         print("driftline produce: warning: a mock:// registry lives in this process only; no consumer can "
               "resolve its schema ids", file=sys.stderr)
@@ -125,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
     from driftline.stream.produce.producer import DeliveryError, EventProducer
     from driftline.stream.produce.publishing import check_file, ensure_topic, publish
 
-    bootstrap = kafka_bootstrap(args.bootstrap)
     catalog = Catalog.load(args.schemas) if args.schemas is not None else Catalog.load()
     contract = catalog.contract(args.model)
     try:
@@ -141,11 +145,11 @@ def run(args: argparse.Namespace) -> int:
             drift=args.drift, model_version=args.model_version or "v1",
         )
     try:
-        for warning in ensure_topic(bootstrap, topic, args.delivery_timeout, partitions=args.partitions):
+        for warning in ensure_topic(kafka, topic, args.delivery_timeout, partitions=args.partitions):
             print(f"driftline produce: warning: {warning}", file=sys.stderr)
         config = {"message.timeout.ms": int(args.delivery_timeout * 1000), **dict(args.producer_property)}
         producer = EventProducer(
-            bootstrap, model=args.model, catalog=catalog, wire_format=args.wire_format,
+            kafka, model=args.model, catalog=catalog, wire_format=args.wire_format,
             registry_client=registry_client(registry) if registry is not None else None, registry_mode=mode,
             topic=topic, writer_schema=writer_schema, producer_config=config,
         )

@@ -12,9 +12,10 @@ from .arguments import (
     DEFAULT_BOOTSTRAP,
     UsageError,
     add_database_url,
+    add_kafka_security,
     add_schema_registry,
     database_url,
-    kafka_bootstrap,
+    kafka_connection,
     positive_float,
     positive_int,
     schema_registry,
@@ -65,6 +66,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--input", type=Path, help="replay the rows of this Parquet, CSV or JSON-lines archive instead of the topic")
     parser.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="format of --input (default: from its extension)")
     parser.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
+    add_kafka_security(parser)
     add_database_url(parser)
     parser.add_argument("--group", default="driftline",
                         help="the live run's consumer group, whose checkpoint snapshots --run live starts from (default driftline)")
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--label-horizon applies to a topic: an archive replay reads no labels")
     try:
         settings = ReplaySettings(
-            model=args.model, run=args.run, database_url=database_url(args), kafka={"bootstrap.servers": kafka_bootstrap(args.bootstrap)},
+            model=args.model, run=args.run, database_url=database_url(args), kafka=None if args.input is not None else kafka_connection(args),
             input_file=args.input, input_format=args.format, start=args.start, end=args.end, consumer_group=args.group,
             topic_prefix=args.topic_prefix, feature_topic_prefix=args.feature_topic_prefix, label_topic_prefix=args.label_topic_prefix,
             engine=engine_config(args), schemas_dir=args.schemas, profiles_dir=args.profiles, max_message_bytes=args.max_message_bytes,

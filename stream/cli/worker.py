@@ -15,12 +15,13 @@ from .arguments import (
     UsageError,
     add_data_dir,
     add_database_url,
+    add_kafka_security,
     add_metrics,
     add_schema_registry,
     data_dir,
     database_url,
     duration_ms,
-    kafka_bootstrap,
+    kafka_connection,
     metrics_port,
     optional_duration_ms,
     port_number,
@@ -55,6 +56,7 @@ def register(commands: Any) -> None:
     worker.add_argument("--feature-topic-prefix", default=FEATURE_TOPIC_PREFIX,
         help=f"a feature set's rows are read from <prefix><name> (default {FEATURE_TOPIC_PREFIX})")
     worker.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default: $DRIFTLINE_KAFKA_BOOTSTRAP or {DEFAULT_BOOTSTRAP})")
+    add_kafka_security(worker)
     add_database_url(worker)
     worker.add_argument("--group", default="driftline", help="Kafka consumer group and checkpoint key (default driftline)")
     worker.add_argument("--deadletter-topic", default=DEADLETTER_TOPIC, help=f"topic of rejected messages (default {DEADLETTER_TOPIC})")
@@ -138,7 +140,7 @@ def _settings(args: argparse.Namespace) -> Any:
     models, feature_sets = _models(args)
     try:
         return WorkerSettings(
-            bootstrap_servers=kafka_bootstrap(args.bootstrap),
+            kafka=kafka_connection(args),
             database_url=database_url(args),
             models=models,
             feature_sets=feature_sets,

@@ -39,10 +39,12 @@ def create_app(settings: WorkerSettings) -> faust.App:
     The prediction topics are not read by Faust (see :mod:`driftline.stream.kafka.batch_reader`); the
     app's own consumer group is ``<consumer group>.app``, apart from the batch reader's.
     """
-    servers = ";".join(f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(","))
+    servers = ";".join(f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(","))
     return faust.App(
         f"{settings.consumer_group}.app",
         broker=servers,
+        # TLS and SASL as every other client of the worker: aiokafka gets them from Faust's credentials.
+        broker_credentials=settings.kafka.faust_credentials(),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=settings.health_port is not None,

@@ -270,7 +270,7 @@ class BatchReader:
     def _consumer_config(self) -> dict[str, Any]:
         settings = self.settings
         return {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **settings.kafka.client_config(),
             "group.id": settings.consumer_group,
             "logger": CLIENT_LOGGER,
             # Offsets are committed by the checkpoints, after the database has them.

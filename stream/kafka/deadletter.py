@@ -22,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from driftline.schemas.results import Rejection
 
+from .connection import KafkaConnection
 from .errors import DeadLetterError
 from .topics import CLIENT_LOGGER, DEADLETTER_TOPIC, HEADER_DETAIL, HEADER_FIELD, HEADER_REASON, HEADER_SOURCE
 
@@ -78,8 +79,8 @@ class DeadLetterProducer:
 
     Parameters
     ----------
-    bootstrap_servers
-        Kafka bootstrap servers.
+    kafka
+        The brokers and the connection's security.
     topic
         The dead-letter topic (default ``driftline.deadletter``).
     producer_config
@@ -88,13 +89,13 @@ class DeadLetterProducer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         *,
         topic: str = DEADLETTER_TOPIC,
         producer_config: dict[str, Any] | None = None,
     ) -> None:
         config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka.client_config(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from driftline.schemas.errors import DriftlineError
 
-__all__ = ["DeadLetterError", "KafkaUnavailableError", "PartialsError", "TopicSetupError", "WorkerError"]
+__all__ = ["DeadLetterError", "KafkaAuthenticationError", "KafkaUnavailableError", "PartialsError", "TopicSetupError", "WorkerError"]
 
 
 class WorkerError(DriftlineError):
@@ -25,3 +25,7 @@ class TopicSetupError(DriftlineError):
 
 class KafkaUnavailableError(TopicSetupError):
     """Kafka did not answer."""
+
+
+class KafkaAuthenticationError(KafkaUnavailableError):
+    """The broker refused the client's credentials (SASL), or the TLS handshake failed (an untrusted certificate)."""

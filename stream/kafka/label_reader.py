@@ -61,7 +61,7 @@ class LabelReader:
     def _config(self) -> dict[str, Any]:
         settings = self.settings
         return {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **settings.kafka.client_config(),
             # Names the client only: partitions are assigned by hand, nothing joins the group or commits.
             "group.id": f"{settings.consumer_group}.labels",
             "logger": CLIENT_LOGGER,

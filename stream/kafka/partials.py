@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from .connection import KafkaConnection
 from .errors import PartialsError
 from .topics import CLIENT_LOGGER
 
@@ -26,10 +27,10 @@ MAX_PARTIAL_BYTES = 16_000_000
 class PartialsProducer:
     """Sends window partials, signals and progress to the partials topic (:class:`~driftline.stream.runner.PartialsPort`)."""
 
-    def __init__(self, bootstrap_servers: str, *, topic: str, producer_config: dict[str, Any] | None = None,
+    def __init__(self, kafka: KafkaConnection, *, topic: str, producer_config: dict[str, Any] | None = None,
                  what: str = "window-partials") -> None:
         config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka.client_config(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,

@@ -26,6 +26,8 @@ from driftline.schemas.codec import Codec
 from driftline.schemas.contract_catalog import Catalog
 from driftline.schemas.errors import RegistryError
 
+from .connection import Secret
+
 __all__ = [
     "BASIC_AUTH_VARIABLE",
     "LATEST_CACHE_SECONDS",
@@ -46,30 +48,6 @@ BASIC_AUTH_VARIABLE = "DRIFTLINE_SCHEMA_REGISTRY_BASIC_AUTH"
 #: TTL confluent-kafka keeps the first answer of ``get_latest_version`` for the client's whole life, so
 #: a long-lived process would never see a newer version; schemas by id never change and stay cached.
 LATEST_CACHE_SECONDS = 30
-
-
-class Secret:
-    """A string that does not show itself: ``repr`` and ``str`` print asterisks; :meth:`reveal` gives it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    def __str__(self) -> str:
-        return "**********"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from driftline.stream.monitor.engine import EngineConfig
 
+from .connection import KafkaConnection
 from .registry import SchemaRegistrySettings
 from .topics import (
     ALERTS_TOPIC,
@@ -28,8 +29,9 @@ class WorkerSettings:
 
     Attributes
     ----------
-    bootstrap_servers
-        Kafka bootstrap servers, ``host:port[,host:port]``.
+    kafka
+        The brokers and the connection's security (TLS, SASL): every Kafka client of the worker —
+        readers, producers, admin clients and the Faust app — is built from it.
     database_url
         SQLAlchemy URL of the PostgreSQL database (migrated with ``driftline db upgrade``).
     models
@@ -101,7 +103,7 @@ class WorkerSettings:
         events are rejected as ``unknown_schema_id``).
     """
 
-    bootstrap_servers: str
+    kafka: KafkaConnection
     database_url: str = field(repr=False)
     models: tuple[str, ...]
     feature_sets: tuple[str, ...] = ()
@@ -139,8 +141,8 @@ class WorkerSettings:
     schema_registry: SchemaRegistrySettings | None = None
 
     def __post_init__(self) -> None:
-        if not self.bootstrap_servers.strip():
-            raise ValueError("bootstrap_servers must name at least one broker")
+        if not isinstance(self.kafka, KafkaConnection):
+            raise ValueError(f"kafka must be a KafkaConnection, not {type(self.kafka).__name__}")
         if not self.models and not self.feature_sets:
             raise ValueError("models must name at least one model (or feature_sets one feature set)")
         for model in self.monitored:

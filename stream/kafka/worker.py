@@ -122,31 +122,31 @@ def prepare_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> TopicL
 
     model_topics = list(settings.topics.values())
     try:
-        partitions = ensure_topics(settings.bootstrap_servers, [*model_topics, settings.deadletter_topic,
+        partitions = ensure_topics(settings.kafka, [*model_topics, settings.deadletter_topic,
                                                                 *([settings.alerts_topic] if settings.alerts_topic else [])], timeout)
         label_topics = {settings.topics[model]: topic for model, topic in settings.label_topics.items()}
         if label_topics:
             partitions.update(ensure_topics(
-                settings.bootstrap_servers, list(label_topics.values()), timeout,
+                settings.kafka, list(label_topics.values()), timeout,
                 partitions={labels: partitions[predictions] for predictions, labels in label_topics.items()},
             ))
             _check_copartitioned(label_topics, partitions)
         if any(partitions[topic] > 1 for topic in model_topics):
             ensure_topics(
-                settings.bootstrap_servers,
+                settings.kafka,
                 [settings.partials_topic],
                 timeout,
                 partitions={settings.partials_topic: settings.partials_partitions},
                 configs={settings.partials_topic: {"max.message.bytes": str(MAX_PARTIAL_BYTES)}},
             )
         offsets = end_offsets(
-            settings.bootstrap_servers,
+            settings.kafka,
             [(topic, index) for topic in model_topics for index in range(partitions[topic])],
             timeout,
             group_id=f"{settings.consumer_group}.probe",
         )
         label_offsets = end_offsets(
-            settings.bootstrap_servers,
+            settings.kafka,
             [(topic, index) for topic in label_topics.values() for index in range(partitions[topic])],
             timeout,
             group_id=f"{settings.consumer_group}.probe",
@@ -265,7 +265,7 @@ class WorkerRuntime:
             contracts=contracts,
             profiles=profiles,
             database=database,
-            deadletters=DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic),
+            deadletters=DeadLetterProducer(settings.kafka, topic=settings.deadletter_topic),
             alerts=_alert_ports(settings),
             metrics=metrics,
             codecs=codecs,
@@ -275,7 +275,7 @@ class WorkerRuntime:
         """The model topics as :func:`prepare_topics` found them (a split model's partitions need the partials producer)."""
         self.layout = layout
         if layout.split_topics and self.partials is None:
-            self.partials = PartialsProducer(self.settings.bootstrap_servers, topic=self.settings.partials_topic)
+            self.partials = PartialsProducer(self.settings.kafka, topic=self.settings.partials_topic)
 
     @property
     def split_models(self) -> list[str]:
@@ -358,7 +358,7 @@ def _alert_ports(settings: WorkerSettings) -> PartialsProducer | WebhookNotifier
     """Where the incidents' state changes go: the alerts topic, the webhook, both or neither."""
     ports: list[Any] = []
     if settings.alerts_topic:
-        ports.append(PartialsProducer(settings.bootstrap_servers, topic=settings.alerts_topic, what="alerts"))
+        ports.append(PartialsProducer(settings.kafka, topic=settings.alerts_topic, what="alerts"))
     if settings.webhook_url:
         ports.append(WebhookNotifier(settings.webhook_url, settings.webhook_dead_letter))
         log.info("incidents also go to the webhook %s (undelivered ones to %s)", redacted(settings.webhook_url),
@@ -417,7 +417,7 @@ def run_worker(settings: WorkerSettings) -> int:
     if runtime.split_models:
         from .merge_stage import MergeStage
 
-        merge_deadletters = DeadLetterProducer(settings.bootstrap_servers, topic=settings.deadletter_topic)
+        merge_deadletters = DeadLetterProducer(settings.kafka, topic=settings.deadletter_topic)
         stage = MergeStage(
             app, settings.partials_topic, lambda partition: runtime.make_merge_runner(partition, merge_deadletters),
             settings.checkpoint_interval_seconds,
@@ -476,12 +476,12 @@ def _merged_check(settings: WorkerSettings, checkpointed: Callable[[str, int], i
         if not ends:
             from confluent_kafka.admin import AdminClient
 
-            config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers, "logger": CLIENT_LOGGER}
+            config: dict[str, Any] = {**settings.kafka.client_config(), "logger": CLIENT_LOGGER}
             metadata = AdminClient(config).list_topics(
                 topic=settings.partials_topic, timeout=10
             )
             count = len(metadata.topics[settings.partials_topic].partitions)
-            ends.update(end_offsets(settings.bootstrap_servers, [(settings.partials_topic, p) for p in range(count)], 30.0))
+            ends.update(end_offsets(settings.kafka, [(settings.partials_topic, p) for p in range(count)], 30.0))
         return all((checkpointed(topic, partition) or 0) >= end for (topic, partition), end in ends.items())
 
     return merged

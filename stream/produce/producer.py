@@ -47,6 +47,7 @@ from driftline.schemas.contract_catalog import Catalog
 from driftline.schemas.errors import DriftlineError, EncodeError, RegistryError
 from driftline.schemas.wire import REGISTRY_MODES, SINGLE_OBJECT_MARKER, WIRE_FORMATS, encode_confluent, encode_single_object
 from driftline.stream.kafka import registry as registry_api
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.topics import CLIENT_LOGGER, prediction_topic
 
 __all__ = [
@@ -120,8 +121,9 @@ class EventProducer:
 
     Parameters
     ----------
-    bootstrap_servers
-        Kafka bootstrap servers, ``host:port[,host:port]``.
+    kafka
+        The brokers and the connection's security (:class:`~driftline.stream.kafka.connection.KafkaConnection`),
+        or just bootstrap servers, ``host:port[,host:port]``, for a PLAINTEXT connection.
     model
         The model whose contract the events follow; they go to ``predictions.<model>``.
     catalog
@@ -155,7 +157,7 @@ class EventProducer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection | str,
         *,
         model: str,
         catalog: Catalog | None = None,
@@ -167,8 +169,9 @@ class EventProducer:
         writer_schema: Any = None,
         producer_config: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
-            raise ValueError("bootstrap_servers must name at least one broker, e.g. '127.0.0.1:9092'")
+        if not isinstance(kafka, KafkaConnection):
+            kafka = KafkaConnection(kafka)  # a ValueError names what is wrong with it
+        self.kafka = kafka
         if wire_format not in WIRE_FORMATS:
             raise ValueError(f"wire_format must be one of {list(WIRE_FORMATS)}, got {wire_format!r}")
         if wire_format == "confluent" and registry_client is None and not schema_registry_url:
@@ -201,8 +204,7 @@ class EventProducer:
         self._failures = 0
         self._failure_texts: list[str] = []
         self._reported = 0
-        config: dict[str, Any] = {**DEFAULT_PRODUCER_CONFIG, **dict(producer_config or {})}
-        config["bootstrap.servers"] = bootstrap_servers
+        config: dict[str, Any] = {**DEFAULT_PRODUCER_CONFIG, **dict(producer_config or {}), **kafka.client_config()}
         config["delivery.report.only.error"] = True  # a Python callback per delivered message costs throughput
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error

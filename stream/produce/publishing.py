@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from driftline.schemas.contract import Contract
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.errors import KafkaUnavailableError, TopicSetupError
 from driftline.stream.kafka.topics import ensure_topics
 
@@ -49,16 +50,16 @@ def check_file(
     return total, sources
 
 
-def ensure_topic(bootstrap: str, topic: str, timeout: float, *, partitions: int = 1) -> list[str]:
+def ensure_topic(kafka: KafkaConnection, topic: str, timeout: float, *, partitions: int = 1) -> list[str]:
     """Fail fast when Kafka does not answer; create a missing topic with ``partitions`` partitions; return warnings.
 
     Raises
     ------
     DeliveryError
-        Kafka did not answer.
+        Kafka did not answer, or refused the connection's credentials (or TLS failed).
     """
     try:
-        found = ensure_topics(bootstrap, [topic], timeout, answer_timeout=min(timeout, 15.0), partitions={topic: partitions})[topic]
+        found = ensure_topics(kafka, [topic], timeout, answer_timeout=min(timeout, 15.0), partitions={topic: partitions})[topic]
     except KafkaUnavailableError as exc:
         raise DeliveryError(str(exc)) from exc
     except TopicSetupError as exc:

@@ -51,6 +51,7 @@ from driftline.stream.runner import (
 )
 
 if TYPE_CHECKING:
+    from driftline.stream.kafka.connection import KafkaConnection
     from driftline.stream.kafka.registry import SchemaRegistrySettings
 
 __all__ = ["LIVE_RUN", "Bound", "ReplayError", "ReplayOutcome", "ReplaySettings", "run_replay"]
@@ -81,7 +82,7 @@ class ReplaySettings:
     database_url
         The database the live run writes to (migrated).
     kafka
-        librdkafka settings of the broker connection (``bootstrap.servers``, security); not used with ``input_file``.
+        The brokers and the connection's security (as the worker's); not used with ``input_file``.
     input_file, input_format
         Replay the rows of this archive (Parquet, CSV or JSON lines) instead of the topic.
     start, end
@@ -110,7 +111,7 @@ class ReplaySettings:
     model: str
     run: str
     database_url: str = field(repr=False)
-    kafka: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    kafka: KafkaConnection | None = None
     input_file: Path | None = None
     input_format: str | None = None
     start: Bound | None = None
@@ -132,6 +133,10 @@ class ReplaySettings:
         from driftline.sinks.sql_statements import check_run_label
 
         check_run_label(self.run)
+        if self.input_file is None and self.kafka is None:
+            raise ValueError("kafka: a replay of a topic needs the brokers")
+        if self.input_file is not None and self.dead_letter_topic is not None:
+            raise ValueError("dead_letter_topic: an archive's rows are not Kafka messages: they are counted, not dead-lettered")
         if self.input_file is not None and self.run == LIVE_RUN:
             raise ValueError("run: an archive file has no offsets of the live run's topic: replay it under a run label of its own")
         if isinstance(self.start, int) and isinstance(self.end, int) and self.end <= self.start:
@@ -219,8 +224,8 @@ def _deadletters(settings: ReplaySettings) -> tuple[DeadLetterPort, CountedDeadL
         return counted, counted
     from driftline.stream.kafka.deadletter import DeadLetterProducer
 
-    bootstrap = str(settings.kafka.get("bootstrap.servers", ""))
-    return DeadLetterProducer(bootstrap, topic=settings.dead_letter_topic), None
+    assert settings.kafka is not None  # (a topic's replay; an archive's has no dead-letter topic)
+    return DeadLetterProducer(settings.kafka, topic=settings.dead_letter_topic), None
 
 
 def _runner(settings: ReplaySettings, codecs: Callable[[], Codec], contract: Contract, profiles: Mapping[str, ReferenceProfile],
@@ -282,11 +287,13 @@ def _replay_topic(settings: ReplaySettings, codecs: Callable[[], Codec], contrac
     from driftline.stream.kafka.topics import label_topic as label_topic_of
     from driftline.stream.kafka.topics import prediction_topic
 
+    assert settings.kafka is not None  # (checked by ReplaySettings)
+    kafka = settings.kafka.client_config()
     prefix = settings.topic_prefix if contract.kind != "feature_set" else settings.feature_topic_prefix
     topic = prediction_topic(settings.model, prefix)
-    partitions = _partitions(settings.kafka, topic)
+    partitions = _partitions(kafka, topic)
     labels_topic = label_topic_of(settings.model, settings.label_topic_prefix) if config.label_horizon_ms is not None else None
-    if labels_topic is not None and _partitions(settings.kafka, labels_topic) != partitions:
+    if labels_topic is not None and _partitions(kafka, labels_topic) != partitions:
         raise ReplayError(f"{labels_topic} and {topic} have different partition counts: labels must be co-partitioned")
     split = len(partitions) > 1
     if split and settings.run == LIVE_RUN:
@@ -295,8 +302,8 @@ def _replay_topic(settings: ReplaySettings, codecs: Callable[[], Codec], contrac
             "the partitions' snapshots, so a replay cannot start where the live run was. Replay it under a run label of its "
             "own (--run NAME)"
         )
-    bounds = _Bounds(settings, topic, labels_topic, partitions, watermarks(settings.kafka, topic, partitions),
-                     watermarks(settings.kafka, labels_topic, partitions) if labels_topic is not None else {})
+    bounds = _Bounds(settings, kafka, topic, labels_topic, partitions, watermarks(kafka, topic, partitions),
+                     watermarks(kafka, labels_topic, partitions) if labels_topic is not None else {})
     tally = ReplayTally()
     deadletters, counted = _deadletters(settings)
     partials = InMemoryPartials() if split else None
@@ -322,7 +329,7 @@ def _replay_topic(settings: ReplaySettings, codecs: Callable[[], Codec], contrac
                              store=ReplayStore(store, own_merge, tally), deadletters=deadletters)
         merge = ReplayMerge(merger, partials)
     ranges = [PartitionRange(p.partition, p.first, p.end, p.label_first, p.label_end) for p in plans]
-    reader = KafkaRangeReader(settings.kafka, topic, labels_topic, ranges, batch_events=settings.batch_events)
+    reader = KafkaRangeReader(kafka, topic, labels_topic, ranges, batch_events=settings.batch_events)
     if on_total is not None:
         on_total(reader.total)
     for plan in plans:
@@ -336,6 +343,7 @@ class _Bounds:
     """A replay's bounds as offsets of one topic's partitions (and of its label topic's)."""
 
     settings: ReplaySettings
+    kafka: Mapping[str, Any]  # librdkafka's settings of the connection
     topic: str
     labels_topic: str | None
     partitions: list[int]
@@ -347,7 +355,7 @@ class _Bounds:
         if isinstance(bound, datetime):
             from driftline.stream.kafka.ranges import offsets_for_time
 
-            return offsets_for_time(self.settings.kafka, self.topic, [partition], _ms(bound))[partition]
+            return offsets_for_time(self.kafka, self.topic, [partition], _ms(bound))[partition]
         low, high = self.marks[partition]
         return max(low, min(bound, high))
 
@@ -362,7 +370,7 @@ class _Bounds:
         if isinstance(self.settings.start, datetime):
             from driftline.stream.kafka.ranges import offsets_for_time
 
-            return offsets_for_time(self.settings.kafka, self.labels_topic, [partition], _ms(self.settings.start))[partition]
+            return offsets_for_time(self.kafka, self.labels_topic, [partition], _ms(self.settings.start))[partition]
         return self.label_marks[partition][0]
 
     def label_end(self, partition: int) -> int | None:
@@ -373,7 +381,7 @@ class _Bounds:
             from driftline.stream.kafka.ranges import offsets_for_time
 
             horizon = self.settings.engine.label_horizon_ms or 0
-            return offsets_for_time(self.settings.kafka, self.labels_topic, [partition], _ms(self.settings.end) + horizon)[partition]
+            return offsets_for_time(self.kafka, self.labels_topic, [partition], _ms(self.settings.end) + horizon)[partition]
         return self.label_marks[partition][1]
 
 

@@ -81,6 +81,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from worker_harness import MODEL, Worker, create_topic, isolated_database, read_checkpoint, unique
 
 from driftline.sinks.database import create_database_engine
+from driftline.stream.kafka.connection import KafkaConnection
 
 FAUST_AGENT_COMMAND = "_faust-count-agent"  # the hidden sub-command run in the Faust subprocess
 DRIFTLINE = [sys.executable, "-m", "driftline.stream.cli"]
@@ -204,7 +205,7 @@ def faust_count_agent(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     use_fast_event_loop()  # as the worker
     # The worker's app settings; the database is never used by this app.
-    settings = WorkerSettings(bootstrap_servers=args.bootstrap, database_url="postgresql://unused", models=(MODEL,),
+    settings = WorkerSettings(kafka=KafkaConnection(args.bootstrap), database_url="postgresql://unused", models=(MODEL,),
                               consumer_group=args.group, topic_prefix=args.topic_prefix, metrics_port=None)
     app = create_app(settings)
     topic = app.topic(settings.topics[MODEL], key_type=bytes, value_type=bytes, partitions=1)
@@ -482,7 +483,7 @@ def scale_run(bootstrap: str, database_url: str, run: str, events: int, partitio
     group = f"{run}-scale{partitions}"
     from driftline.stream.kafka.topics import ensure_topics
 
-    ensure_topics(bootstrap, [topic], 30.0, partitions={topic: partitions})
+    ensure_topics(KafkaConnection(bootstrap), [topic], 30.0, partitions={topic: partitions})
     produce(bootstrap, topic, events, "--seed", "11", "--events-per-second", "1000")
     with isolated_database(database_url) as url, database_engine(url) as engine:
         running = [

@@ -24,6 +24,7 @@ from driftline.sinks import create_database_engine, metadata, upgrade_database
 from driftline.stream.demo.demo import build_demo_runner, reference_profile
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.demo.sources import synthetic_batches
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.settings import WorkerSettings
 from driftline.stream.kafka.worker import WorkerRuntime, prepare_topics
 from driftline.stream.monitor.results import BatchResult, to_canonical_json
@@ -109,7 +110,7 @@ def test_the_demo_and_the_worker_configurations_give_identical_results(kafka_boo
     create_topic(kafka_bootstrap, deadletter_topic)
     with isolated_database(database_url) as url:
         settings = WorkerSettings(
-            bootstrap_servers=kafka_bootstrap, database_url=url, models=(MODEL,), consumer_group=unique("g-"),
+            kafka=KafkaConnection(kafka_bootstrap), database_url=url, models=(MODEL,), consumer_group=unique("g-"),
             deadletter_topic=deadletter_topic,
         )
         runtime = WorkerRuntime.open(settings)

@@ -42,6 +42,7 @@ from driftline.schemas.contract_catalog import Catalog
 from driftline.schemas.labels import LabelCodec
 from driftline.sinks import SqlCheckpointStore
 from driftline.sinks.database import create_database_engine
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.topics import ensure_topics
 from driftline.stream.monitor.results import LABEL_REASONS
 
@@ -76,7 +77,7 @@ def streams(kafka_bootstrap: str) -> dict[str, Any]:
     predictions = _decode_predictions(payloads)
     labels, expected, reasons, corrupt = _labels(predictions)
     topic, label_topic = prefix + MODEL, prefix + "labels." + MODEL
-    ensure_topics(kafka_bootstrap, [topic, label_topic], 30.0, partitions={topic: PARTITIONS, label_topic: PARTITIONS})
+    ensure_topics(KafkaConnection(kafka_bootstrap), [topic, label_topic], 30.0, partitions={topic: PARTITIONS, label_topic: PARTITIONS})
     _produce(kafka_bootstrap, topic, [(_partition(str(p["event_id"])), payload) for p, payload in zip(predictions, payloads, strict=True)])
     decoded = LabelCodec(Codec(Catalog.load())).decode_batch([b"" if i in corrupt else m for i, m in enumerate(labels)], model=MODEL)
     ids = dict(zip(decoded.rows.tolist(), decoded.prediction_ids, strict=True))

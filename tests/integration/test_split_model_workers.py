@@ -19,6 +19,7 @@ from worker_harness import MODEL, Worker, eventually, isolated_database, snapsho
 
 from driftline.sinks import create_database_engine
 from driftline.stream.demo.generator import Episode
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.topics import end_offsets, ensure_topics
 
 PARTITIONS = 4
@@ -57,7 +58,7 @@ def _checkpoints(url: str, group: str) -> dict[tuple[str, int], dict[str, Any]]:
 
 def _merged_to_end(bootstrap: str, url: str, group: str) -> bool | None:
     partials = f"{group}.window-partials"
-    ends = end_offsets(bootstrap, [(partials, p) for p in range(2)], 30.0)
+    ends = end_offsets(KafkaConnection(bootstrap), [(partials, p) for p in range(2)], 30.0)
     done = _checkpoints(url, group)
     return True if all(done.get(key, {}).get("next_offset", 0) >= end for key, end in ends.items()) else None
 
@@ -65,7 +66,7 @@ def _merged_to_end(bootstrap: str, url: str, group: str) -> bool | None:
 def test_four_partitions_two_workers_one_killed_equal_one_worker(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> None:
     prefix = unique("split") + "."
     topic = prefix + MODEL
-    ensure_topics(kafka_bootstrap, [topic], 30.0, partitions={topic: PARTITIONS})
+    ensure_topics(KafkaConnection(kafka_bootstrap), [topic], 30.0, partitions={topic: PARTITIONS})
     payloads = synthetic_payloads(N, events_per_second=50, episodes=[Episode("mean_shift", N // 2, N, "annual_income", size=1.0)])
     payloads[1_234] = b"\xff not avro"
     group = unique("two-")

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from worker_harness import MODEL, unique
 
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.errors import TopicSetupError, WorkerError
 from driftline.stream.kafka.settings import WorkerSettings
 from driftline.stream.kafka.topics import CLIENT_LOGGER, TRANSIENT_OFFSET_ERRORS, end_offsets, ensure_topics, retry_offset_request
@@ -29,7 +30,7 @@ FRESH_TOPICS = 20
 
 
 def _settings(bootstrap: str, prefix: str) -> WorkerSettings:
-    return WorkerSettings(bootstrap_servers=bootstrap, database_url="postgresql://unused", models=(MODEL,),
+    return WorkerSettings(kafka=KafkaConnection(bootstrap), database_url="postgresql://unused", models=(MODEL,),
                           consumer_group=unique("ready-"), topic_prefix=prefix, deadletter_topic=prefix + "dlq",
                           metrics_port=None)
 
@@ -100,7 +101,7 @@ def test_fresh_topics_answer_offset_requests_as_soon_as_they_are_prepared(kafka_
         settings = _settings(kafka_bootstrap, prefix)
         assert prepare_topics(settings).end_offsets == {(settings.topics[MODEL], 0): 0}
         other = unique("ready-plain-")
-        assert ensure_topics(kafka_bootstrap, [other], 30.0) == {other: 1}
+        assert ensure_topics(KafkaConnection(kafka_bootstrap), [other], 30.0) == {other: 1}
         consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique("ready-"), "logger": CLIENT_LOGGER})
         try:
             for topic in (settings.deadletter_topic, other):
@@ -123,7 +124,7 @@ def test_end_offsets_waits_for_a_topic_created_meanwhile(kafka_bootstrap: str, c
     caplog.set_level(logging.DEBUG, logger="driftline.kafka.topics")
     creator.start()
     try:
-        assert end_offsets(kafka_bootstrap, [(topic, 0)], 30.0) == {(topic, 0): 0}
+        assert end_offsets(KafkaConnection(kafka_bootstrap), [(topic, 0)], 30.0) == {(topic, 0): 0}
     finally:
         creator.join()
     assert caplog.records, "answered at once: the topic existed before it was created?"
@@ -134,7 +135,7 @@ def test_an_unreachable_leader_is_named_with_the_last_error() -> None:
     started = time.monotonic()
     with pytest.raises(TopicSetupError, match=(r"^topic never-ready partition 0: its leader did not answer an offset request within 1 s "
                                                r"\(tries: \d+; last error _(ALL_BROKERS_DOWN|TRANSPORT|TIMED_OUT): ")):
-        end_offsets("127.0.0.1:1", [("never-ready", 0)], 1.0)
+        end_offsets(KafkaConnection("127.0.0.1:1"), [("never-ready", 0)], 1.0)
     assert time.monotonic() - started < 3.0
 
 

@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from worker_harness import MODEL, unique
 
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.partials import MAX_PARTIAL_BYTES
 from driftline.stream.kafka.settings import WorkerSettings
 from driftline.stream.kafka.topics import KafkaUnavailableError, ensure_topics
@@ -16,7 +17,7 @@ from driftline.stream.kafka.worker import prepare_topics
 
 
 def _settings(bootstrap: str, prefix: str) -> WorkerSettings:
-    return WorkerSettings(bootstrap_servers=bootstrap, database_url="postgresql://unused", models=(MODEL,),
+    return WorkerSettings(kafka=KafkaConnection(bootstrap), database_url="postgresql://unused", models=(MODEL,),
                           consumer_group=unique("topics-"), topic_prefix=prefix, deadletter_topic=prefix + "dlq",
                           metrics_port=None)
 
@@ -54,4 +55,4 @@ def test_a_model_topic_of_several_partitions_brings_the_partials_topic(kafka_boo
 
 def test_an_unreachable_broker_is_named() -> None:
     with pytest.raises(KafkaUnavailableError, match=r"Kafka at 127\.0\.0\.1:9 does not answer"):
-        ensure_topics("127.0.0.1:9", ["anything"], 1.0)
+        ensure_topics(KafkaConnection("127.0.0.1:9"), ["anything"], 1.0)

@@ -33,6 +33,7 @@ from driftline.sinks import SqlProfileStore
 from driftline.sinks.database import create_database_engine, upgrade_database
 from driftline.stream.demo.demo import reference_profile
 from driftline.stream.demo.generator import Episode, SyntheticStream
+from driftline.stream.kafka.connection import KafkaConnection
 
 MODEL = "credit_risk"
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def create_topic(bootstrap: str, topic: str) -> None:
     """A 1-partition topic, as the worker and ``driftline produce`` create it (ready: its partition has a leader)."""
     from driftline.stream.kafka.topics import ensure_topics
 
-    ensure_topics(bootstrap, [topic], 30.0)
+    ensure_topics(KafkaConnection(bootstrap), [topic], 30.0)
 
 
 @dataclass(frozen=True)

@@ -296,8 +296,8 @@ def test_prometheus_configs_load_the_project_rules(
 
 def _local_ports(repository: Path, offset: str = "0") -> dict[str, str]:
     """The ports deploy/local/lib.sh defines, as bash computes them (with ``DRIFTLINE_PORT_OFFSET=offset``)."""
-    names = ["KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "POSTGRES_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "METRICS_PORT",
-             "SCHEMA_REGISTRY_PORT"]
+    names = ["KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "KAFKA_SCRAM_PORT", "KAFKA_TLS_PORT", "KAFKA_MTLS_PORT", "POSTGRES_PORT",
+             "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "METRICS_PORT", "SCHEMA_REGISTRY_PORT"]
     script = f'source "{repository}/deploy/local/lib.sh"; ' + "; ".join(f'echo "{name}=${{{name}}}"' for name in names)
     output = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True,
                             env={**os.environ, "DRIFTLINE_PORT_OFFSET": offset}).stdout

@@ -17,6 +17,7 @@ from driftline.schemas.contract_catalog import Catalog
 from driftline.stream.demo.demo import reference_profile
 from driftline.stream.demo.generator import SyntheticStream
 from driftline.stream.kafka.batch_reader import BatchReader
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.kafka.settings import WorkerSettings
 from driftline.stream.monitor.engine import EngineConfig, MonitorEngine
 from driftline.stream.runner import (
@@ -86,7 +87,7 @@ def test_a_label_the_engine_fails_on_is_found_set_aside_and_the_rest_processed(m
         return PartitionRunner(key=PartitionKey("g", topic, partition), contract=CONTRACT, profiles={"v1": profile},
                                codec=Codec(CATALOG), store=store, deadletters=deadletters, config=config)
 
-    settings = WorkerSettings(bootstrap_servers="b:1", database_url="sqlite://", models=("credit_risk",), engine=config)
+    settings = WorkerSettings(kafka=KafkaConnection("b:1"), database_url="sqlite://", models=("credit_risk",), engine=config)
     reader = BatchReader(settings, make_runner)
     follower = _Labels()
     reader._labels = follower  # type: ignore[assignment]
@@ -124,7 +125,7 @@ def test_a_label_partition_pauses_while_too_many_labels_wait_for_their_predictio
 
     from driftline.stream.kafka.label_reader import LabelReader
 
-    settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", database_url="sqlite://", models=("credit_risk",),
+    settings = WorkerSettings(kafka=KafkaConnection("127.0.0.1:1"), database_url="sqlite://", models=("credit_risk",),
                               engine=EngineConfig(label_horizon_ms=60_000, label_capacity=1_000))
     reader = LabelReader(settings)
     try:

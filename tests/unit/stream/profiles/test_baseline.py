@@ -12,6 +12,7 @@ from driftline.detectors import PageHinkley
 from driftline.schemas.contract import Contract
 from driftline.stream.cli.commands import main
 from driftline.stream.demo.generator import SyntheticStream
+from driftline.stream.kafka.connection import KafkaConnection
 from driftline.stream.monitor.profile import ProfileError, ReferenceProfile, build_reference_profile
 from driftline.stream.profiles import ProfileDirectory
 
@@ -87,7 +88,7 @@ def test_baseline_stores_the_profile_where_the_worker_reads_it(contract: Contrac
     pq.write_table(_training_table(contract), source)
     upgrade_database(url)
     assert main(["baseline", "--model", "credit_risk", "--input", str(source), "--profiles", str(tmp_path / "p"), "--database-url", url]) == 0
-    settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", database_url=url, models=("credit_risk",))
+    settings = WorkerSettings(kafka=KafkaConnection("127.0.0.1:1"), database_url=url, models=("credit_risk",))
     profiles = load_profiles(settings, create_database_engine(url), "credit_risk")
     assert list(profiles) == ["2026.11.1"]
     assert profiles["2026.11.1"].to_json() == ProfileDirectory(tmp_path / "p").load("credit_risk", "2026.11.1").to_json()
