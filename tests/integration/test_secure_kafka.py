@@ -407,6 +407,11 @@ def test_worker_and_produce_over_tls_verify_the_broker_against_the_test_ca(
     worker = _driftline(_worker_arguments(prefix, group), env, watch, tmp_path)
     assert worker.code == 0, worker.stderr[-3000:]
     assert _checkpointed(database_login, group)[:2] == (5000, 5000)
+    # A replay takes the same connection settings (and the database password) from the environment.
+    replayed = _driftline(["replay", "--model", MODEL, "--topic-prefix", prefix, "--group", group, "--run", "over-tls", "-q"],
+                          env, watch, tmp_path)
+    assert replayed.code == 0, replayed.stderr[-3000:]
+    assert "5,000 messages: 5,000 accepted, 0 rejected" in replayed.stdout, replayed.stdout
 
     # The broker is verified: the same command trusting another CA is refused, in one line.
     untrusted = _driftline(["produce", "--model", MODEL, "--synthetic", "10", "--topic", prefix + MODEL],
@@ -414,7 +419,7 @@ def test_worker_and_produce_over_tls_verify_the_broker_against_the_test_ca(
     assert untrusted.code == 1 and len(untrusted.error_lines) == 1, untrusted.stderr
     assert re.search(r"TLS with Kafka at 127\.0\.0\.1:\d+ \(SASL_SSL, .*\) failed: SSL handshake failed: .*certificate verify failed",
                      untrusted.stderr), untrusted.stderr
-    _no_secret_anywhere(watch, produced, worker, untrusted)
+    _no_secret_anywhere(watch, produced, worker, replayed, untrusted)
 
 
 def test_worker_and_produce_with_a_client_certificate(listeners: Listeners, pki: ThrowawayCA, database_login: DatabaseLogin,
