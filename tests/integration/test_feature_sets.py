@@ -72,7 +72,8 @@ def test_skew_and_a_feature_that_stops_arriving_raise_alerts(kafka_bootstrap: st
         counts = checkpoint(url, "fs", topic)
         assert counts is not None and counts["consumed"] == counts["accepted"] == N  # a null employment_type is allowed (counted)
         alerts = table(url, "alerts", exclude=["created_at", "alert_id", "message", "resolved_at", "last_signal_at", "signals"])
-        columns = ["model", "model_version", "kind", "feature", "detector", "severity", "window_start", "event_time", "score", "threshold"]
+        columns = ["model", "model_version", "kind", "feature", "detector", "severity", "window_start", "event_time", "score", "threshold",
+                   "run"]
         found = [dict(zip(columns, row, strict=True)) for row in alerts]
         change_ms = int(np.asarray(SyntheticStream(Catalog.load().contract("credit_risk"), seed=31, events_per_second=20)
                                    .event_times(N))[CHANGE])
