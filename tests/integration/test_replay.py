@@ -11,7 +11,8 @@ horizon processes both to their end, keeping a checkpoint snapshot at every chec
   upserted the rows; one with other engine settings is refused and writes nothing;
 * a replay after a reference fix (a profile whose income is 30 % higher) writes under its own run
   label: the live rows stay, the fix's rows sit beside them with other drift scores for
-  ``annual_income`` only, and README's comparison query shows the difference;
+  ``annual_income`` only, and README's comparison query shows the difference; so does one after a
+  contract change (age's range narrowed), whose rejections are the fix's only;
 * the events archived to Parquet and replayed with ``--input`` give the rows a replay of the topic gives;
 * a replay ``kill -9``-ed mid-way and run again ends with the rows of an uninterrupted one.
 """
@@ -19,9 +20,11 @@ horizon processes both to their end, keeping a checkpoint snapshot at every chec
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +50,7 @@ from worker_harness import (
     unique,
 )
 
+import driftline.schemas
 from driftline.schemas.codec import encode_single_object
 from driftline.schemas.contract_catalog import Catalog
 from driftline.sinks.database import create_database_engine
@@ -217,6 +221,32 @@ def test_a_replay_after_a_reference_fix_writes_beside_the_live_rows(kafka_bootst
         engine.dispose()
     assert rows and {row["feature"] for row in rows} == {"annual_income"}
     assert all(row["psi_fix"] != row["psi_live"] for row in rows)
+
+
+def test_a_replay_after_a_contract_change_writes_beside_the_live_rows(kafka_bootstrap: str, live: Any, tmp_path: Path) -> None:
+    url, prefix = live["url"], live["prefix"]
+    before = _full_rows(url)
+    # The contract as shipped, but for the range of age: [18, 40] instead of [18, 120].
+    bundled = Path(driftline.schemas.__file__).parent
+    schemas = tmp_path / "schemas"
+    (schemas / "catalog").mkdir(parents=True)
+    for path in [*bundled.glob("*.avsc"), *bundled.glob("catalog/*.avsc")]:
+        shutil.copy(path, schemas / path.relative_to(bundled))
+    contract = json.loads((schemas / "credit_risk.avsc").read_text(encoding="utf-8"))
+    next(f for f in contract["fields"] if f["name"] == "age")["driftline"]["range"] = [18, 40]
+    (schemas / "credit_risk.avsc").write_text(json.dumps(contract), encoding="utf-8")
+
+    refused = _replay(kafka_bootstrap, url, prefix, "--schemas", str(schemas))  # into the live run: other inputs
+    assert refused.returncode == 2 and "the contract" in refused.stderr, refused.stderr
+    changed = _replay(kafka_bootstrap, url, prefix, "--run", "contract-fix", "--schemas", str(schemas))
+    assert changed.returncode == 0, changed.stderr
+    rejected = int(re.search(r"([\d,]+) rejected \(out_of_range", changed.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
+    after = _full_rows(url)
+    assert _runs(after, "live") == _runs(before, "live")
+    windows = _runs(after, "contract-fix")["model_windows"]
+    # (the windows still open at the end are not written: a replay writes what a live run would have by then)
+    assert rejected >= sum(w["rejected_by_reason"].get("out_of_range", 0) for w in windows) > 0.3 * N
+    assert all(w["rejected"] == 0 for w in _runs(before, "live")["model_windows"])
 
 
 def _readme_comparison_query() -> str:
