@@ -52,7 +52,8 @@ def register(commands: Any) -> None:
         "through the worker's idempotent sinks. --run live (the default) starts from the live run's own kept state and "
         "computes what it computed, so replaying what it covered changes nothing; --run NAME writes beside the live rows "
         "under its own label (the `run` column), e.g. after a contract or reference fix. Nothing is paged or published. "
-        "Exit codes: 0 done, 2 bad arguments or a replay that cannot run as asked, 1 a failure on the way.",
+        "Exit codes: 0 done, 2 anything that stopped it — bad arguments, a replay that cannot run as asked, a broker or "
+        "database failure — said in one line on stderr (run it again to continue: its checkpoints are committed as it goes).",
     )
     parser.add_argument("--model", required=True, help="the model (or feature set) to replay")
     parser.add_argument("--run", default="live",
