@@ -16,7 +16,7 @@ order names the reason, later ones are listed in the detail.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,6 +223,17 @@ def _usable_identity(
     return usable, rejections
 
 
+def _resolve_fields(specs: Iterable[FieldContract], sources: Mapping[str, Source], columns: Mapping[str, RawColumn],
+                    n: int) -> dict[str, _Resolved]:
+    """Each field of ``specs`` resolved from the writer's decoded columns (by its source), by field name."""
+    resolved: dict[str, _Resolved] = {}
+    for spec in specs:
+        source = sources[spec.name]
+        raw = columns.get(source.writer_field) if source.writer_field is not None else None
+        resolved[spec.name] = _resolve(spec, raw, n)
+    return resolved
+
+
 def check_block(
     contract: Contract,
     sources: Mapping[str, Source],
@@ -238,12 +249,7 @@ def check_block(
     block with ``accepted`` False. Returns the block and the rejections, both in input order.
     """
     n = len(rows)
-    resolved: dict[str, _Resolved] = {}
-    for spec in contract.fields:
-        source = sources[spec.name]
-        raw = columns.get(source.writer_field) if source.writer_field is not None else None
-        resolved[spec.name] = _resolve(spec, raw, n)
-
+    resolved = _resolve_fields(contract.fields, sources, columns, n)
     usable, rejections = _usable_identity(contract, sources, writer_id, rows, resolved, known_models)
 
     keep = np.flatnonzero(usable) if not usable.all() else None
@@ -298,12 +304,7 @@ def unread_block(
     or None, status :attr:`~driftline.schemas.results.FieldStatus.UNREAD`, never accepted. Rows
     whose identity is unusable are left out (they stay undated rejections).
     """
-    resolved: dict[str, _Resolved] = {}
-    for role in IDENTITY_ROLES:
-        spec = contract.role_field(role)
-        source = sources[spec.name]
-        raw = columns.get(source.writer_field) if source.writer_field is not None else None
-        resolved[spec.name] = _resolve(spec, raw, len(rows))
+    resolved = _resolve_fields([contract.role_field(role) for role in IDENTITY_ROLES], sources, columns, len(rows))
     usable, _ = _usable_identity(contract, sources, writer_id, rows, resolved, known_models)
     keep = np.flatnonzero(usable)
     n = len(keep)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,6 +109,19 @@ def duration_ms(text: str) -> int:
     if not value >= 1 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be at least 1 ms, got {text!r}")
     return round(value)
+
+
+def utc_time(text: str) -> datetime:
+    """An argparse type: an ISO 8601 date or time, UTC unless it says otherwise.
+
+    >>> utc_time("2026-11-29T12:00")
+    datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.timezone.utc)
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time (2026-11-29, 2026-11-29T12:00:00Z)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def optional_duration_ms(text: str) -> int | None:

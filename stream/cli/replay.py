@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from .arguments import (
     positive_float,
     positive_int,
     schema_registry,
+    utc_time,
 )
 from .engine_options import add_engine_options, engine_config
 
@@ -35,11 +36,10 @@ def range_bound(text: str) -> int | datetime:
     if stripped.isdigit():
         return int(stripped)
     try:
-        value = datetime.fromisoformat(stripped)
-    except ValueError:
+        return utc_time(stripped)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither an offset (a whole number) nor an ISO 8601 time (2026-12-07, 2026-12-07T10:30:00Z)") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def register(commands: Any) -> None:

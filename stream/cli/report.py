@@ -8,18 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .arguments import UsageError, add_database_url, database_url
+from .arguments import UsageError, add_database_url, database_url, utc_time
 
 __all__ = ["register", "run"]
-
-
-def _time(text: str) -> datetime:
-    """An ISO 8601 date or time (UTC unless it says otherwise)."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time (2026-11-29, 2026-11-29T12:00)") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def register(commands: Any) -> None:
@@ -30,8 +21,8 @@ def register(commands: Any) -> None:
         "alerts (with their incidents' ends) from the database and renders them as one HTML file.",
     )
     parser.add_argument("--model", required=True, help="the model (or feature set) to report on")
-    parser.add_argument("--since", type=_time, required=True, help="start of the range (ISO 8601, UTC unless it says otherwise)")
-    parser.add_argument("--until", type=_time, default=None, help="end of the range (default: now)")
+    parser.add_argument("--since", type=utc_time, required=True, help="start of the range (ISO 8601, UTC unless it says otherwise)")
+    parser.add_argument("--until", type=utc_time, default=None, help="end of the range (default: now)")
     parser.add_argument("--output", type=Path, required=True, help="the HTML file to write")
     parser.add_argument("--run", default="live", help="the run to report on: live (the worker's rows, default) or a replay's label")
     add_database_url(parser)

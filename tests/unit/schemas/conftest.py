@@ -3,14 +3,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from schema_files import SCHEMAS
 
 from driftline.schemas import Catalog, Contract, in_memory_registry, parse_contract
-
-SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 
 BASE_RECORD: dict[str, Any] = {
     "event_id": "evt-000000001",

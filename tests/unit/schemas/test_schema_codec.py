@@ -11,7 +11,7 @@ import fastavro
 import numpy as np
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from conftest import SCHEMAS
+from schema_files import SCHEMAS
 
 from driftline.schemas import (
     Catalog,

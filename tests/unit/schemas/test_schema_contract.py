@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCHEMAS
+from schema_files import SCHEMAS
 
 from driftline.schemas import (
     Catalog,

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import SCHEMAS
+from schema_files import SCHEMAS
 
 from driftline.schemas import Contract, WriterSchemaError, diff_schemas
 
