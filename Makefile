@@ -25,7 +25,7 @@ test: check
 	@exports="$$(bash deploy/local/services.sh up)" || { bash deploy/local/services.sh down; exit 1; }; \
 	eval "$$exports"; \
 	trap 'bash deploy/local/services.sh down; exit 130' INT TERM; \
-	status=0; $(PY) -m pytest -q || status=$$?; \
+	status=0; $(PY) -m pytest -q --durations=15 || status=$$?; \
 	bash deploy/local/services.sh down || true; \
 	exit $$status
 
