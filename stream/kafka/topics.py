@@ -50,6 +50,7 @@ __all__ = [
     "partials_topic",
     "prediction_topic",
     "retry_offset_request",
+    "topic_partitions",
 ]
 
 PREDICTION_TOPIC_PREFIX = "predictions."
@@ -289,6 +290,29 @@ def authentication_failure(kafka: KafkaConnection, error: KafkaError) -> str:
             reason += " (the broker wants a client certificate that its CA signed)"
         return f"TLS with Kafka at {kafka.describe()} failed: {reason}"
     return f"Kafka at {kafka.describe()} refused the connection: {reason}"
+
+
+def topic_partitions(kafka: KafkaConnection, topic: str, timeout: float = 15.0) -> list[int]:
+    """The partition numbers of an existing ``topic``, from the brokers' metadata.
+
+    Raises
+    ------
+    TopicSetupError
+        The brokers did not answer, or the topic does not exist or reports an error.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    config: dict[str, Any] = {**kafka.client_config(), "logger": CLIENT_LOGGER}
+    try:
+        metadata = AdminClient(config).list_topics(topic=topic, timeout=timeout)
+    except KafkaException as exc:
+        raise TopicSetupError(f"could not read the metadata of {topic}: {exc}") from exc
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        reason = "it does not exist" if found is None or not found.partitions else str(found.error)
+        raise TopicSetupError(f"{topic}: {reason}")
+    return sorted(found.partitions)
 
 
 def end_offsets(

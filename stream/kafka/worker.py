@@ -35,7 +35,7 @@ from .errors import TopicSetupError, WorkerError
 from .partials import PartialsProducer
 from .registry import codec_factory
 from .settings import WorkerSettings
-from .topics import CLIENT_LOGGER, end_offsets, ensure_topics
+from .topics import end_offsets, ensure_topics, topic_partitions
 from .webhook import TeePort, WebhookNotifier, redacted
 
 if TYPE_CHECKING:
@@ -474,14 +474,8 @@ def _merged_check(settings: WorkerSettings, checkpointed: Callable[[str, int], i
 
     def merged() -> bool:
         if not ends:
-            from confluent_kafka.admin import AdminClient
-
-            config: dict[str, Any] = {**settings.kafka.client_config(), "logger": CLIENT_LOGGER}
-            metadata = AdminClient(config).list_topics(
-                topic=settings.partials_topic, timeout=10
-            )
-            count = len(metadata.topics[settings.partials_topic].partitions)
-            ends.update(end_offsets(settings.kafka, [(settings.partials_topic, p) for p in range(count)], 30.0))
+            partitions = topic_partitions(settings.kafka, settings.partials_topic, timeout=10.0)
+            ends.update(end_offsets(settings.kafka, [(settings.partials_topic, p) for p in partitions], 30.0))
         return all((checkpointed(topic, partition) or 0) >= end for (topic, partition), end in ends.items())
 
     return merged

@@ -291,9 +291,9 @@ def _replay_topic(settings: ReplaySettings, codecs: Callable[[], Codec], contrac
     kafka = settings.kafka.client_config()
     prefix = settings.topic_prefix if contract.kind != "feature_set" else settings.feature_topic_prefix
     topic = prediction_topic(settings.model, prefix)
-    partitions = _partitions(kafka, topic)
+    partitions = _partitions(settings.kafka, topic)
     labels_topic = label_topic_of(settings.model, settings.label_topic_prefix) if config.label_horizon_ms is not None else None
-    if labels_topic is not None and _partitions(kafka, labels_topic) != partitions:
+    if labels_topic is not None and _partitions(settings.kafka, labels_topic) != partitions:
         raise ReplayError(f"{labels_topic} and {topic} have different partition counts: labels must be co-partitioned")
     split = len(partitions) > 1
     if split and settings.run == LIVE_RUN:
@@ -389,22 +389,14 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _partitions(config: Mapping[str, Any], topic: str) -> list[int]:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
+def _partitions(kafka: KafkaConnection, topic: str) -> list[int]:
+    from driftline.stream.kafka.errors import TopicSetupError
+    from driftline.stream.kafka.topics import topic_partitions
 
-    from driftline.stream.kafka.topics import CLIENT_LOGGER
-
-    client_config: dict[str, Any] = {**config, "logger": CLIENT_LOGGER}
     try:
-        metadata = AdminClient(client_config).list_topics(topic=topic, timeout=15)
-    except KafkaException as exc:
-        raise ReplayError(f"could not read the metadata of {topic}: {exc}") from exc
-    found = metadata.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        reason = "it does not exist" if found is None or not found.partitions else str(found.error)
-        raise ReplayError(f"cannot replay {topic}: {reason}")
-    return sorted(found.partitions)
+        return topic_partitions(kafka, topic)
+    except TopicSetupError as exc:
+        raise ReplayError(f"cannot replay {topic}: {exc}") from exc
 
 
 def _own_start(settings: ReplaySettings, store: Any, bounds: _Bounds, key: PartitionKey) -> PartitionPlan:
