@@ -55,10 +55,14 @@ class ReplayTally:
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
     label_outcomes: Counter[str] = field(default_factory=Counter)
     rows: Counter[str] = field(default_factory=Counter)  # by table, as committed
-    alerts: int = 0
     resolutions: int = 0
     held_back: int = 0  # performance rows of windows not settled at the end: left to the live run
     seconds: float = 0.0
+
+    @property
+    def alerts(self) -> int:
+        """Alerts raised (written) by the replay."""
+        return self.rows["alerts"]
 
     def count_result(self, result: BatchResult) -> None:
         self.accepted += result.accepted
@@ -73,7 +77,6 @@ class ReplayTally:
             self.rows["challenger_windows"] += len(result.challenger_windows)
             self.rows["schema_changes"] += len(result.schema_changes)
             self.rows["alerts"] += len(result.alerts)
-            self.alerts += len(result.alerts)
             self.resolutions += len(result.resolved_alerts)
 
 
